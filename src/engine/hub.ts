@@ -1,0 +1,237 @@
+import type { Logger } from '../logger.js';
+import type { EndReason } from '../store/models.js';
+import type { Session, SessionStore } from '../store/sessionStore.js';
+import { EventQueue } from './eventQueue.js';
+import { liveEvent, terminalEvent, type SessionEvent } from './events.js';
+import type { Scheduler } from './scheduler.js';
+
+export interface HubDeps {
+  store: Pick<SessionStore, 'findByIds'>;
+  /** Ends a session in the database once (the service's `end`). */
+  end: (id: string, reason: EndReason) => Promise<unknown>;
+  scheduler: Scheduler;
+  now: () => number;
+  loginUrl: string;
+  logger: Logger;
+  /** Called once a session has ended and its subscribers have been told (the socket layer closes its sockets). */
+  onSessionEnded: (sessionId: string) => void;
+  /** How long the re-check at expiry may wait for the database before the session ends on what is known. */
+  recheckTimeoutMs: number;
+  /** Counts live subscriptions of browser-close sessions (see Presence). */
+  presence: { attach(sessionId: string): void; detach(sessionId: string): void };
+}
+
+export interface SubscribeOptions {
+  /** Seconds before expiry at which EXPIRING_SOON is sent; 0 sends none. */
+  leadSeconds: number;
+  /** Also follow the user's other sessions (a per-user feed). */
+  allSessions: boolean;
+}
+
+interface Subscriber {
+  id: number;
+  ownSessionId: string;
+  userId: string;
+  leadMs: number;
+  /** Counted as a live subscription of a browser-close session. */
+  present: boolean;
+  following: Set<string>;
+  queue: EventQueue<SessionEvent>;
+}
+
+interface Watched {
+  session: Session;
+  subscribers: Set<Subscriber>;
+}
+
+/**
+ * This process's subscribers and the sessions they follow. It turns session changes (made here,
+ * or seen on the change feed) into events, and ends followed sessions on time: one scheduler
+ * deadline per followed session at its `expiresAt`, re-checked against the database when due.
+ */
+export class EventHub {
+  private readonly watched = new Map<string, Watched>();
+  private readonly userFeeds = new Map<string, Set<Subscriber>>();
+  private nextSubscriberId = 1;
+  private recheckBatch = new Set<string>();
+
+  constructor(private readonly deps: HubDeps) {}
+
+  get watchedCount(): number {
+    return this.watched.size;
+  }
+
+  /**
+   * Events about `own` (and, with allSessions, about `others` of the same user). A session that
+   * has already ended yields its terminal event at once, then the stream completes.
+   */
+  subscribe(own: Session, options: SubscribeOptions, others: Session[] = []): EventQueue<SessionEvent> {
+    const now = this.deps.now();
+    if (own.endedAt || own.expiry.expiresAt.getTime() <= now) {
+      const queue = new EventQueue<SessionEvent>();
+      const reason = own.endReason ?? 'TIMEOUT';
+      queue.push(terminalEvent(own, reason, new Date(now), this.deps.loginUrl));
+      queue.end();
+      if (!own.endedAt) this.endInDatabase(own.id, 'TIMEOUT');
+      return queue;
+    }
+    const sub: Subscriber = {
+      id: this.nextSubscriberId++,
+      ownSessionId: own.id,
+      userId: own.userId,
+      leadMs: options.leadSeconds * 1000,
+      present: own.expiry.spec.policy === 'BROWSER_CLOSE',
+      following: new Set(),
+      queue: new EventQueue<SessionEvent>(() => this.unsubscribe(sub)),
+    };
+    this.follow(sub, own);
+    if (sub.present) this.deps.presence.attach(own.id);
+    if (options.allSessions) {
+      for (const s of others) if (s.id !== own.id && !s.endedAt) this.follow(sub, s);
+      const feed = this.userFeeds.get(sub.userId) ?? new Set();
+      feed.add(sub);
+      this.userFeeds.set(sub.userId, feed);
+    }
+    return sub.queue;
+  }
+
+  /** A session changed (here or in another process). Older or repeated versions are ignored. */
+  handle(session: Session): void {
+    const w = this.watched.get(session.id);
+    if (!w) {
+      const feed = this.userFeeds.get(session.userId);
+      if (feed && !session.endedAt) for (const sub of feed) this.follow(sub, session);
+      return;
+    }
+    if (session.version <= w.session.version) return;
+    const previous = w.session;
+    w.session = session;
+    if (session.endedAt) {
+      this.terminate(w, session.endReason ?? 'TIMEOUT');
+    } else if (session.expiry.expiresAt.getTime() !== previous.expiry.expiresAt.getTime()) {
+      this.armExpiry(w);
+      const event = liveEvent('EXPIRY_CHANGED', session, new Date(this.deps.now()));
+      for (const sub of w.subscribers) {
+        sub.queue.push(event);
+        this.armExpiringSoon(sub, w);
+      }
+    }
+  }
+
+  private follow(sub: Subscriber, session: Session): void {
+    let w = this.watched.get(session.id);
+    if (!w) {
+      w = { session, subscribers: new Set() };
+      this.watched.set(session.id, w);
+      this.armExpiry(w);
+    }
+    w.subscribers.add(sub);
+    sub.following.add(session.id);
+    this.armExpiringSoon(sub, w);
+  }
+
+  private unsubscribe(sub: Subscriber): void {
+    for (const id of sub.following) {
+      this.deps.scheduler.cancel(soonKey(sub, id));
+      const w = this.watched.get(id);
+      if (!w) continue;
+      w.subscribers.delete(sub);
+      if (w.subscribers.size === 0) {
+        this.watched.delete(id);
+        this.deps.scheduler.cancel(expiryKey(id));
+      }
+    }
+    sub.following.clear();
+    if (sub.present) this.deps.presence.detach(sub.ownSessionId);
+    const feed = this.userFeeds.get(sub.userId);
+    feed?.delete(sub);
+    if (feed?.size === 0) this.userFeeds.delete(sub.userId);
+  }
+
+  private armExpiry(w: Watched): void {
+    const id = w.session.id;
+    this.deps.scheduler.schedule(expiryKey(id), w.session.expiry.expiresAt.getTime(), () => this.queueRecheck(id));
+  }
+
+  private armExpiringSoon(sub: Subscriber, w: Watched): void {
+    if (sub.leadMs <= 0) return;
+    const at = w.session.expiry.expiresAt.getTime() - sub.leadMs;
+    this.deps.scheduler.schedule(soonKey(sub, w.session.id), at, () => {
+      if (sub.queue.closed || !w.subscribers.has(sub)) return;
+      sub.queue.push(liveEvent('EXPIRING_SOON', w.session, new Date(this.deps.now())));
+    });
+  }
+
+  /** Deadlines that fall due together are re-checked with one database read. */
+  private queueRecheck(id: string): void {
+    if (this.recheckBatch.size === 0) setImmediate(() => void this.recheck());
+    this.recheckBatch.add(id);
+  }
+
+  /**
+   * A followed session reached its expiry. The database decides: if it holds a later expiry
+   * (renewed in another process), the deadline moves; otherwise the session has expired, since
+   * no write can renew a session past its expiry. If the database does not answer in time, the
+   * session ends on what this process knows: never kept alive past its last known expiry.
+   */
+  private async recheck(): Promise<void> {
+    const ids = [...this.recheckBatch];
+    this.recheckBatch = new Set();
+    let fresh: Map<string, Session> | null = null;
+    try {
+      const sessions = await withTimeout(this.deps.store.findByIds(ids), this.deps.recheckTimeoutMs);
+      fresh = new Map(sessions.map((s) => [s.id, s]));
+    } catch (err) {
+      this.deps.logger.warn({ err, sessions: ids.length }, 'expiry re-check failed: ending sessions on their last known expiry');
+    }
+    const now = this.deps.now();
+    for (const id of ids) {
+      const w = this.watched.get(id);
+      if (!w) continue;
+      const current = fresh ? fresh.get(id) : w.session;
+      if (!current) {
+        this.terminate(w, 'TIMEOUT'); // already removed by the TTL index
+      } else if (current.endedAt) {
+        w.session = current;
+        this.terminate(w, current.endReason ?? 'TIMEOUT');
+      } else if (current.expiry.expiresAt.getTime() <= now) {
+        this.terminate(w, 'TIMEOUT');
+        this.endInDatabase(id, 'TIMEOUT');
+      } else if (current.version > w.session.version) {
+        this.handle(current);
+      } else {
+        this.armExpiry(w);
+      }
+    }
+  }
+
+  private terminate(w: Watched, reason: EndReason): void {
+    const id = w.session.id;
+    this.watched.delete(id);
+    this.deps.scheduler.cancel(expiryKey(id));
+    const event = terminalEvent(w.session, reason, new Date(this.deps.now()), this.deps.loginUrl);
+    for (const sub of w.subscribers) {
+      this.deps.scheduler.cancel(soonKey(sub, id));
+      sub.following.delete(id);
+      sub.queue.push(event);
+      if (sub.ownSessionId === id) sub.queue.end();
+    }
+    // After the consumers have sent the event and the completion.
+    setImmediate(() => this.deps.onSessionEnded(id));
+  }
+
+  private endInDatabase(id: string, reason: EndReason): void {
+    this.deps.end(id, reason).catch((err: unknown) => this.deps.logger.warn({ err }, 'could not record the end of a session'));
+  }
+}
+
+const expiryKey = (sessionId: string) => `expire:${sessionId}`;
+const soonKey = (sub: Subscriber, sessionId: string) => `soon:${sub.id}:${sessionId}`;
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

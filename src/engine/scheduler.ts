@@ -1,0 +1,136 @@
+/**
+ * Deadlines for many keys behind a single timer: a binary min-heap ordered by deadline, with the
+ * one `setTimeout` armed for the earliest. Rescheduling or cancelling a key leaves its old heap
+ * entry behind, recognised as stale by its generation. Waits longer than setTimeout's 2^31-1 ms
+ * limit are split into shorter hops, and a deadline never fires before the clock reaches it.
+ */
+export interface TimerClock {
+  now(): number;
+  setTimer(fn: () => void, ms: number): unknown;
+  clearTimer(handle: unknown): void;
+}
+
+export const systemClock: TimerClock = {
+  now: () => Date.now(),
+  setTimer: (fn, ms) => setTimeout(fn, ms),
+  clearTimer: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+/** setTimeout's largest delay; longer waits are re-armed in hops of this length. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+interface Entry {
+  key: string;
+  at: number;
+  generation: number;
+}
+
+export class Scheduler {
+  private heap: Entry[] = [];
+  private readonly live = new Map<string, { generation: number; at: number; fire: () => void }>();
+  private generation = 0;
+  private timer: unknown = null;
+  private timerAt = Infinity;
+
+  constructor(private readonly clock: TimerClock = systemClock) {}
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  /** Calls `fire` once, at `at` (ms since the epoch) or as soon after as possible; replaces any deadline of `key`. */
+  schedule(key: string, at: number, fire: () => void): void {
+    const generation = ++this.generation;
+    this.live.set(key, { generation, at, fire });
+    this.push({ key, at, generation });
+    if (this.heap.length > 2 * this.live.size + 1024) this.compact();
+    if (at < this.timerAt) this.arm();
+  }
+
+  cancel(key: string): void {
+    this.live.delete(key);
+  }
+
+  deadline(key: string): number | undefined {
+    return this.live.get(key)?.at;
+  }
+
+  stop(): void {
+    if (this.timer !== null) this.clock.clearTimer(this.timer);
+    this.timer = null;
+    this.timerAt = Infinity;
+    this.heap = [];
+    this.live.clear();
+  }
+
+  private arm(): void {
+    if (this.timer !== null) this.clock.clearTimer(this.timer);
+    this.timer = null;
+    this.timerAt = Infinity;
+    const next = this.peekLive();
+    if (!next) return;
+    const delay = Math.min(Math.max(0, next.at - this.clock.now()), MAX_TIMER_MS);
+    this.timerAt = next.at;
+    this.timer = this.clock.setTimer(() => this.run(), delay);
+  }
+
+  private run(): void {
+    this.timer = null;
+    this.timerAt = Infinity;
+    const now = this.clock.now();
+    const due: Array<() => void> = [];
+    for (let next = this.peekLive(); next && next.at <= now; next = this.peekLive()) {
+      this.pop();
+      due.push(this.live.get(next.key)!.fire);
+      this.live.delete(next.key);
+    }
+    this.arm();
+    for (const fire of due) fire();
+  }
+
+  /** The earliest entry that is still current, dropping stale ones on the way. */
+  private peekLive(): Entry | undefined {
+    while (this.heap.length > 0) {
+      const top = this.heap[0]!;
+      if (this.live.get(top.key)?.generation === top.generation) return top;
+      this.pop();
+    }
+    return undefined;
+  }
+
+  /** Rebuilds the heap from the current entries once stale ones outnumber them. */
+  private compact(): void {
+    this.heap = [];
+    for (const [key, { at, generation }] of this.live) this.push({ key, at, generation });
+  }
+
+  private push(entry: Entry): void {
+    const h = this.heap;
+    h.push(entry);
+    let i = h.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (h[parent]!.at <= entry.at) break;
+      h[i] = h[parent]!;
+      i = parent;
+    }
+    h[i] = entry;
+  }
+
+  private pop(): void {
+    const h = this.heap;
+    const last = h.pop()!;
+    if (h.length === 0) return;
+    let i = 0;
+    for (;;) {
+      const left = 2 * i + 1;
+      if (left >= h.length) break;
+      const right = left + 1;
+      const child = right < h.length && h[right]!.at < h[left]!.at ? right : left;
+      if (h[child]!.at >= last.at) break;
+      h[i] = h[child]!;
+      i = child;
+    }
+    h[i] = last;
+  }
+}

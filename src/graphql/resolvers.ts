@@ -1,0 +1,157 @@
+import { Arg, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
+import type { Session } from '../store/sessionStore.js';
+import { clearedSessionCookie, currentSession, sessionCookie, type GraphQLContext } from './context.js';
+import {
+  DateTime,
+  ExpiryInput,
+  LoginResult,
+  ServerSettingsType,
+  SessionType,
+  toSessionType,
+  toUserType,
+  UserType,
+} from './types.js';
+
+function describe(ctx: GraphQLContext, session: Session, current: Session): SessionType {
+  return toSessionType(session, ctx.service.clock(), ctx.settings, current.id);
+}
+
+/** After a save over the cookie transport, the cookie's Max-Age follows the new expiry. */
+function refreshCookie(ctx: GraphQLContext, session: Session): void {
+  if (ctx.cookies?.fromCookie && ctx.token) {
+    ctx.cookies.set(sessionCookie(ctx.settings, ctx.token, session, ctx.service.clock()));
+  }
+}
+
+@Resolver()
+export class SessionResolver {
+  @Query(() => SessionType, { description: 'The session that makes this request. Reading it does not move its expiry.' })
+  async session(@Ctx() ctx: GraphQLContext): Promise<SessionType> {
+    const session = await currentSession(ctx);
+    return describe(ctx, session, session);
+  }
+
+  @Query(() => [SessionType], { description: "All of this user's valid sessions, newest first." })
+  async sessions(@Ctx() ctx: GraphQLContext): Promise<SessionType[]> {
+    const current = await currentSession(ctx);
+    const all = await ctx.service.listSessions(current);
+    return all.map((s) => describe(ctx, s, current));
+  }
+
+  @Query(() => UserType, { description: 'The user of the session that makes this request.' })
+  async me(@Ctx() ctx: GraphQLContext): Promise<UserType> {
+    const session = await currentSession(ctx);
+    const user = await ctx.service.findUser(session.userId);
+    if (!user) throw new Error('session without user');
+    return toUserType(user);
+  }
+
+  @Query(() => DateTime, { description: "The server's clock. Needs no session." })
+  serverTime(@Ctx() ctx: GraphQLContext): Date {
+    return ctx.service.clock();
+  }
+
+  @Query(() => ServerSettingsType, { description: 'The expiry policy of this server. Needs no session.' })
+  serverSettings(@Ctx() ctx: GraphQLContext): ServerSettingsType {
+    const { settings } = ctx;
+    return Object.assign(new ServerSettingsType(), {
+      cookieAge: settings.expiry.cookieAge,
+      browserCloseAge: settings.expiry.browserCloseAge,
+      browserCloseGrace: Math.round(settings.browserCloseGraceMs / 1000),
+      maxLifetime: settings.expiry.maxLifetime,
+      maxExpiry: settings.expiry.maxExpiry,
+      saveEveryRequest: settings.expiry.saveEveryRequest,
+      loginUrl: settings.loginUrl,
+      registrationEnabled: settings.registrationEnabled,
+      serverTime: ctx.service.clock(),
+    });
+  }
+
+  @Mutation(() => UserType, { description: 'Creates a user (unless registration is switched off). Does not log in.' })
+  async register(
+    @Arg('username', () => String) username: string,
+    @Arg('password', () => String, { description: 'At least 8 characters.' }) password: string,
+    @Ctx() ctx: GraphQLContext,
+  ): Promise<UserType> {
+    return toUserType(await ctx.service.register(username, password));
+  }
+
+  @Mutation(() => LoginResult, {
+    description:
+      'Logs in and creates a session with the given expiry (default: the global policy). Unknown user and wrong password give the same INVALID_CREDENTIALS error; repeated failures give RATE_LIMITED.',
+  })
+  async login(
+    @Arg('username', () => String) username: string,
+    @Arg('password', () => String) password: string,
+    @Arg('expiry', () => ExpiryInput, { nullable: true }) expiry: ExpiryInput | null,
+    @Arg('cookie', () => Boolean, {
+      defaultValue: false,
+      description: 'Also set the session as an HttpOnly cookie (without Max-Age for a browser-close session).',
+    })
+    cookie: boolean,
+    @Ctx() ctx: GraphQLContext,
+  ): Promise<LoginResult> {
+    const { token, session } = await ctx.service.login({
+      username,
+      password,
+      expiry: expiry ? { seconds: expiry.seconds, date: expiry.at } : null,
+      userAgent: ctx.userAgent,
+      clientAddress: ctx.clientAddress,
+    });
+    if (cookie && ctx.cookies) ctx.cookies.set(sessionCookie(ctx.settings, token, session, ctx.service.clock()));
+    const user = await ctx.service.findUser(session.userId);
+    return Object.assign(new LoginResult(), {
+      token,
+      session: describe(ctx, session, session),
+      user: toUserType(user!),
+    });
+  }
+
+  @Mutation(() => SessionType, {
+    description:
+      "Django's set_expiry: saves the session now with a new expiry. `seconds` > 0: that many seconds of inactivity; 0: at browser close; `at`: a fixed instant; neither (or null): the global default. Errors: INVALID_EXPIRY, EXPIRY_IN_PAST, EXPIRY_TOO_LONG (nothing changes).",
+  })
+  async setExpiry(
+    @Arg('seconds', () => Int, { nullable: true, description: 'Idle seconds; 0 means at browser close.' })
+    seconds: number | null,
+    @Arg('at', () => DateTime, { nullable: true, description: 'A fixed expiry instant.' }) at: Date | null,
+    @Ctx() ctx: GraphQLContext,
+  ): Promise<SessionType> {
+    const current = await currentSession(ctx);
+    const saved = await ctx.service.setExpiry(current, { seconds, date: at });
+    refreshCookie(ctx, saved);
+    return describe(ctx, saved, saved);
+  }
+
+  @Mutation(() => SessionType, { description: 'Renews the session: saves it now with the expiry policy it has (a fixed date does not move).' })
+  async touch(@Ctx() ctx: GraphQLContext): Promise<SessionType> {
+    const saved = await ctx.service.touch(await currentSession(ctx));
+    refreshCookie(ctx, saved);
+    return describe(ctx, saved, saved);
+  }
+
+  @Mutation(() => Boolean, { description: 'Ends this session (LOGGED_OUT) and clears its cookie.' })
+  async logout(@Ctx() ctx: GraphQLContext): Promise<boolean> {
+    await ctx.service.logout(await currentSession(ctx));
+    ctx.cookies?.set(clearedSessionCookie(ctx.settings));
+    return true;
+  }
+
+  @Mutation(() => Int, {
+    description:
+      "Ends all of the user's sessions: the others with REVOKED, this one with LOGGED_OUT unless keepCurrent. Returns how many ended.",
+  })
+  async logoutAll(
+    @Arg('keepCurrent', () => Boolean, { defaultValue: false }) keepCurrent: boolean,
+    @Ctx() ctx: GraphQLContext,
+  ): Promise<number> {
+    const count = await ctx.service.logoutAll(await currentSession(ctx), keepCurrent);
+    if (!keepCurrent) ctx.cookies?.set(clearedSessionCookie(ctx.settings));
+    return count;
+  }
+
+  @Mutation(() => Boolean, { description: "Ends one of the user's other sessions (REVOKED). False when there is no such open session." })
+  async revokeSession(@Arg('id', () => ID) id: string, @Ctx() ctx: GraphQLContext): Promise<boolean> {
+    return ctx.service.revoke(await currentSession(ctx), id);
+  }
+}

@@ -1,0 +1,177 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { expressMiddleware } from '@as-integrations/express5';
+import { ApolloArmor } from '@escape.tech/graphql-armor';
+import { parse as parseCookies } from 'cookie';
+import express, { type Request, type Response } from 'express';
+import mongoose from 'mongoose';
+import type { Settings } from '../config.js';
+import { ChangeStreamFeed, PollingFeed } from '../engine/changeFeed.js';
+import { EventHub } from '../engine/hub.js';
+import { Presence } from '../engine/presence.js';
+import { Scheduler } from '../engine/scheduler.js';
+import type { GraphQLContext } from '../graphql/context.js';
+import { createSchema } from '../graphql/schema.js';
+import type { Logger } from '../logger.js';
+import { SessionService, type Clock } from '../sessions/service.js';
+import { detectCapabilities, type DatabaseCapabilities } from '../store/capabilities.js';
+import { createModels, ensureTtlIndex } from '../store/models.js';
+import { formatError } from './errors.js';
+import { attachSubscriptions } from './subscriptions.js';
+
+const PURGE_INTERVAL_MS = 60_000;
+/** How long the expiry re-check waits for the database before ending sessions on what it knows. */
+const RECHECK_TIMEOUT_MS = 1_000;
+
+export interface RunningServer {
+  url: string;
+  httpServer: Server;
+  service: SessionService;
+  hub: EventHub;
+  capabilities: DatabaseCapabilities;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  settings: Settings;
+  mongoUri: string;
+  logger: Logger;
+  clock?: Clock;
+}
+
+/** The session token of an HTTP request: a Bearer token, else the session cookie. */
+function requestToken(req: Request, cookieName: string): { token: string | null; fromCookie: boolean } {
+  const auth = req.headers.authorization;
+  if (auth?.startsWith('Bearer ')) return { token: auth.slice(7).trim() || null, fromCookie: false };
+  const cookie = req.headers.cookie ? parseCookies(req.headers.cookie)[cookieName] : undefined;
+  return { token: cookie || null, fromCookie: Boolean(cookie) };
+}
+
+async function prepareStorage(conn: mongoose.Connection, settings: Settings, logger: Logger) {
+  const models = createModels(conn);
+  await Promise.all([models.User.init(), models.Session.init()]);
+  const capabilities = await detectCapabilities(conn, (line: string) => logger.warn(line));
+  if (capabilities.ttlIndexes) await ensureTtlIndex(models, settings.retentionSeconds);
+  return { models, capabilities };
+}
+
+/** Removes expired records where the database has no TTL index to do it. */
+function startPurging(service: SessionService, settings: Settings, logger: Logger): () => void {
+  const purge = () =>
+    service.store
+      .purgeExpired(service.clock(), settings.retentionSeconds)
+      .catch((err: unknown) => logger.error({ err }, 'purging expired sessions failed'));
+  const timer = setInterval(purge, PURGE_INTERVAL_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+export async function startServer({ settings, mongoUri, logger, clock = () => new Date() }: StartOptions): Promise<RunningServer> {
+  const conn = await mongoose.createConnection(mongoUri, { serverSelectionTimeoutMS: 10_000 }).asPromise();
+  const { models, capabilities } = await prepareStorage(conn, settings, logger);
+  const now = () => clock().getTime();
+
+  const scheduler = new Scheduler();
+  const service: SessionService = new SessionService(models, settings, clock, (session) => hub.handle(session));
+  const presence = new Presence(
+    models,
+    scheduler,
+    settings.browserCloseGraceMs,
+    (id, detachedBefore) => service.end(id, 'BROWSER_CLOSED', detachedBefore),
+    now,
+    logger,
+  );
+  const hub: EventHub = new EventHub({
+    store: service.store,
+    end: (id, reason) => service.end(id, reason),
+    scheduler,
+    now,
+    loginUrl: settings.loginUrl,
+    logger,
+    onSessionEnded: (id) => subscriptions.sessionEnded(id),
+    recheckTimeoutMs: RECHECK_TIMEOUT_MS,
+    presence,
+  });
+  const feed = capabilities.changeStreams
+    ? new ChangeStreamFeed(models, logger)
+    : new PollingFeed(models, settings.changePollIntervalMs, logger);
+  await feed.start((session) => hub.handle(session));
+  await presence.recover();
+  const stopPurging = capabilities.ttlIndexes ? () => {} : startPurging(service, settings, logger);
+
+  const app = express();
+  app.disable('x-powered-by');
+  const httpServer = createServer(app);
+  const schema = await createSchema();
+  const subscriptions = attachSubscriptions({ httpServer, schema, service, hub, settings });
+  const armor = new ApolloArmor({
+    maxDepth: { n: 8 },
+    costLimit: { maxCost: 5000 },
+    maxAliases: { n: 15 },
+    blockFieldSuggestion: { enabled: settings.env === 'production' },
+  });
+  const protection = armor.protect();
+  const apollo = new ApolloServer<GraphQLContext>({
+    schema,
+    csrfPrevention: true,
+    includeStacktraceInErrorResponses: settings.env === 'development',
+    formatError: formatError(settings, logger),
+    validationRules: protection.validationRules,
+    // graphql-armor's typings come from Apollo's CommonJS build; the plugins are plain objects either way.
+    plugins: [
+      ...(protection.plugins as ApolloServerPlugin<GraphQLContext>[]),
+      ApolloServerPluginDrainHttpServer({ httpServer }),
+      { serverWillStart: async () => ({ drainServer: async () => void (await subscriptions.dispose()) }) },
+    ],
+  });
+  await apollo.start();
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ ok: conn.readyState === 1 });
+  });
+  app.use(
+    '/graphql',
+    express.json({ limit: '64kb' }),
+    expressMiddleware(apollo, {
+      context: async ({ req, res }: { req: Request; res: Response }): Promise<GraphQLContext> => {
+        const { token, fromCookie } = requestToken(req, settings.cookie.name);
+        return {
+          service,
+          hub,
+          settings,
+          token,
+          socketSessionId: null,
+          clientAddress: req.ip ?? req.socket.remoteAddress ?? 'unknown',
+          userAgent: req.headers['user-agent'] ?? null,
+          cookies: { fromCookie, set: (value) => res.append('Set-Cookie', value) },
+        };
+      },
+    }),
+  );
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(settings.port, settings.host, () => resolve());
+  });
+  const { port } = httpServer.address() as AddressInfo;
+  const host = settings.host.includes(':') ? `[${settings.host}]` : settings.host;
+
+  return {
+    url: `http://${host}:${port}/graphql`,
+    httpServer,
+    service,
+    hub,
+    capabilities,
+    /** Graceful: sockets close with 1001, HTTP requests in flight finish, pending writes land, then the connection closes. */
+    async stop() {
+      stopPurging();
+      await apollo.stop();
+      await presence.drain();
+      await feed.stop();
+      scheduler.stop();
+      await conn.close();
+    },
+  };
+}

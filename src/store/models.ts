@@ -1,0 +1,74 @@
+import mongoose, { Schema, type Connection, type InferSchemaType, type Model } from 'mongoose';
+
+export const END_REASONS = ['TIMEOUT', 'BROWSER_CLOSED', 'LOGGED_OUT', 'REVOKED'] as const;
+export type EndReason = (typeof END_REASONS)[number];
+
+const userSchema = new Schema(
+  {
+    /** Lower-cased at registration, so the unique index is case-insensitive. */
+    username: { type: String, required: true, unique: true },
+    passwordHash: { type: String, required: true },
+    createdAt: { type: Date, required: true },
+  },
+  { versionKey: false },
+);
+
+const sessionSchema = new Schema(
+  {
+    userId: { type: Schema.Types.ObjectId, required: true },
+    /** SHA-256 of the bearer token; the token itself is never stored. */
+    tokenHash: { type: String, required: true, unique: true },
+    createdAt: { type: Date, required: true },
+    lastSavedAt: { type: Date, required: true },
+    /** When the session stops being valid; for an ended session, when it ended. */
+    expiresAt: { type: Date, required: true },
+    policy: { type: String, required: true, enum: ['SECONDS', 'BROWSER_CLOSE', 'DEFAULT', 'DATE'] },
+    policySeconds: { type: Number, default: null },
+    policyDate: { type: Date, default: null },
+    limitedBy: { type: String, required: true, enum: ['POLICY', 'MAX_LIFETIME'] },
+    endedAt: { type: Date, default: null },
+    endReason: { type: String, enum: [...END_REASONS, null], default: null },
+    /** Bumped by every write: lets listeners drop a change they have already seen. */
+    version: { type: Number, required: true },
+    /** Set by every write; the polling change feed reads it where change streams are missing. */
+    updatedAt: { type: Date, required: true },
+    /** Browser-close sessions: open subscriptions, over all server processes. */
+    liveSubscriptions: { type: Number, default: 0 },
+    /** Browser-close sessions: when the last subscription went away. */
+    detachedAt: { type: Date, default: null },
+    userAgent: { type: String, default: null },
+    clientAddress: { type: String, default: null },
+  },
+  { versionKey: false },
+);
+sessionSchema.index({ userId: 1, endedAt: 1 });
+sessionSchema.index({ updatedAt: 1 });
+sessionSchema.index({ endedAt: 1, expiresAt: 1 });
+
+export type UserDoc = InferSchemaType<typeof userSchema> & { _id: mongoose.Types.ObjectId };
+export type SessionDoc = InferSchemaType<typeof sessionSchema> & { _id: mongoose.Types.ObjectId };
+
+export interface Models {
+  User: Model<UserDoc>;
+  Session: Model<SessionDoc>;
+}
+
+export function createModels(conn: Connection): Models {
+  return {
+    User: conn.model<UserDoc>('User', userSchema, 'users'),
+    Session: conn.model<SessionDoc>('Session', sessionSchema, 'sessions'),
+  };
+}
+
+/**
+ * The TTL index removes a session's record `retentionSeconds` after it stopped being valid.
+ * Replaced when the retention setting changed, since MongoDB refuses to redefine an index in place.
+ */
+export async function ensureTtlIndex(models: Models, retentionSeconds: number): Promise<void> {
+  const collection = models.Session.collection;
+  const name = 'expiresAt_ttl';
+  const existing = (await collection.indexes()).find((i) => i.name === name);
+  if (existing && existing.expireAfterSeconds === retentionSeconds) return;
+  if (existing) await collection.dropIndex(name);
+  await collection.createIndex({ expiresAt: 1 }, { name, expireAfterSeconds: retentionSeconds });
+}

@@ -1,0 +1,150 @@
+import mongoose from 'mongoose';
+import type { ExpiryState } from '../expiry/rules.js';
+import type { EndReason, Models, SessionDoc } from './models.js';
+
+/** A session as the rest of the server sees it. */
+export interface Session {
+  id: string;
+  userId: string;
+  createdAt: Date;
+  expiry: ExpiryState;
+  endedAt: Date | null;
+  endReason: EndReason | null;
+  version: number;
+  liveSubscriptions: number;
+  detachedAt: Date | null;
+  userAgent: string | null;
+  clientAddress: string | null;
+}
+
+export function toSession(doc: SessionDoc): Session {
+  return {
+    id: doc._id.toHexString(),
+    userId: doc.userId.toHexString(),
+    createdAt: doc.createdAt,
+    expiry: {
+      spec: { policy: doc.policy, seconds: doc.policySeconds ?? null, date: doc.policyDate ?? null },
+      createdAt: doc.createdAt,
+      lastSavedAt: doc.lastSavedAt,
+      expiresAt: doc.expiresAt,
+      limitedBy: doc.limitedBy,
+    },
+    endedAt: doc.endedAt ?? null,
+    endReason: (doc.endReason as EndReason | null) ?? null,
+    version: doc.version,
+    liveSubscriptions: doc.liveSubscriptions ?? 0,
+    detachedAt: doc.detachedAt ?? null,
+    userAgent: doc.userAgent ?? null,
+    clientAddress: doc.clientAddress ?? null,
+  };
+}
+
+function expiryFields(state: ExpiryState) {
+  return {
+    lastSavedAt: state.lastSavedAt,
+    expiresAt: state.expiresAt,
+    policy: state.spec.policy,
+    policySeconds: state.spec.seconds,
+    policyDate: state.spec.date,
+    limitedBy: state.limitedBy,
+  };
+}
+
+const oid = (id: string) => new mongoose.Types.ObjectId(id);
+
+/** Every read and write of the sessions collection. Writes are conditional so that only live sessions change. */
+export class SessionStore {
+  constructor(private readonly models: Models) {}
+
+  async create(input: {
+    userId: string;
+    tokenHash: string;
+    expiry: ExpiryState;
+    userAgent: string | null;
+    clientAddress: string | null;
+  }): Promise<Session> {
+    const now = input.expiry.lastSavedAt;
+    const doc = await this.models.Session.create({
+      userId: oid(input.userId),
+      tokenHash: input.tokenHash,
+      createdAt: input.expiry.createdAt,
+      ...expiryFields(input.expiry),
+      version: 1,
+      updatedAt: now,
+      userAgent: input.userAgent,
+      clientAddress: input.clientAddress,
+    });
+    return toSession(doc.toObject());
+  }
+
+  async findByTokenHash(tokenHash: string): Promise<Session | null> {
+    const doc = await this.models.Session.findOne({ tokenHash }).lean<SessionDoc>();
+    return doc ? toSession(doc) : null;
+  }
+
+  async findById(id: string): Promise<Session | null> {
+    if (!mongoose.isValidObjectId(id)) return null;
+    const doc = await this.models.Session.findById(id).lean<SessionDoc>();
+    return doc ? toSession(doc) : null;
+  }
+
+  async findByIds(ids: string[]): Promise<Session[]> {
+    const docs = await this.models.Session.find({ _id: { $in: ids.map(oid) } }).lean<SessionDoc[]>();
+    return docs.map(toSession);
+  }
+
+  /** The user's sessions that are valid at `now`, newest first. */
+  async listValid(userId: string, now: Date): Promise<Session[]> {
+    const docs = await this.models.Session.find({ userId: oid(userId), endedAt: null, expiresAt: { $gt: now } })
+      .sort({ createdAt: -1 })
+      .lean<SessionDoc[]>();
+    return docs.map(toSession);
+  }
+
+  /** Saves a new expiry if the session is still valid at `now`; null when it is not (any more). */
+  async saveExpiry(id: string, state: ExpiryState, now: Date): Promise<Session | null> {
+    const doc = await this.models.Session.findOneAndUpdate(
+      { _id: oid(id), endedAt: null, expiresAt: { $gt: now } },
+      { $set: { ...expiryFields(state), updatedAt: now }, $inc: { version: 1 } },
+      { returnDocument: 'after' },
+    ).lean<SessionDoc>();
+    return doc ? toSession(doc) : null;
+  }
+
+  /**
+   * Ends a session once: the one conditional update that only the first caller wins. A TIMEOUT
+   * only wins when the session really is past its expiry, so a renewal made elsewhere is honoured.
+   * Returns the ended session to the winner, null to everybody else.
+   */
+  async end(id: string, reason: EndReason, now: Date, onlyIfDetachedBefore?: Date): Promise<Session | null> {
+    const filter: Record<string, unknown> = { _id: oid(id), endedAt: null };
+    if (reason === 'TIMEOUT') filter.expiresAt = { $lte: now };
+    if (reason === 'BROWSER_CLOSED') {
+      filter.policy = 'BROWSER_CLOSE';
+      filter.liveSubscriptions = { $lte: 0 };
+      filter.detachedAt = { $lte: onlyIfDetachedBefore ?? now };
+    }
+    const doc = await this.models.Session.findOneAndUpdate(
+      filter,
+      { $set: { endedAt: now, endReason: reason, updatedAt: now }, $min: { expiresAt: now }, $inc: { version: 1 } },
+      { returnDocument: 'after' },
+    ).lean<SessionDoc>();
+    return doc ? toSession(doc) : null;
+  }
+
+  /** Ids of the user's sessions that have not ended, except `exceptId`. */
+  async openSessionIds(userId: string, exceptId?: string): Promise<string[]> {
+    const filter: Record<string, unknown> = { userId: oid(userId), endedAt: null };
+    if (exceptId) filter._id = { $ne: oid(exceptId) };
+    const docs = await this.models.Session.find(filter, { _id: 1 }).lean<{ _id: mongoose.Types.ObjectId }[]>();
+    return docs.map((d) => d._id.toHexString());
+  }
+
+  /** Fallback for databases without TTL indexes: what the TTL index would have removed. */
+  async purgeExpired(now: Date, retentionSeconds: number): Promise<number> {
+    const result = await this.models.Session.deleteMany({
+      expiresAt: { $lt: new Date(now.getTime() - retentionSeconds * 1000) },
+    });
+    return result.deletedCount;
+  }
+}
