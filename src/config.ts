@@ -12,6 +12,8 @@ const schema = z.object({
   HOST: z.string().default('127.0.0.1'),
   PORT: z.coerce.number().int().min(0).max(65535).default(4000),
   MONGODB_URI: z.string().optional(),
+  /** Express "trust proxy": which proxies may set X-Forwarded-For (the client address used for rate limits). */
+  TRUST_PROXY: z.string().default('false'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
   /** Django's SESSION_COOKIE_AGE: the global policy, used when the expiry is null. */
@@ -58,6 +60,7 @@ export interface Settings {
   host: string;
   port: number;
   mongodbUri: string | undefined;
+  trustProxy: boolean | string;
   logLevel: Env['LOG_LEVEL'];
   expiry: ExpirySettings;
   browserCloseGraceMs: number;
@@ -100,6 +103,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     host: e.HOST,
     port: e.PORT,
     mongodbUri: e.MONGODB_URI,
+    trustProxy: e.TRUST_PROXY === 'true' ? true : e.TRUST_PROXY === 'false' ? false : e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
     expiry: {
       cookieAge: e.SESSION_COOKIE_AGE,

@@ -61,6 +61,10 @@ export class EventHub {
     return this.watched.size;
   }
 
+  isWatching(sessionId: string): boolean {
+    return this.watched.has(sessionId);
+  }
+
   /**
    * Events about `own` (and, with allSessions, about `others` of the same user). A session that
    * has already ended yields its terminal event at once, then the stream completes.
@@ -73,6 +77,7 @@ export class EventHub {
       queue.push(terminalEvent(own, reason, new Date(now), this.deps.loginUrl));
       queue.end();
       if (!own.endedAt) this.endInDatabase(own.id, 'TIMEOUT');
+      this.closeSocketsSoon(own.id);
       return queue;
     }
     const sub: Subscriber = {
@@ -216,8 +221,12 @@ export class EventHub {
       sub.queue.push(event);
       if (sub.ownSessionId === id) sub.queue.end();
     }
-    // After the consumers have sent the event and the completion.
-    setImmediate(() => this.deps.onSessionEnded(id));
+    this.closeSocketsSoon(id);
+  }
+
+  /** After the consumers have sent the terminal event and the completion. */
+  private closeSocketsSoon(sessionId: string): void {
+    setImmediate(() => this.deps.onSessionEnded(sessionId));
   }
 
   private endInDatabase(id: string, reason: EndReason): void {

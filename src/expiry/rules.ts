@@ -125,9 +125,12 @@ export function isValid(expiresAt: Date, now: Date): boolean {
   return now.getTime() < expiresAt.getTime();
 }
 
-/** Django's get_expiry_age: whole seconds left, never negative. */
+/**
+ * Django's get_expiry_age: seconds left, never negative. Rounded up, so that it is 0 exactly
+ * when the session is no longer valid and a fresh 300 s session reports 300.
+ */
 export function expiryAge(expiresAt: Date, now: Date): number {
-  return Math.max(0, Math.floor((expiresAt.getTime() - now.getTime()) / 1000));
+  return Math.max(0, Math.ceil((expiresAt.getTime() - now.getTime()) / 1000));
 }
 
 /**

@@ -67,7 +67,7 @@ export class SessionType {
   })
   expiryDate!: Date;
 
-  @Field(() => Int, { description: "Django's get_expiry_age: whole seconds left at serverTime, never negative." })
+  @Field(() => Int, { description: "Django's get_expiry_age: seconds left at serverTime, rounded up (0 exactly when expired)." })
   expiryAge!: number;
 
   @Field(() => Boolean, { description: "Django's get_expire_at_browser_close: true for expiry 0." })
@@ -217,7 +217,7 @@ export class SessionEventType {
   @Field(() => DateTime, { description: "The server's clock when the event was sent." })
   serverTime!: Date;
 
-  @Field(() => Int, { description: 'Whole seconds from serverTime to expiresAt, never negative.' })
+  @Field(() => Int, { description: 'Seconds from serverTime to expiresAt, rounded up; 0 once expired.' })
   secondsLeft!: number;
 
   @Field(() => EndReasonEnum, { nullable: true, description: 'Terminal events: why the session ended.' })

@@ -103,6 +103,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
 
   const app = express();
   app.disable('x-powered-by');
+  app.set('trust proxy', settings.trustProxy);
   const httpServer = createServer(app);
   const schema = await createSchema();
   const subscriptions = attachSubscriptions({ httpServer, schema, service, hub, settings });

@@ -48,10 +48,12 @@ describe('a session with expiry 300 s set at login', () => {
     expect(isValid(state.expiresAt, at(t))).toBe(false);
   });
 
-  it('reports whole seconds left, never negative', () => {
+  it('reports seconds left rounded up: 0 exactly when expired, never negative', () => {
     expect(expiryAge(state.expiresAt, at(0))).toBe(300);
+    expect(expiryAge(state.expiresAt, at(0.001))).toBe(300);
     expect(expiryAge(state.expiresAt, at(100))).toBe(200);
-    expect(expiryAge(state.expiresAt, at(299.5))).toBe(0);
+    expect(expiryAge(state.expiresAt, at(299.5))).toBe(1);
+    expect(expiryAge(state.expiresAt, at(300))).toBe(0);
     expect(expiryAge(state.expiresAt, at(301))).toBe(0);
   });
 

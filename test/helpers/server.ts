@@ -1,0 +1,115 @@
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { createClient, type Client } from 'graphql-ws';
+import { pino } from 'pino';
+import { inject } from 'vitest';
+import WebSocket from 'ws';
+import { loadSettings } from '../../src/config.js';
+import { startServer, type RunningServer } from '../../src/server/app.js';
+
+/** The database that test/global-setup.ts started, with a database name of the caller's own. */
+export function testDatabaseUri(name = `t_${randomBytes(4).toString('hex')}`): string {
+  const url = new URL(inject('mongoUri'));
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export interface TestServer extends RunningServer {
+  /** Everything the server logged, as JSON lines. */
+  logs: string[];
+  gql<T = any>(query: string, variables?: Record<string, unknown>, options?: RequestOptions): Promise<GqlResponse<T>>;
+  wsClient(token: string | null, options?: { onClosed?: (code: number) => void }): Client;
+  mongoUri: string;
+}
+
+export interface RequestOptions {
+  token?: string;
+  headers?: Record<string, string>;
+}
+
+export interface GqlResponse<T> {
+  status: number;
+  data: T;
+  errors?: Array<{ message: string; extensions?: Record<string, any> }>;
+  headers: Headers;
+}
+
+/** Fast password hashing and short grace periods; any variable can be overridden. */
+const TEST_ENV = {
+  NODE_ENV: 'test',
+  PORT: '0',
+  LOG_LEVEL: 'debug',
+  PASSWORD_HASH_COST: '10',
+  LOGIN_RATE_LIMIT: '1000',
+  CHANGE_POLL_INTERVAL_MS: '50',
+};
+
+export async function startTestServer(env: Record<string, string> = {}, mongoUri = testDatabaseUri()): Promise<TestServer> {
+  const settings = loadSettings({ ...TEST_ENV, ...env });
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      logs.push(String(chunk));
+      done();
+    },
+  });
+  const server = await startServer({ settings, mongoUri, logger: pino({ level: settings.logLevel }, sink) });
+  const wsUrl = server.url.replace(/^http/, 'ws');
+  return {
+    ...server,
+    logs,
+    mongoUri,
+    async gql(query, variables = {}, options = {}) {
+      const res = await fetch(server.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+          ...options.headers,
+        },
+        body: JSON.stringify({ query, variables }),
+      });
+      const body = (await res.json()) as { data: any; errors?: any[] };
+      return { status: res.status, data: body.data, errors: body.errors, headers: res.headers };
+    },
+    wsClient(token, options = {}) {
+      return createClient({
+        url: wsUrl,
+        webSocketImpl: WebSocket,
+        connectionParams: token ? { token } : {},
+        retryAttempts: 0,
+        lazy: false,
+        on: { closed: (event) => options.onClosed?.((event as { code: number }).code) },
+      });
+    },
+  };
+}
+
+export function errorCode(res: GqlResponse<unknown>): string | undefined {
+  return res.errors?.[0]?.extensions?.code;
+}
+
+let userCounter = 0;
+
+/** Registers a fresh user and logs in; returns the token and the session. */
+export async function newUserSession(server: TestServer, expiry?: { seconds?: number | null; at?: string }) {
+  const username = `user${process.pid}x${++userCounter}x${randomBytes(3).toString('hex')}`;
+  const password = 'correct horse battery';
+  const reg = await server.gql('mutation($u:String!,$p:String!){ register(username:$u,password:$p){ id } }', { u: username, p: password });
+  if (reg.errors) throw new Error(JSON.stringify(reg.errors));
+  const session = await login(server, username, password, expiry);
+  return { username, password, ...session };
+}
+
+export const SESSION_FIELDS = 'id expiryAge expiryDate expireAtBrowserClose policy policySeconds limitedBy lastSavedAt serverTime current';
+
+export async function login(server: TestServer, username: string, password: string, expiry?: { seconds?: number | null; at?: string }) {
+  const res = await server.gql(
+    `mutation($u:String!,$p:String!,$e:ExpiryInput){ login(username:$u,password:$p,expiry:$e){ token session { ${SESSION_FIELDS} } } }`,
+    { u: username, p: password, e: expiry ?? null },
+  );
+  if (res.errors) throw new Error(JSON.stringify(res.errors));
+  return { token: res.data.login.token as string, session: res.data.login.session as Record<string, any> };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,258 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { EventRecorder } from '../helpers/events.js';
+import { errorCode, login, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
+
+const TERMINAL = ['EXPIRED', 'LOGGED_OUT', 'REVOKED'];
+const SESSION = '{ session { id expiryDate } }';
+
+let server: TestServer;
+const recorders: EventRecorder[] = [];
+function record(target: TestServer, token: string | null, variables?: { lead?: number; all?: boolean }) {
+  const recorder = new EventRecorder(target, token, variables);
+  recorders.push(recorder);
+  return recorder;
+}
+function terminalCount(recorder: EventRecorder) {
+  return recorder.events.filter((e) => TERMINAL.includes(e.kind)).length;
+}
+
+beforeAll(async () => {
+  server = await startTestServer({ LOGIN_URL: '/login', SESSION_BROWSER_CLOSE_GRACE: '1' });
+});
+afterEach(async () => {
+  await Promise.all(recorders.splice(0).map((r) => r.dispose()));
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe('EXPIRED on time', () => {
+  it('arrives no earlier than expiresAt and well within a second after it, then the subscription completes and the socket closes with 4401', async () => {
+    const { token, session } = await newUserSession(server, { seconds: 2 });
+    const events = record(server, token);
+    await events.ready(server, session.id);
+    const expired = await events.untilEvent('EXPIRED', 4000);
+    const expiresAt = new Date(session.expiryDate).getTime();
+    expect(expired.expiresAt).toBe(session.expiryDate);
+    expect(expired.receivedAt).toBeGreaterThanOrEqual(expiresAt);
+    expect(expired.receivedAt - expiresAt).toBeLessThan(500);
+    expect(new Date(expired.serverTime).getTime()).toBeGreaterThanOrEqual(expiresAt);
+    expect(expired).toMatchObject({ sessionId: session.id, reason: 'TIMEOUT', redirectTo: '/login', secondsLeft: 0 });
+    await events.until(() => events.completed && events.closeCode !== null, 2000, 'completion and close');
+    expect(events.closeCode).toBe(4401);
+    expect(terminalCount(events)).toBe(1);
+    const refused = await server.gql(SESSION, {}, { token });
+    expect(errorCode(refused)).toBe('SESSION_EXPIRED');
+  });
+
+  it('a renewal before expiry gives EXPIRY_CHANGED and no early EXPIRED; it expires at the new time', async () => {
+    const { token, session } = await newUserSession(server, { seconds: 2 });
+    const events = record(server, token);
+    await events.ready(server, session.id);
+    await sleep(1000);
+    const touched = (await server.gql('mutation { touch { expiryDate } }', {}, { token })).data.touch;
+    const changed = await events.untilEvent('EXPIRY_CHANGED', 1000);
+    expect(changed.expiresAt).toBe(touched.expiryDate);
+    await sleep(new Date(session.expiryDate).getTime() + 300 - Date.now());
+    expect(events.kinds()).toEqual(['EXPIRY_CHANGED']);
+    const expired = await events.untilEvent('EXPIRED', 3000);
+    expect(expired.receivedAt).toBeGreaterThanOrEqual(new Date(touched.expiryDate).getTime());
+    expect(terminalCount(events)).toBe(1);
+  });
+
+  it('a shortened expiry fires at the new time', async () => {
+    const { token, session } = await newUserSession(server, { seconds: 600 });
+    const events = record(server, token);
+    await events.ready(server, session.id);
+    const shortened = (await server.gql('mutation { setExpiry(seconds: 1) { expiryDate } }', {}, { token })).data.setExpiry;
+    const expired = await events.untilEvent('EXPIRED', 3000);
+    const at = new Date(shortened.expiryDate).getTime();
+    expect(events.kinds()).toEqual(['EXPIRY_CHANGED', 'EXPIRED']);
+    expect(expired.receivedAt).toBeGreaterThanOrEqual(at);
+    expect(expired.receivedAt - at).toBeLessThan(500);
+  });
+
+  it('a session expiring beyond the 2^31-1 ms setTimeout limit is not ended early', async () => {
+    const { token, session } = await newUserSession(server, { seconds: 30 * 24 * 3600 });
+    const events = record(server, token);
+    await events.ready(server, session.id);
+    await sleep(500);
+    expect(events.events).toEqual([]);
+    expect((await server.gql(SESSION, {}, { token })).data.session.id).toBe(session.id);
+  });
+});
+
+describe('EXPIRING_SOON', () => {
+  it('arrives at the lead time the subscriber asked for, then EXPIRED', async () => {
+    const { token, session } = await newUserSession(server, { seconds: 3 });
+    const events = record(server, token, { lead: 2 });
+    await events.ready(server, session.id);
+    const soon = await events.untilEvent('EXPIRING_SOON', 3000);
+    const due = new Date(session.expiryDate).getTime() - 2000;
+    expect(soon.receivedAt).toBeGreaterThanOrEqual(due);
+    expect(soon.receivedAt - due).toBeLessThan(500);
+    expect(soon.secondsLeft).toBeLessThanOrEqual(2);
+    await events.untilEvent('EXPIRED', 3000);
+    expect(events.kinds()).toEqual(['EXPIRING_SOON', 'EXPIRED']);
+  });
+});
+
+describe('logout and revocation', () => {
+  it('logout gives LOGGED_OUT at once', async () => {
+    const { token, session } = await newUserSession(server);
+    const events = record(server, token);
+    await events.ready(server, session.id);
+    const sent = Date.now();
+    await server.gql('mutation { logout }', {}, { token });
+    const event = await events.untilEvent('LOGGED_OUT', 1000);
+    expect(event.receivedAt - sent).toBeLessThan(500);
+    expect(event).toMatchObject({ reason: 'LOGGED_OUT', redirectTo: '/login' });
+    await events.until(() => events.closeCode !== null, 2000, 'close');
+    expect(events.closeCode).toBe(4401);
+    expect(terminalCount(events)).toBe(1);
+  });
+
+  it('logoutAll from one session gives REVOKED to the others', async () => {
+    const a = await newUserSession(server);
+    const b = await login(server, a.username, a.password);
+    const onA = record(server, a.token);
+    await onA.ready(server, a.session.id);
+    await server.gql('mutation { logoutAll(keepCurrent: true) }', {}, { token: b.token });
+    const revoked = await onA.untilEvent('REVOKED', 1000);
+    expect(revoked).toMatchObject({ sessionId: a.session.id, reason: 'REVOKED', redirectTo: '/login' });
+    expect((await server.gql(SESSION, {}, { token: b.token })).data.session.id).toBe(b.session.id);
+  });
+
+  it('a logout racing the expiry gives exactly one terminal event', async () => {
+    const { token, session } = await newUserSession(server, { seconds: 1 });
+    const events = record(server, token);
+    await events.ready(server, session.id);
+    await sleep(new Date(session.expiryDate).getTime() - Date.now() - 2);
+    await server.gql('mutation { logout }', {}, { token });
+    await events.until(() => events.completed, 2000, 'completion');
+    await sleep(300);
+    expect(terminalCount(events)).toBe(1);
+  });
+});
+
+describe('subscribing', () => {
+  it('with a session that has already ended yields its terminal event at once, then completion and 4401', async () => {
+    const { token } = await newUserSession(server);
+    await server.gql('mutation { logout }', {}, { token });
+    const events = record(server, token);
+    await events.until(() => events.completed, 2000, 'completion');
+    expect(events.kinds()).toEqual(['LOGGED_OUT']);
+    await events.until(() => events.closeCode !== null, 2000, 'close');
+    expect(events.closeCode).toBe(4401);
+  });
+
+  it('with a session that expired unnoticed yields EXPIRED at once', async () => {
+    const { token } = await newUserSession(server, { seconds: 1 });
+    await sleep(1100);
+    const events = record(server, token);
+    await events.until(() => events.completed, 2000, 'completion');
+    expect(events.kinds()).toEqual(['EXPIRED']);
+    expect(events.events[0]!.reason).toBe('TIMEOUT');
+  });
+
+  it('without a token or with an unknown one is refused with 4401', async () => {
+    const anonymous = record(server, null);
+    await anonymous.until(() => anonymous.closeCode !== null, 2000, 'close');
+    expect(anonymous.closeCode).toBe(4401);
+    const unknown = record(server, 'x'.repeat(43));
+    await unknown.until(() => unknown.closeCode !== null, 2000, 'close');
+    expect(unknown.closeCode).toBe(4401);
+    expect(anonymous.events).toEqual([]);
+    expect(unknown.events).toEqual([]);
+  });
+
+  it("never delivers another user's events, even on the per-user feed", async () => {
+    const alice = await newUserSession(server);
+    const alice2 = await login(server, alice.username, alice.password);
+    const bob = await newUserSession(server);
+    const feed = record(server, alice.token, { all: true });
+    await feed.ready(server, alice2.session.id);
+    const bobs = record(server, bob.token);
+    await bobs.ready(server, bob.session.id);
+    await server.gql('mutation { setExpiry(seconds: 100) { id } }', {}, { token: bob.token });
+    await server.gql('mutation { setExpiry(seconds: 200) { id } }', {}, { token: alice2.token });
+    await server.gql('mutation { logout }', {}, { token: bob.token });
+    await bobs.untilEvent('LOGGED_OUT', 1000);
+    const changed = await feed.untilEvent('EXPIRY_CHANGED', 1000);
+    expect(changed.sessionId).toBe(alice2.session.id);
+    await sleep(200);
+    expect(feed.events.every((e) => e.sessionId !== bob.session.id)).toBe(true);
+    expect(bobs.events.every((e) => e.sessionId === bob.session.id)).toBe(true);
+  });
+});
+
+describe('browser-close sessions', () => {
+  it('end with BROWSER_CLOSED when the last subscription has been gone for the grace period', async () => {
+    const { token, session } = await newUserSession(server, { seconds: 0 });
+    const first = record(server, token);
+    await first.ready(server, session.id);
+    await first.dispose();
+    await sleep(1600);
+    const res = await server.gql(SESSION, {}, { token });
+    expect(errorCode(res)).toBe('SESSION_EXPIRED');
+    expect(res.errors![0]!.extensions!.reason).toBe('BROWSER_CLOSED');
+    const late = record(server, token);
+    await late.until(() => late.completed, 2000, 'completion');
+    expect(late.events.map((e) => [e.kind, e.reason])).toEqual([['EXPIRED', 'BROWSER_CLOSED']]);
+  });
+
+  it('survive when a subscription comes back within the grace period', async () => {
+    const { token, session } = await newUserSession(server, { seconds: 0 });
+    const first = record(server, token);
+    await first.ready(server, session.id);
+    await first.dispose();
+    await sleep(400);
+    const again = record(server, token);
+    await again.ready(server, session.id);
+    await sleep(1600);
+    expect((await server.gql(SESSION, {}, { token })).data.session.id).toBe(session.id);
+    expect(again.events).toEqual([]);
+  });
+});
+
+describe('restart and several processes', () => {
+  it('after a restart, a client whose session expired during the downtime gets EXPIRED at once', async () => {
+    const uri = testDatabaseUri();
+    const first = await startTestServer({}, uri);
+    const { token, session } = await newUserSession(first, { seconds: 1 });
+    const before = record(first, token);
+    await before.ready(first, session.id);
+    await first.stop();
+    await before.until(() => before.closeCode !== null, 2000, 'close');
+    expect(before.closeCode).toBe(1001);
+    expect(before.events).toEqual([]);
+    await sleep(1200);
+    const second = await startTestServer({}, uri);
+    try {
+      const after = record(second, token);
+      await after.until(() => after.completed, 2000, 'completion');
+      expect(after.kinds()).toEqual(['EXPIRED']);
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it('a logout on one process reaches a subscriber on another at once', async () => {
+    const uri = testDatabaseUri();
+    const a = await startTestServer({}, uri);
+    const b = await startTestServer({}, uri);
+    try {
+      const { token, session } = await newUserSession(a);
+      const onB = record(b, token);
+      await onB.ready(b, session.id);
+      const sent = Date.now();
+      await a.gql('mutation { setExpiry(seconds: 100) { id } }', {}, { token });
+      await onB.untilEvent('EXPIRY_CHANGED', 2000);
+      await a.gql('mutation { logout }', {}, { token });
+      const event = await onB.untilEvent('LOGGED_OUT', 2000);
+      expect(event.receivedAt - sent).toBeLessThan(1000);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+});
