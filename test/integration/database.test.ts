@@ -1,0 +1,112 @@
+import { spawn } from 'node:child_process';
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import mongoose from 'mongoose';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { resolveDatabase, type DatabaseKind } from '../../scripts/database.js';
+import { detectCapabilities } from '../../src/store/capabilities.js';
+
+const uri = inject('mongoUri');
+const kind = inject('dbKind') as DatabaseKind;
+
+describe(`the test database (${kind})`, () => {
+  let conn: mongoose.Connection;
+  beforeAll(async () => {
+    conn = await mongoose.createConnection(uri, { serverSelectionTimeoutMS: 5_000 }).asPromise();
+  });
+  afterAll(() => conn?.close());
+
+  it('answers a ping', async () => {
+    expect(await conn.db!.admin().ping()).toMatchObject({ ok: 1 });
+  });
+
+  it('reports capabilities consistent with its kind, one log line per gap, and leaves nothing behind', async () => {
+    const lines: string[] = [];
+    const started = performance.now();
+    const caps = await detectCapabilities(conn, (line) => lines.push(line), { ttlIndexes: 'purging every 60 s' });
+    const elapsed = performance.now() - started;
+
+    expect(typeof caps.ttlIndexes).toBe('boolean');
+    expect(typeof caps.changeStreams).toBe('boolean');
+    expect(lines).toHaveLength(Number(!caps.ttlIndexes) + Number(!caps.changeStreams));
+    if (kind === 'ferretdb') {
+      expect(caps).toEqual({ ttlIndexes: false, changeStreams: false });
+      expect(lines[0]).toMatch(/^database has no TTL indexes \(.*expireAfterSeconds.*\): purging every 60 s$/);
+      expect(lines[1]).toMatch(/^database has no change streams \(.*\): the change feed polls updatedAt instead$/);
+      expect(elapsed).toBeLessThan(1_000);
+    }
+    if (kind === 'mongod') expect(caps).toEqual({ ttlIndexes: true, changeStreams: true });
+    const names = (await conn.db!.listCollections().toArray()).map((c) => c.name);
+    expect(names.filter((n) => n.startsWith('_capabilities_probe_'))).toEqual([]);
+  });
+});
+
+// These start further instances of the same embedded database next to the one of the test run.
+describe.skipIf(kind === 'external')(`an embedded ${kind} (skipped with MONGODB_URI: needs an embedded database)`, () => {
+  let dataRoot: string;
+  beforeAll(async () => {
+    dataRoot = await fsp.mkdtemp(path.join(os.tmpdir(), 'sessions-data-root-'));
+  });
+  afterAll(() => fsp.rm(dataRoot, { recursive: true, force: true }));
+
+  it('keeps its data across stop and restart when persistent', async () => {
+    const opts = { persistent: true, kind, dataRoot, dbName: 'persist', log: () => {} };
+    const first = await resolveDatabase(opts);
+    expect(first.uri).not.toBe(uri);
+    expect(first.dataDir).toBe(path.join(dataRoot, kind));
+    let conn = await mongoose.createConnection(first.uri).asPromise();
+    await conn.db!.collection('things').insertOne({ _id: 'kept' as never, at: new Date(1_000) });
+    await conn.close();
+    await first.stop();
+    await first.stop(); // idempotent
+
+    const second = await resolveDatabase(opts);
+    try {
+      conn = await mongoose.createConnection(second.uri).asPromise();
+      expect(await conn.db!.collection('things').findOne({ _id: 'kept' as never })).toEqual({ _id: 'kept', at: new Date(1_000) });
+      await conn.close();
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it('deletes a temporary data dir and frees its port on stop', async () => {
+    const db = await resolveDatabase({ persistent: false, kind, log: () => {} });
+    const port = Number(new URL(db.uri.replace(/^mongodb:/, 'http:')).port);
+    expect(await canConnect(port)).toBe(true);
+    await db.stop();
+    expect(await canConnect(port)).toBe(false);
+    await expect(fsp.access(db.dataDir!)).rejects.toThrow();
+  });
+
+  it.skipIf(kind !== 'ferretdb')('leaves no FerretDB behind when its parent process is killed', async () => {
+    const script = `
+      const { resolveDatabase } = await import(${JSON.stringify(path.resolve('scripts/database.ts'))});
+      const db = await resolveDatabase({ persistent: false, kind: 'ferretdb', log: () => {} });
+      console.log(JSON.stringify(db));
+      setInterval(() => {}, 1000);`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const started = await new Promise<{ uri: string; dataDir: string }>((resolve, reject) => {
+      child.stdout.once('data', (b: Buffer) => resolve(JSON.parse(b.toString())));
+      child.once('exit', (code) => reject(new Error(`child exited early with ${code}`)));
+    });
+    const port = Number(new URL(started.uri.replace(/^mongodb:/, 'http:')).port);
+    expect(await canConnect(port)).toBe(true);
+    child.kill('SIGKILL');
+    const gone = async () => !(await canConnect(port)) && (await fsp.access(started.dataDir).then(() => false, () => true));
+    for (let i = 0; i < 100 && !(await gone()); i++) await sleep(50);
+    expect(await canConnect(port)).toBe(false);
+    await expect(fsp.access(started.dataDir), 'its temporary data dir is removed too').rejects.toThrow();
+  });
+});
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+}
