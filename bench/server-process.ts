@@ -1,0 +1,96 @@
+/**
+ * The API server under test, alone in its process (so its RSS is its own). Configured by the
+ * environment like `npm start`; BENCH_MONGODB_URI names the database.
+ *
+ * Instrumentation (read-only, nothing in src/ changes): the expiry re-check's database reads are
+ * timed by wrapping `service.store.findByIds` on this instance, subscriptions are counted as the
+ * hub takes them (`hub.subscribe`), and the event loop's delay is
+ * sampled, so the report can say where the time between a deadline and its event goes. Log
+ * lines are counted by message rather than printed.
+ */
+import { writeFile } from 'node:fs/promises';
+import { Session as Inspector } from 'node:inspector/promises';
+import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { loadSettings } from '../src/config.js';
+import { startServer } from '../src/server/app.js';
+import { serve } from './ipc.js';
+
+const settings = loadSettings(process.env);
+/** The server's log lines, counted by message (and shown with BENCH_VERBOSE=1). */
+let logCounts: Record<string, number> = {};
+const sink = new Writable({
+  write(chunk, _encoding, done) {
+    const msg = /"msg":"([^"]*)"/.exec(String(chunk))?.[1] ?? String(chunk).slice(0, 80);
+    logCounts[msg] = (logCounts[msg] ?? 0) + 1;
+    if (process.env.BENCH_VERBOSE) process.stderr.write(chunk);
+    done();
+  },
+});
+const logger = pino({ level: settings.logLevel }, sink);
+const server = await startServer({ settings, mongoUri: process.env.BENCH_MONGODB_URI!, logger });
+
+/** Expiry re-checks: how many were sent, and for each answer how long the database took and for how many sessions. */
+let rechecks = { sent: 0, answered: [] as Array<{ ms: number; sessions: number }> };
+const store = server.service.store;
+const findByIds = store.findByIds.bind(store);
+store.findByIds = async (ids: string[]) => {
+  const at = Date.now();
+  const into = rechecks;
+  into.sent++;
+  const found = await findByIds(ids);
+  into.answered.push({ ms: Date.now() - at, sessions: ids.length });
+  return found;
+};
+
+/** Subscriptions in place: the subscribe resolver has handed them to the hub, which follows them from then on. */
+let subscribed = 0;
+const subscribe = server.hub.subscribe.bind(server.hub);
+server.hub.subscribe = (...args: Parameters<typeof subscribe>) => {
+  const queue = subscribe(...args);
+  subscribed++;
+  return queue;
+};
+
+const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+loopDelay.enable();
+
+/** With BENCH_CPU_PROF=dir: a V8 CPU profile from resetStats (just before the first deadline) to stats (after the last event). */
+const profileDir = process.env.BENCH_CPU_PROF;
+const inspector = profileDir ? new Inspector() : null;
+async function startProfile() {
+  if (!inspector) return;
+  inspector.connect();
+  await inspector.post('Profiler.enable');
+  await inspector.post('Profiler.start');
+}
+async function writeProfile() {
+  if (!inspector) return;
+  const { profile } = await inspector.post('Profiler.stop');
+  await writeFile(path.join(profileDir!, `expiry-${Date.now()}-${process.pid}.cpuprofile`), JSON.stringify(profile));
+  inspector.disconnect();
+}
+
+serve({
+  url: () => server.url,
+  subscribed: () => subscribed,
+  /** Collects garbage, then tells the memory in use. */
+  gc: () => {
+    globalThis.gc?.();
+    return process.memoryUsage();
+  },
+  resetStats: async () => {
+    rechecks = { sent: 0, answered: [] };
+    logCounts = {};
+    loopDelay.reset();
+    await startProfile();
+  },
+  stats: async () => (await writeProfile(), {
+    rechecks,
+    logCounts,
+    loopDelayMs: { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
+  }),
+  exit: () => server.stop(),
+});
