@@ -19,6 +19,7 @@ import { SessionService, type Clock } from '../sessions/service.js';
 import { detectCapabilities, type DatabaseCapabilities } from '../store/capabilities.js';
 import { createModels, ensureTtlIndex } from '../store/models.js';
 import { formatError } from './errors.js';
+import { mountPages } from './pages.js';
 import { attachSubscriptions } from './subscriptions.js';
 
 const PURGE_INTERVAL_MS = 60_000;
@@ -104,6 +105,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', settings.trustProxy);
+  mountPages(app, settings);
   const httpServer = createServer(app);
   const schema = await createSchema();
   const subscriptions = attachSubscriptions({ httpServer, schema, service, hub, settings });
