@@ -10,7 +10,19 @@ async function main() {
   const database = await resolveDatabase({ persistent: true, log: (line: string) => logger.info(line) });
   const server = await startServer({ settings, mongoUri: database.uri, logger });
   logger.info({ url: server.url, database: database.description }, 'sessions API ready');
-  console.log(`\n  GraphQL API:  ${server.url}\n  Database:     ${database.description}\n`);
+  const origin = new URL(server.url).origin;
+  console.log(
+    [
+      '',
+      `  GraphQL API:  ${server.url} (subscriptions: ${server.url.replace(/^http/, 'ws')})`,
+      settings.graphiqlEnabled ? `  GraphiQL:     ${origin}/graphiql` : null,
+      `  App:          ${origin}/app`,
+      `  Database:     ${database.description}`,
+      '',
+    ]
+      .filter((line) => line !== null)
+      .join('\n'),
+  );
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -119,6 +119,8 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   const apollo = new ApolloServer<GraphQLContext>({
     schema,
     csrfPrevention: true,
+    // scripts/start.ts owns the signals: it stops the whole server, not only Apollo.
+    stopOnTerminationSignals: false,
     includeStacktraceInErrorResponses: settings.env === 'development',
     formatError: formatError(settings, logger),
     validationRules: protection.validationRules,
