@@ -54,6 +54,7 @@ export class EventHub {
   private readonly userFeeds = new Map<string, Set<Subscriber>>();
   private nextSubscriberId = 1;
   private recheckBatch = new Set<string>();
+  private recheckRunning = false;
 
   constructor(private readonly deps: HubDeps) {}
 
@@ -167,10 +168,25 @@ export class EventHub {
     });
   }
 
-  /** Deadlines that fall due together are re-checked with one database read. */
+  /**
+   * Deadlines that fall due together are re-checked with one database read, and only one read is
+   * in flight at a time: what falls due meanwhile waits for the next one (a slow database then
+   * gets fewer, larger reads instead of a pile of small ones).
+   */
   private queueRecheck(id: string): void {
-    if (this.recheckBatch.size === 0) setImmediate(() => void this.recheck());
     this.recheckBatch.add(id);
+    if (this.recheckRunning) return;
+    this.recheckRunning = true;
+    setImmediate(() => void this.drainRechecks());
+  }
+
+  private async drainRechecks(): Promise<void> {
+    while (this.recheckBatch.size > 0) {
+      const ids = [...this.recheckBatch];
+      this.recheckBatch = new Set();
+      await this.recheck(ids);
+    }
+    this.recheckRunning = false;
   }
 
   /**
@@ -179,9 +195,7 @@ export class EventHub {
    * no write can renew a session past its expiry. If the database does not answer in time, the
    * session ends on what this process knows: never kept alive past its last known expiry.
    */
-  private async recheck(): Promise<void> {
-    const ids = [...this.recheckBatch];
-    this.recheckBatch = new Set();
+  private async recheck(ids: string[]): Promise<void> {
     let fresh: Map<string, Session> | null = null;
     try {
       const sessions = await withTimeout(this.deps.store.findByIds(ids), this.deps.recheckTimeoutMs);
