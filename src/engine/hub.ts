@@ -55,6 +55,7 @@ export class EventHub {
   private nextSubscriberId = 1;
   private recheckBatch = new Set<string>();
   private recheckRunning = false;
+  private endWrites: Promise<void> = Promise.resolve();
 
   constructor(private readonly deps: HubDeps) {}
 
@@ -243,8 +244,18 @@ export class EventHub {
     setImmediate(() => this.deps.onSessionEnded(sessionId));
   }
 
+  /**
+   * Records a timeout the subscribers have already been told of (the stored expiry had passed, so
+   * nothing could have renewed it). One write at a time: a burst of expiries must not swamp the
+   * database that the next re-check reads from.
+   */
   private endInDatabase(id: string, reason: EndReason): void {
-    this.deps.end(id, reason).catch((err: unknown) => this.deps.logger.warn({ err }, 'could not record the end of a session'));
+    this.endWrites = this.endWrites
+      .then(() => this.deps.end(id, reason))
+      .then(
+        () => {},
+        (err: unknown) => this.deps.logger.warn({ err }, 'could not record the end of a session'),
+      );
   }
 }
 
