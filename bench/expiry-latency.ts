@@ -470,6 +470,9 @@ async function main() {
     await resolved.stop();
   }
   const totalS = (Date.now() - started) / 1000;
+  const codeAtEnd = gitState();
+  // Children load src/ when they start: if the tree changed meanwhile, later runs measured other code.
+  if (codeAtEnd !== info.code) info.code = `${info.code} at the start, ${codeAtEnd} at the end (src/ changed during the run)`;
   await write(report(info, results, probe, totalS, `${loadBefore} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end`));
   log(`done in ${Math.round(totalS)} s; figures written to ${path.relative(process.cwd(), OUTPUT)}`);
 }
