@@ -21,10 +21,6 @@ export const TERMINAL_KIND: Record<EndReason, SessionEventKind> = {
   REVOKED: 'REVOKED',
 };
 
-export function isTerminal(event: SessionEvent): boolean {
-  return event.reason !== null;
-}
-
 export function terminalEvent(session: Session, reason: EndReason, now: Date, loginUrl: string): SessionEvent {
   return {
     kind: TERMINAL_KIND[reason],

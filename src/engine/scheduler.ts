@@ -51,10 +51,6 @@ export class Scheduler {
     this.live.delete(key);
   }
 
-  deadline(key: string): number | undefined {
-    return this.live.get(key)?.at;
-  }
-
   stop(): void {
     if (this.timer !== null) this.clock.clearTimer(this.timer);
     this.timer = null;
