@@ -5,7 +5,6 @@ import { CloseCode } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { IncomingMessage } from 'node:http';
-import { hashToken } from '../auth/tokens.js';
 import type { Settings } from '../config.js';
 import type { EventHub } from '../engine/hub.js';
 import type { GraphQLContext } from '../graphql/context.js';
@@ -68,7 +67,7 @@ export function attachSubscriptions(options: {
       }),
       onConnect: async (ctx) => {
         const token = connectionToken(ctx.connectionParams, ctx.extra.request, settings.cookie.name);
-        const session = token ? await service.store.findByTokenHash(hashToken(token)) : null;
+        const session = token ? await service.store.findByToken(token) : null;
         if (!token || !session) {
           ctx.extra.socket.close(CloseCode.Unauthorized, token ? 'Unknown session' : 'Missing session token');
           return false;

@@ -2,7 +2,8 @@ import type { Settings } from '../config.js';
 import { apiError } from '../errors.js';
 import { LoginLimiter } from '../auth/loginLimiter.js';
 import { PasswordHasher } from '../auth/passwords.js';
-import { hashToken, newSessionToken } from '../auth/tokens.js';
+import mongoose from 'mongoose';
+import { newSessionToken } from '../auth/tokens.js';
 import {
   computeExpiry,
   ExpiryInputError,
@@ -107,10 +108,12 @@ export class SessionService {
     }
     await this.limiter.recordSuccess(username);
     const now = this.clock();
-    const token = newSessionToken();
+    const id = new mongoose.Types.ObjectId().toHexString();
+    const { token, secretHash } = newSessionToken(id);
     const session = await this.store.create({
+      id,
       userId: user._id.toHexString(),
-      tokenHash: hashToken(token),
+      secretHash,
       expiry: computeExpiry(spec, now, now, this.settings.expiry),
       userAgent: input.userAgent?.slice(0, 256) ?? null,
       clientAddress: input.clientAddress,
@@ -124,7 +127,7 @@ export class SessionService {
    * the spot (so its subscribers hear of it) and refused with SESSION_EXPIRED.
    */
   async authenticate(token: string): Promise<Session> {
-    const session = await this.store.findByTokenHash(hashToken(token));
+    const session = await this.store.findByToken(token);
     if (!session) {
       throw apiError('UNAUTHENTICATED', 'Unknown session: log in again.', { loginUrl: this.settings.loginUrl });
     }

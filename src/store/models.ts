@@ -16,8 +16,8 @@ const userSchema = new Schema(
 const sessionSchema = new Schema(
   {
     userId: { type: Schema.Types.ObjectId, required: true },
-    /** SHA-256 of the bearer token; the token itself is never stored. */
-    tokenHash: { type: String, required: true, unique: true },
+    /** SHA-256 of the token's secret part (see auth/tokens.ts); the secret itself is never stored. */
+    secretHash: { type: String, required: true },
     createdAt: { type: Date, required: true },
     lastSavedAt: { type: Date, required: true },
     /** When the session stops being valid; for an ended session, when it ended. */

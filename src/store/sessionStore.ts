@@ -1,4 +1,5 @@
 import mongoose from 'mongoose';
+import { parseSessionToken, secretMatches } from '../auth/tokens.js';
 import type { ExpiryState } from '../expiry/rules.js';
 import type { EndReason, Models, SessionDoc } from './models.js';
 
@@ -57,16 +58,18 @@ export class SessionStore {
   constructor(private readonly models: Models) {}
 
   async create(input: {
+    id: string;
     userId: string;
-    tokenHash: string;
+    secretHash: string;
     expiry: ExpiryState;
     userAgent: string | null;
     clientAddress: string | null;
   }): Promise<Session> {
     const now = input.expiry.lastSavedAt;
     const doc = await this.models.Session.create({
+      _id: oid(input.id),
       userId: oid(input.userId),
-      tokenHash: input.tokenHash,
+      secretHash: input.secretHash,
       createdAt: input.expiry.createdAt,
       ...expiryFields(input.expiry),
       version: 1,
@@ -77,9 +80,12 @@ export class SessionStore {
     return toSession(doc.toObject());
   }
 
-  async findByTokenHash(tokenHash: string): Promise<Session | null> {
-    const doc = await this.models.Session.findOne({ tokenHash }).lean<SessionDoc>();
-    return doc ? toSession(doc) : null;
+  /** The session a token stands for, read by its primary key; null when there is none or the secret is wrong. */
+  async findByToken(token: string): Promise<Session | null> {
+    const parsed = parseSessionToken(token);
+    if (!parsed) return null;
+    const doc = await this.models.Session.findById(parsed.sessionId).lean<SessionDoc>();
+    return doc && secretMatches(parsed.secret, doc.secretHash) ? toSession(doc) : null;
   }
 
   async findById(id: string): Promise<Session | null> {

@@ -22,9 +22,11 @@ describe('register and login', () => {
     expect(errorCode(await server.gql('mutation { register(username:"bob_01", password:"short"){ id } }'))).toBe('INVALID_PASSWORD');
   });
 
-  it('logs in with the global default expiry and returns a 32-byte token', async () => {
+  it('logs in with the global default expiry and returns a token of the session id and a 32-byte secret', async () => {
     const { token, session } = await newUserSession(server);
-    expect(Buffer.from(token, 'base64url')).toHaveLength(32);
+    const [id, secret] = token.split('.');
+    expect(id).toBe(session.id);
+    expect(Buffer.from(secret!, 'base64url')).toHaveLength(32);
     expect(session.policy).toBe('DEFAULT');
     expect(session.expiryAge).toBe(1_209_600);
     expect(session.current).toBe(true);
@@ -39,11 +41,17 @@ describe('register and login', () => {
     expect(wrong.errors![0]!.message).toBe(unknown.errors![0]!.message);
   });
 
-  it('refuses requests without a session or with an unknown token', async () => {
+  it('refuses requests without a session, with an unknown token or with a wrong secret', async () => {
     const none = await server.gql(SESSION);
     expect(errorCode(none)).toBe('UNAUTHENTICATED');
     expect(none.errors![0]!.extensions!.loginUrl).toBe('/login-here');
-    expect(errorCode(await server.gql(SESSION, {}, { token: 'not-a-token' }))).toBe('UNAUTHENTICATED');
+    const { token } = await newUserSession(server);
+    const [id, secret] = token.split('.') as [string, string];
+    const flipped = `${secret.slice(0, -1)}${secret.endsWith('A') ? 'B' : 'A'}`;
+    for (const bad of ['not-a-token', `${id}.`, `${id}.${flipped}`, `000000000000000000000000.${secret}`]) {
+      expect(errorCode(await server.gql(SESSION, {}, { token: bad })), bad).toBe('UNAUTHENTICATED');
+    }
+    expect(errorCode(await server.gql(SESSION, {}, { token }))).toBeUndefined();
   });
 });
 
@@ -143,7 +151,7 @@ describe('cookie transport', () => {
     const q = 'mutation($u:String!,$p:String!,$e:ExpiryInput){ login(username:$u,password:$p,expiry:$e,cookie:true){ token } }';
     const timed = await server.gql(q, { u: username, p: password, e: { seconds: 300 } });
     const cookie = timed.headers.get('set-cookie')!;
-    expect(cookie).toMatch(/^sessionid=[\w-]+; Max-Age=300; Path=\/; HttpOnly; SameSite=Lax$/);
+    expect(cookie).toMatch(/^sessionid=[\w.-]+; Max-Age=300; Path=\/; HttpOnly; SameSite=Lax$/);
 
     const closing = await server.gql(q, { u: username, p: password, e: { seconds: 0 } });
     const browserClose = closing.headers.get('set-cookie')!;
