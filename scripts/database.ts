@@ -1,6 +1,8 @@
 // Resolves the MongoDB-compatible database used by `npm start` and the tests:
-// MONGODB_URI, else an embedded mongod (mongodb-memory-server), else FerretDB built once with Go.
+// MONGODB_URI, else an embedded mongod (mongodb-memory-server), else FerretDB built once with Go
+// (on SQLite; on a PostgreSQL server with SESSIONS_EMBEDDED_DB=ferretdb-postgresql).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
@@ -10,20 +12,26 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import mongoose from 'mongoose';
 
-export type DatabaseKind = 'external' | 'mongod' | 'ferretdb';
+export type DatabaseKind = 'external' | 'mongod' | 'ferretdb' | 'ferretdb-postgresql';
+const EMBEDDED_KINDS = ['mongod', 'ferretdb', 'ferretdb-postgresql'] as const;
 
 export interface ResolvedDatabase {
   kind: DatabaseKind;
   uri: string;
   /** One human line; never contains credentials from MONGODB_URI. */
   description: string;
-  /** Where an embedded database keeps its files (undefined for external). */
+  /** Where an embedded database keeps its files (undefined for external; FerretDB's state and log for ferretdb-postgresql). */
   dataDir?: string;
+  /** ferretdb-postgresql: the PostgreSQL database holding the data (dropped on stop unless persistent). */
+  postgresDatabase?: string;
   stop(): Promise<void>;
 }
 
 export interface ResolveOptions {
-  /** true (npm start): data in <dataRoot>/<kind>, survives restarts; false (tests): a fresh temp dir, deleted on stop. */
+  /**
+   * true (npm start): data in <dataRoot>/<kind>, survives restarts; false (tests): a fresh temp dir, deleted on stop.
+   * For ferretdb-postgresql: a PostgreSQL database of a stable name, or a fresh one dropped on stop.
+   */
   persistent: boolean;
   /** Database name put into the URI when it names none (default 'sessions'). */
   dbName?: string;
@@ -35,6 +43,8 @@ export interface ResolveOptions {
 }
 
 export const FERRETDB_VERSION = 'v1.24.2';
+/** Admin URL for SESSIONS_EMBEDDED_DB=ferretdb-postgresql: a role that may CREATE DATABASE, and a database to connect to. */
+export const DEFAULT_POSTGRESQL_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CACHE = path.join(REPO, '.cache');
 const FERRETDB_BIN = path.join(CACHE, 'ferretdb', 'bin', 'ferretdb');
@@ -52,6 +62,7 @@ export async function resolveDatabase(opts: ResolveOptions): Promise<ResolvedDat
   if (kind === 'external') return external(o.dbName);
   if (kind === 'mongod') return startMongod(o);
   if (kind === 'ferretdb') return startFerretDB(o);
+  if (kind === 'ferretdb-postgresql') return startFerretDB(o, await postgresBackend(o));
 
   // Automatic: a real mongod when one can be had, else FerretDB.
   const causes: string[] = [];
@@ -79,11 +90,12 @@ export async function resolveDatabase(opts: ResolveOptions): Promise<ResolvedDat
   }
 }
 
-function embeddedChoice(): 'mongod' | 'ferretdb' | 'auto' {
+function embeddedChoice(): (typeof EMBEDDED_KINDS)[number] | 'auto' {
   const v = process.env.SESSIONS_EMBEDDED_DB;
   if (!v) return 'auto';
-  if (v === 'mongod' || v === 'ferretdb') return v;
-  throw new Error(`SESSIONS_EMBEDDED_DB must be "mongod" or "ferretdb", got "${v}"`);
+  const kind = EMBEDDED_KINDS.find((k) => k === v);
+  if (kind) return kind;
+  throw new Error(`SESSIONS_EMBEDDED_DB must be one of ${EMBEDDED_KINDS.map((k) => `"${k}"`).join(', ')}, got "${v}"`);
 }
 
 // ---------- MONGODB_URI ----------
@@ -206,20 +218,42 @@ async function findGo(): Promise<string> {
 // Runs ferretdb under a tiny sh watchdog in its own process group: when our end of its stdin pipe closes
 // (stop(), or this process dying in any way, even SIGKILL) the watchdog kills ferretdb, so none is orphaned.
 // Its own process group keeps a terminal's Ctrl-C away from it while the app shuts down gracefully.
-// A temporary data dir ($REMOVE_DIR) goes with it.
+// A temporary data dir ($REMOVE_DIR) goes with it, and so does a temporary PostgreSQL database
+// ($DROP_PG_DATABASE, through psql to $DROP_PG_URL; WITH (FORCE) needs PostgreSQL 13, hence the retry without).
 const WATCHDOG =
   'exec 3<&0; "$@" </dev/null & pid=$!; (read _ <&3; kill $pid 2>/dev/null) & wait $pid; status=$?; ' +
-  '[ -z "$REMOVE_DIR" ] || rm -rf "$REMOVE_DIR"; exit $status';
+  '[ -z "$REMOVE_DIR" ] || rm -rf "$REMOVE_DIR"; ' +
+  'if [ -n "$DROP_PG_DATABASE" ]; then ' +
+  'psql -X -q -d "$DROP_PG_URL" -c "DROP DATABASE IF EXISTS \\"$DROP_PG_DATABASE\\" WITH (FORCE)" >/dev/null 2>&1 || ' +
+  'psql -X -q -d "$DROP_PG_URL" -c "DROP DATABASE IF EXISTS \\"$DROP_PG_DATABASE\\"" >/dev/null 2>&1; fi; ' +
+  'exit $status';
 
-async function startFerretDB(o: Options): Promise<ResolvedDatabase> {
+/** FerretDB's PostgreSQL backend: the database it stores into, on the server of the admin URL. */
+interface PostgresBackend {
+  adminUrl: string;
+  database: string;
+  /** Created for this instance and dropped on stop. */
+  temporary: boolean;
+}
+
+async function startFerretDB(o: Options, pg?: PostgresBackend): Promise<ResolvedDatabase> {
+  const kind: DatabaseKind = pg ? 'ferretdb-postgresql' : 'ferretdb';
   const bin = await ensureFerretDB(o.log);
-  const dir = o.persistent ? path.join(o.dataRoot, 'ferretdb') : await fsp.mkdtemp(path.join(os.tmpdir(), 'sessions-ferretdb-'));
+  const dir = o.persistent ? path.join(o.dataRoot, kind) : await fsp.mkdtemp(path.join(os.tmpdir(), `sessions-${kind}-`));
   await fsp.mkdir(dir, { recursive: true });
+  const dropTemporary = async () => {
+    if (!pg?.temporary) return;
+    await dropPostgresDatabase(pg.database, pg.adminUrl).catch((err) =>
+      o.log(`could not drop the PostgreSQL database ${pg.database} (${message(err).replace(/\s+/g, ' ')}); drop it by hand`),
+    );
+  };
   try {
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
       const uri = `mongodb://127.0.0.1:${port}/${o.dbName}`;
-      const child = launchFerretDB(bin, dir, port, !o.persistent);
+      // Created on every attempt: the watchdog of a failed one drops a temporary database as it exits.
+      if (pg) await createPostgresDatabase(pg.database, pg.adminUrl);
+      const child = launchFerretDB(bin, dir, port, !o.persistent, pg);
       const stopChild = once(() => stopProcessGroup(child));
       try {
         await waitUntilReady(child, port, uri, path.join(dir, 'ferretdb.log'));
@@ -230,43 +264,160 @@ async function startFerretDB(o: Options): Promise<ResolvedDatabase> {
         throw err;
       }
       const where = o.persistent ? shortPath(dir) : `${dir}, deleted on stop`;
+      const storage = pg
+        ? `PostgreSQL database ${redact(postgresUrl(pg.adminUrl, pg.database))}${pg.temporary ? ', dropped on stop' : ''}; state in ${where}`
+        : `SQLite in ${where}`;
       return {
-        kind: 'ferretdb',
+        kind,
         uri,
-        description: `FerretDB ${FERRETDB_VERSION.slice(1)} (SQLite in ${where}) at ${uri}`,
+        description: `FerretDB ${FERRETDB_VERSION.slice(1)} (${storage}) at ${uri}`,
         dataDir: dir,
+        postgresDatabase: pg?.database,
         stop: once(async () => {
-          await stopChild();
+          await stopChild(); // its watchdog drops a temporary database; this makes sure, had it been cut short
           if (!o.persistent) await fsp.rm(dir, { recursive: true, force: true });
+          await dropTemporary();
         }),
       };
     }
   } catch (err) {
     if (!o.persistent) await fsp.rm(dir, { recursive: true, force: true });
+    await dropTemporary();
     throw err;
   }
 }
 
-function launchFerretDB(bin: string, dir: string, port: number, temporary: boolean): ChildProcess {
+function launchFerretDB(bin: string, dir: string, port: number, temporary: boolean, pg?: PostgresBackend): ChildProcess {
   const logFd = fs.openSync(path.join(dir, 'ferretdb.log'), 'a');
   const args = [
-    '--handler=sqlite',
-    `--sqlite-url=${pathToFileURL(dir).href}/`,
+    ...(pg ? ['--handler=postgresql'] : ['--handler=sqlite', `--sqlite-url=${pathToFileURL(dir).href}/`]),
     `--listen-addr=127.0.0.1:${port}`,
     `--state-dir=${dir}`,
     '--telemetry=disable',
     '--debug-addr=-', // its default 127.0.0.1:8088 would clash between instances
     '--log-level=warn',
   ];
+  const env: NodeJS.ProcessEnv = { ...process.env, REMOVE_DIR: temporary ? dir : '', DROP_PG_DATABASE: '' };
+  if (pg) {
+    // FerretDB reads its PostgreSQL URL from the environment, so a password never shows in `ps`.
+    env.FERRETDB_POSTGRESQL_URL = postgresUrl(pg.adminUrl, pg.database);
+    const admin = splitPassword(pg.adminUrl);
+    if (pg.temporary) Object.assign(env, { DROP_PG_DATABASE: pg.database, DROP_PG_URL: admin.url });
+    if (admin.password) env.PGPASSWORD = admin.password; // for the watchdog's psql
+  }
   const child = spawn('/bin/sh', ['-c', WATCHDOG, 'ferretdb-watchdog', bin, ...args], {
     detached: true,
     stdio: ['pipe', logFd, logFd],
-    env: { ...process.env, REMOVE_DIR: temporary ? dir : '' },
+    env,
   });
   fs.closeSync(logFd);
   child.unref(); // never keeps the event loop alive; the pipe still ties ferretdb's life to ours
   (child.stdin as net.Socket).unref();
   return child;
+}
+
+// ---------- FerretDB's PostgreSQL backend (SESSIONS_EMBEDDED_DB=ferretdb-postgresql) ----------
+
+/** SESSIONS_POSTGRESQL_URL, else the local server's postgres role. */
+export function postgresAdminUrl(): string {
+  return process.env.SESSIONS_POSTGRESQL_URL || DEFAULT_POSTGRESQL_URL;
+}
+
+/**
+ * Names the PostgreSQL database FerretDB stores into and checks the server answers. Persistent: a
+ * stable name (sessions_ferretdb for the default data root, else one derived from the data root, so
+ * a test's data root never shares the database of `npm start`); otherwise a fresh unique name.
+ */
+async function postgresBackend(o: Options): Promise<PostgresBackend> {
+  const adminUrl = postgresAdminUrl();
+  const unavailable = await postgresUnavailable(adminUrl);
+  if (unavailable) {
+    throw new Error(
+      `SESSIONS_EMBEDDED_DB=ferretdb-postgresql: PostgreSQL is not reachable (${unavailable}). ` +
+        `Start it, or set SESSIONS_POSTGRESQL_URL (default ${DEFAULT_POSTGRESQL_URL}) to a role that may CREATE DATABASE, ` +
+        'or unset SESSIONS_EMBEDDED_DB to use FerretDB on SQLite.',
+    );
+  }
+  if (o.persistent) {
+    const defaultRoot = path.resolve(o.dataRoot) === path.join(REPO, '.data');
+    const suffix = defaultRoot ? '' : `_${createHash('sha256').update(path.resolve(o.dataRoot)).digest('hex').slice(0, 10)}`;
+    return { adminUrl, database: `${PG_PERSISTENT_DB}${suffix}`, temporary: false };
+  }
+  return { adminUrl, database: `${PG_TEMPORARY_PREFIX}${Date.now().toString(36)}_${randomBytes(4).toString('hex')}`, temporary: true };
+}
+
+const PG_PERSISTENT_DB = 'sessions_ferretdb';
+/** Temporary databases start with this, so leftovers (a watchdog killed too) can be found: `\l sessions_ferretdb_tmp_*`. */
+export const PG_TEMPORARY_PREFIX = 'sessions_ferretdb_tmp_';
+
+/** Why the PostgreSQL server of the admin URL cannot be used, or undefined when it answers. */
+export async function postgresUnavailable(adminUrl = postgresAdminUrl()): Promise<string | undefined> {
+  try {
+    await psql(adminUrl, 'SELECT 1');
+    return undefined;
+  } catch (err) {
+    return message(err).replace(/\s+/g, ' ').trim();
+  }
+}
+
+export async function postgresDatabaseExists(database: string, adminUrl = postgresAdminUrl()): Promise<boolean> {
+  return (await psql(adminUrl, `SELECT 1 FROM pg_database WHERE datname = '${checkedName(database)}'`)).trim() === '1';
+}
+
+async function createPostgresDatabase(database: string, adminUrl: string): Promise<void> {
+  if (await postgresDatabaseExists(database, adminUrl)) return;
+  await psql(adminUrl, `CREATE DATABASE "${checkedName(database)}"`).catch((err) => {
+    if (!/already exists/.test(message(err))) throw err; // a concurrent start created it
+  });
+}
+
+/** Drops a database even while FerretDB still holds connections to it (PostgreSQL 13+; older: once they are gone). */
+export async function dropPostgresDatabase(database: string, adminUrl = postgresAdminUrl()): Promise<void> {
+  const sql = `DROP DATABASE IF EXISTS "${checkedName(database)}"`;
+  await psql(adminUrl, `${sql} WITH (FORCE)`).catch((err) => {
+    if (!/syntax error/.test(message(err))) throw err;
+    return psql(adminUrl, sql);
+  });
+}
+
+function checkedName(database: string): string {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(database)) throw new Error(`unexpected PostgreSQL database name "${database}"`);
+  return database;
+}
+
+/** The admin URL with another database. */
+function postgresUrl(adminUrl: string, database: string): string {
+  const url = new URL(adminUrl);
+  url.pathname = `/${database}`;
+  return url.href;
+}
+
+/** A URL without its password, and the password (handed to psql as PGPASSWORD rather than on its command line). */
+function splitPassword(pgUrl: string): { url: string; password: string } {
+  const url = new URL(pgUrl);
+  const password = decodeURIComponent(url.password);
+  url.password = '';
+  return { url: url.href, password };
+}
+
+/** Runs one statement with psql (the PostgreSQL client), resolving with its unaligned output. */
+async function psql(pgUrl: string, sql: string): Promise<string> {
+  let target: { url: string; password: string };
+  try {
+    target = splitPassword(pgUrl);
+    if (!/^postgres(ql)?:$/.test(new URL(pgUrl).protocol)) throw new Error('not postgres://');
+  } catch {
+    throw new Error(`SESSIONS_POSTGRESQL_URL must be a postgres:// URL, got "${redact(pgUrl)}"`);
+  }
+  const env = { PGCONNECT_TIMEOUT: '5', ...(target.password ? { PGPASSWORD: target.password } : {}) };
+  try {
+    return await run('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', target.url, '-c', sql], REPO, env);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error('psql is not installed (the PostgreSQL client, e.g. `apt-get install postgresql-client`)');
+    }
+    throw new Error(`${redact(target.url)}: ${message(err).replace(/^`[^`]*` failed \(exit \d+\):\s*/, '')}`);
+  }
 }
 
 async function waitUntilReady(child: ChildProcess, port: number, uri: string, logFile: string): Promise<void> {
@@ -333,9 +484,9 @@ function canConnect(port: number): Promise<boolean> {
 }
 
 /** Runs a command, resolving with its stdout; rejects with the tail of its output. */
-function run(cmd: string, args: string[], cwd: string): Promise<string> {
+function run(cmd: string, args: string[], cwd: string, env: Record<string, string> = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GOWORK: 'off' } });
+    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GOWORK: 'off', ...env } });
     let out = '';
     let all = '';
     child.stdout.on('data', (b) => ((out += b), (all += b)));
@@ -369,6 +520,11 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     if (!process.argv.includes('--ensure')) throw new Error('usage: tsx scripts/database.ts --ensure');
     const choice = process.env.MONGODB_URI ? 'external' : embeddedChoice();
     if (choice === 'external') console.log('MONGODB_URI is set: no embedded database needed');
+    else if (choice === 'ferretdb-postgresql') {
+      const unavailable = await postgresUnavailable();
+      if (unavailable) throw new Error(`SESSIONS_EMBEDDED_DB=ferretdb-postgresql: PostgreSQL not reachable: ${unavailable}`);
+      console.log(`PostgreSQL reachable at ${redact(postgresAdminUrl())}; FerretDB ready: ${shortPath(await ensureFerretDB())}`);
+    }
     else if (choice !== 'ferretdb' && (await mongodBinary(console.log)).ok) console.log('embedded mongod is available');
     else if (choice === 'mongod') throw new Error('SESSIONS_EMBEDDED_DB=mongod but no mongod binary could be had');
     else console.log(`FerretDB ready: ${shortPath(await ensureFerretDB())}`);

@@ -1,11 +1,16 @@
 import type { mongo } from 'mongoose';
 import type { Logger } from '../logger.js';
 import type { Models, SessionDoc } from '../store/models.js';
-import { toSession, type Session } from '../store/sessionStore.js';
+import { toSession, type Session, type SessionStore } from '../store/sessionStore.js';
 
 /** Delivers every change to the sessions collection, from whichever process made it. */
 export interface ChangeFeed {
   start(onChange: (session: Session) => void): Promise<void>;
+  /**
+   * Brings the expiry re-check up to date: the current state of `ids` where the database may know
+   * better than the changes delivered so far. Changes it reads on the way go to `onChange` too.
+   */
+  catchUp(ids: string[]): Promise<Session[]>;
   stop(): Promise<void>;
 }
 
@@ -17,9 +22,9 @@ export class ChangeStreamFeed implements ChangeFeed {
 
   constructor(
     private readonly models: Models,
+    private readonly store: SessionStore,
     private readonly logger: Logger,
   ) {}
-
   async start(onChange: (session: Session) => void): Promise<void> {
     this.stopped = false;
     const stream = this.models.Session.collection.watch<SessionDoc>(
@@ -41,49 +46,86 @@ export class ChangeStreamFeed implements ChangeFeed {
     await stream.tryNext().catch(() => null);
   }
 
+  /** A stream may deliver a change a little after a deadline: read the sessions themselves (by index). */
+  catchUp(ids: string[]): Promise<Session[]> {
+    return this.store.findByIds(ids);
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     await this.stream?.close();
   }
 }
 
+const TRIM_INTERVAL_MS = 1_000;
+
 /**
- * For servers without change streams: reads what changed since the last poll, through the index
- * on `updatedAt`. It looks back `overlapMs` further than the newest change it has seen, since
- * writers' clocks differ a little and a write may commit after a later one; the receiver drops
- * versions it has already seen.
+ * For servers without change streams: polls the session_changes log that every process's writes
+ * fill (SessionStore with recordChanges). It looks back `overlapMs` further than the newest change
+ * it has seen, since writers' clocks differ a little and a write may commit after a later one; the
+ * receiver drops versions it has already seen. Each poller also trims the log.
  */
 export class PollingFeed implements ChangeFeed {
   private timer: NodeJS.Timeout | null = null;
   private since = new Date();
+  private lastReadAt = Date.now();
+  private lastTrimAt = 0;
+  private onChange: (session: Session) => void = () => {};
+  /** Polls run one after another; a catch-up waits for a poll that starts after it was asked for. */
+  private polls: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly models: Models,
+    private readonly store: SessionStore,
     private readonly intervalMs: number,
     private readonly logger: Logger,
     private readonly overlapMs = 1000,
+    /** How long the change records are kept; a poller that falls further behind rescans the sessions. */
+    private readonly retentionMs = 10_000,
   ) {}
 
   async start(onChange: (session: Session) => void): Promise<void> {
+    this.onChange = onChange;
     this.since = new Date();
-    const poll = async () => {
-      try {
-        const from = new Date(this.since.getTime() - this.overlapMs);
-        const docs = await this.models.Session.find({ updatedAt: { $gt: from } }).sort({ updatedAt: 1 }).lean<SessionDoc[]>();
-        for (const doc of docs) {
-          if (doc.updatedAt > this.since) this.since = doc.updatedAt;
-          onChange(toSession(doc));
-        }
-      } catch (err) {
-        this.logger.warn({ err }, 'polling for session changes failed');
-      }
-      if (this.timer) this.timer = setTimeout(poll, this.intervalMs);
+    this.lastReadAt = Date.now();
+    const tick = () => {
+      void this.poll().then(() => {
+        if (this.timer) this.timer = setTimeout(tick, this.intervalMs);
+      });
     };
-    this.timer = setTimeout(poll, this.intervalMs);
+    this.timer = setTimeout(tick, this.intervalMs);
+  }
+
+  async catchUp(): Promise<Session[]> {
+    await this.poll(true);
+    return [];
+  }
+
+  private poll(mustSucceed = false): Promise<void> {
+    const run = this.polls.then(() => this.read());
+    this.polls = run.catch((err: unknown) => this.logger.warn({ err }, 'polling for session changes failed'));
+    return mustSucceed ? run : this.polls;
+  }
+
+  private async read(): Promise<void> {
+    const startedAt = Date.now();
+    const from = new Date(this.since.getTime() - this.overlapMs);
+    const missedSome = startedAt - this.lastReadAt > this.retentionMs - this.overlapMs;
+    if (missedSome) this.logger.warn('the change poller fell behind the change log: rescanning the sessions');
+    const changes = missedSome ? await this.store.updatedSince(from) : await this.store.changesSince(from);
+    this.lastReadAt = startedAt;
+    for (const session of changes) {
+      if (session.updatedAt > this.since) this.since = session.updatedAt;
+      this.onChange(session);
+    }
+    if (startedAt - this.lastTrimAt >= TRIM_INTERVAL_MS) {
+      this.lastTrimAt = startedAt;
+      await this.store.forgetChangesBefore(new Date(startedAt - this.retentionMs));
+    }
   }
 
   async stop(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    await this.polls;
   }
 }

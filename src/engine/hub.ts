@@ -1,12 +1,13 @@
 import type { Logger } from '../logger.js';
 import type { EndReason } from '../store/models.js';
-import type { Session, SessionStore } from '../store/sessionStore.js';
+import type { Session } from '../store/sessionStore.js';
 import { EventQueue } from './eventQueue.js';
 import { liveEvent, terminalEvent, type SessionEvent } from './events.js';
 import type { Scheduler } from './scheduler.js';
 
 export interface HubDeps {
-  store: Pick<SessionStore, 'findByIds'>;
+  /** The current state of sessions that fell due, as far as the database knows better (the change feed's catchUp). */
+  catchUp: (ids: string[]) => Promise<Session[]>;
   /** Ends a session in the database once (the service's `end`). */
   end: (id: string, reason: EndReason) => Promise<unknown>;
   scheduler: Scheduler;
@@ -191,16 +192,16 @@ export class EventHub {
   }
 
   /**
-   * A followed session reached its expiry. The database decides: if it holds a later expiry
-   * (renewed in another process), the deadline moves; otherwise the session has expired, since
-   * no write can renew a session past its expiry. If the database does not answer in time, the
-   * session ends on what this process knows: never kept alive past its last known expiry.
+   * Followed sessions reached their expiry. The database decides: changes it holds that this
+   * process has not seen yet (a renewal in another process) are applied first and move the
+   * deadline; what is still due has expired, since no write can renew a session past its expiry.
+   * If the database does not answer in time, the sessions end on what this process knows: never
+   * kept alive past their last known expiry.
    */
   private async recheck(ids: string[]): Promise<void> {
-    let fresh: Map<string, Session> | null = null;
     try {
-      const sessions = await withTimeout(this.deps.store.findByIds(ids), this.deps.recheckTimeoutMs);
-      fresh = new Map(sessions.map((s) => [s.id, s]));
+      const fresh = await withTimeout(this.deps.catchUp(ids), this.deps.recheckTimeoutMs);
+      for (const session of fresh) this.handle(session);
     } catch (err) {
       this.deps.logger.warn({ err, sessions: ids.length }, 'expiry re-check failed: ending sessions on their last known expiry');
     }
@@ -208,17 +209,9 @@ export class EventHub {
     for (const id of ids) {
       const w = this.watched.get(id);
       if (!w) continue;
-      const current = fresh ? fresh.get(id) : w.session;
-      if (!current) {
-        this.terminate(w, 'TIMEOUT'); // already removed by the TTL index
-      } else if (current.endedAt) {
-        w.session = current;
-        this.terminate(w, current.endReason ?? 'TIMEOUT');
-      } else if (current.expiry.expiresAt.getTime() <= now) {
+      if (w.session.expiry.expiresAt.getTime() <= now) {
         this.terminate(w, 'TIMEOUT');
         this.endInDatabase(id, 'TIMEOUT');
-      } else if (current.version > w.session.version) {
-        this.handle(current);
       } else {
         this.armExpiry(w);
       }

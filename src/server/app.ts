@@ -18,6 +18,7 @@ import type { Logger } from '../logger.js';
 import { SessionService, type Clock } from '../sessions/service.js';
 import { detectCapabilities, type DatabaseCapabilities } from '../store/capabilities.js';
 import { createModels, ensureTtlIndex } from '../store/models.js';
+import { SessionStore } from '../store/sessionStore.js';
 import { formatError } from './errors.js';
 import { mountPages } from './pages.js';
 import { attachSubscriptions } from './subscriptions.js';
@@ -75,7 +76,11 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   const now = () => clock().getTime();
 
   const scheduler = new Scheduler();
-  const service: SessionService = new SessionService(models, settings, clock, (session) => hub.handle(session));
+  const store = new SessionStore(models, { recordChanges: !capabilities.changeStreams });
+  const service: SessionService = new SessionService(models, store, settings, clock, (session) => hub.handle(session));
+  const feed = capabilities.changeStreams
+    ? new ChangeStreamFeed(models, store, logger)
+    : new PollingFeed(store, settings.changePollIntervalMs, logger);
   const presence = new Presence(
     models,
     scheduler,
@@ -85,7 +90,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     logger,
   );
   const hub: EventHub = new EventHub({
-    store: service.store,
+    catchUp: (ids) => feed.catchUp(ids),
     end: (id, reason) => service.end(id, reason),
     scheduler,
     now,
@@ -95,9 +100,6 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     recheckTimeoutMs: RECHECK_TIMEOUT_MS,
     presence,
   });
-  const feed = capabilities.changeStreams
-    ? new ChangeStreamFeed(models, logger)
-    : new PollingFeed(models, settings.changePollIntervalMs, logger);
   await feed.start((session) => hub.handle(session));
   await presence.recover();
   const stopPurging = capabilities.ttlIndexes ? () => {} : startPurging(service, settings, logger);

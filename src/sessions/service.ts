@@ -13,7 +13,7 @@ import {
   type ExpirySpec,
 } from '../expiry/rules.js';
 import type { EndReason, Models, UserDoc } from '../store/models.js';
-import { SessionStore, type Session } from '../store/sessionStore.js';
+import type { Session, SessionStore } from '../store/sessionStore.js';
 
 export type Clock = () => Date;
 
@@ -39,17 +39,16 @@ const toUser = (doc: UserDoc): User => ({ id: doc._id.toHexString(), username: d
  * here and is handed to `publish`, which tells this process's subscribers at once.
  */
 export class SessionService {
-  readonly store: SessionStore;
   private readonly hasher: PasswordHasher;
   private readonly limiter: LoginLimiter;
 
   constructor(
     private readonly models: Models,
+    readonly store: SessionStore,
     private readonly settings: Settings,
     readonly clock: Clock = () => new Date(),
     private readonly publish: (session: Session) => void = () => {},
   ) {
-    this.store = new SessionStore(models);
     this.hasher = new PasswordHasher(settings.passwordHashCost);
     this.limiter = new LoginLimiter(settings.loginRateLimit.points, settings.loginRateLimit.windowSeconds);
   }

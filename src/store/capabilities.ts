@@ -10,7 +10,7 @@ export interface DatabaseCapabilities {
 /** What the caller does instead, appended to the one log line per missing capability. */
 export interface CapabilityFallbacks {
   ttlIndexes?: string; // e.g. 'expired sessions are purged by the server every 60 s'
-  changeStreams?: string; // e.g. 'the change feed polls updatedAt every 100 ms'
+  changeStreams?: string; // e.g. 'the change feed polls the session_changes log every 100 ms'
 }
 
 /**
@@ -34,7 +34,7 @@ export async function detectCapabilities(
       log(`database has no TTL indexes (${ttl}): ${fallbacks.ttlIndexes ?? 'expired sessions are purged by the server instead'}`);
     }
     if (changeStreams !== true) {
-      log(`database has no change streams (${changeStreams}): ${fallbacks.changeStreams ?? 'the change feed polls updatedAt instead'}`);
+      log(`database has no change streams (${changeStreams}): ${fallbacks.changeStreams ?? 'the change feed polls the session_changes log instead'}`);
     }
     return { ttlIndexes: ttl === true, changeStreams: changeStreams === true };
   } finally {

@@ -30,7 +30,7 @@ const sessionSchema = new Schema(
     endReason: { type: String, enum: [...END_REASONS, null], default: null },
     /** Bumped by every write: lets listeners drop a change they have already seen. */
     version: { type: Number, required: true },
-    /** Set by every write; the polling change feed reads it where change streams are missing. */
+    /** Set by every write; a polling change feed that fell behind its change log rescans by it. */
     updatedAt: { type: Date, required: true },
     /** Browser-close sessions: open subscriptions, over all server processes. */
     liveSubscriptions: { type: Number, default: 0 },
@@ -45,18 +45,38 @@ sessionSchema.index({ userId: 1, endedAt: 1 });
 sessionSchema.index({ updatedAt: 1 });
 sessionSchema.index({ endedAt: 1, expiresAt: 1 });
 
+/**
+ * Where the database has no change streams: one record per session write, holding the session as
+ * written, kept for a few seconds. Polling this small collection costs the database little, where
+ * polling the sessions collection costs it a scan of every session on FerretDB.
+ */
+const sessionChangeSchema = new Schema(
+  {
+    at: { type: Date, required: true, index: true },
+    session: { type: Schema.Types.Mixed, required: true },
+  },
+  { versionKey: false },
+);
+
 export type UserDoc = InferSchemaType<typeof userSchema> & { _id: mongoose.Types.ObjectId };
 export type SessionDoc = InferSchemaType<typeof sessionSchema> & { _id: mongoose.Types.ObjectId };
+export interface SessionChangeDoc {
+  _id: mongoose.Types.ObjectId;
+  at: Date;
+  session: SessionDoc;
+}
 
 export interface Models {
   User: Model<UserDoc>;
   Session: Model<SessionDoc>;
+  SessionChange: Model<SessionChangeDoc>;
 }
 
 export function createModels(conn: Connection): Models {
   return {
     User: conn.model<UserDoc>('User', userSchema, 'users'),
     Session: conn.model<SessionDoc>('Session', sessionSchema, 'sessions'),
+    SessionChange: conn.model<SessionChangeDoc>('SessionChange', sessionChangeSchema, 'session_changes'),
   };
 }
 

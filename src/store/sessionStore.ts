@@ -1,7 +1,7 @@
 import mongoose from 'mongoose';
 import { parseSessionToken, secretMatches } from '../auth/tokens.js';
 import type { ExpiryState } from '../expiry/rules.js';
-import type { EndReason, Models, SessionDoc } from './models.js';
+import type { EndReason, Models, SessionChangeDoc, SessionDoc } from './models.js';
 
 /** A session as the rest of the server sees it. */
 export interface Session {
@@ -12,6 +12,7 @@ export interface Session {
   endedAt: Date | null;
   endReason: EndReason | null;
   version: number;
+  updatedAt: Date;
   liveSubscriptions: number;
   detachedAt: Date | null;
   userAgent: string | null;
@@ -33,6 +34,7 @@ export function toSession(doc: SessionDoc): Session {
     endedAt: doc.endedAt ?? null,
     endReason: (doc.endReason as EndReason | null) ?? null,
     version: doc.version,
+    updatedAt: doc.updatedAt,
     liveSubscriptions: doc.liveSubscriptions ?? 0,
     detachedAt: doc.detachedAt ?? null,
     userAgent: doc.userAgent ?? null,
@@ -55,7 +57,37 @@ const oid = (id: string) => new mongoose.Types.ObjectId(id);
 
 /** Every read and write of the sessions collection. Writes are conditional so that only live sessions change. */
 export class SessionStore {
-  constructor(private readonly models: Models) {}
+  /**
+   * @param recordChanges where the database has no change streams: log every write in the
+   *   session_changes collection, for the other processes' polling feeds (engine/changeFeed.ts).
+   */
+  constructor(
+    private readonly models: Models,
+    private readonly options: { recordChanges: boolean } = { recordChanges: false },
+  ) {}
+
+  /** After the write: a process that dies in between loses the change for the other processes' polling feeds, not the write. */
+  private async written(doc: SessionDoc | null): Promise<Session | null> {
+    if (!doc) return null;
+    if (this.options.recordChanges) await this.models.SessionChange.create({ at: doc.updatedAt, session: doc });
+    return toSession(doc);
+  }
+
+  /** Changes logged at or after `from`, oldest first. */
+  async changesSince(from: Date): Promise<Session[]> {
+    const docs = await this.models.SessionChange.find({ at: { $gte: from } }).sort({ at: 1 }).lean<SessionChangeDoc[]>();
+    return docs.map((d) => toSession(d.session));
+  }
+
+  async forgetChangesBefore(before: Date): Promise<void> {
+    await this.models.SessionChange.deleteMany({ at: { $lt: before } });
+  }
+
+  /** Sessions written after `from`, oldest first: a scan of the sessions collection on FerretDB. */
+  async updatedSince(from: Date): Promise<Session[]> {
+    const docs = await this.models.Session.find({ updatedAt: { $gt: from } }).sort({ updatedAt: 1 }).lean<SessionDoc[]>();
+    return docs.map(toSession);
+  }
 
   async create(input: {
     id: string;
@@ -77,7 +109,7 @@ export class SessionStore {
       userAgent: input.userAgent,
       clientAddress: input.clientAddress,
     });
-    return toSession(doc.toObject());
+    return (await this.written(doc.toObject()))!;
   }
 
   /** The session a token stands for, read by its primary key; null when there is none or the secret is wrong. */
@@ -114,7 +146,7 @@ export class SessionStore {
       { $set: { ...expiryFields(state), updatedAt: now }, $inc: { version: 1 } },
       { returnDocument: 'after' },
     ).lean<SessionDoc>();
-    return doc ? toSession(doc) : null;
+    return this.written(doc);
   }
 
   /**
@@ -135,7 +167,7 @@ export class SessionStore {
       { $set: { endedAt: now, endReason: reason, updatedAt: now }, $min: { expiresAt: now }, $inc: { version: 1 } },
       { returnDocument: 'after' },
     ).lean<SessionDoc>();
-    return doc ? toSession(doc) : null;
+    return this.written(doc);
   }
 
   /** Ids of the user's sessions that have not ended, except `exceptId`. */

@@ -6,7 +6,13 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { resolveDatabase, type DatabaseKind } from '../../scripts/database.js';
+import {
+  dropPostgresDatabase,
+  postgresDatabaseExists,
+  postgresUnavailable,
+  resolveDatabase,
+  type DatabaseKind,
+} from '../../scripts/database.js';
 import { detectCapabilities } from '../../src/store/capabilities.js';
 
 const uri = inject('mongoUri');
@@ -32,10 +38,10 @@ describe(`the test database (${kind})`, () => {
     expect(typeof caps.ttlIndexes).toBe('boolean');
     expect(typeof caps.changeStreams).toBe('boolean');
     expect(lines).toHaveLength(Number(!caps.ttlIndexes) + Number(!caps.changeStreams));
-    if (kind === 'ferretdb') {
+    if (kind === 'ferretdb' || kind === 'ferretdb-postgresql') {
       expect(caps).toEqual({ ttlIndexes: false, changeStreams: false });
       expect(lines[0]).toMatch(/^database has no TTL indexes \(.*expireAfterSeconds.*\): purging every 60 s$/);
-      expect(lines[1]).toMatch(/^database has no change streams \(.*\): the change feed polls updatedAt instead$/);
+      expect(lines[1]).toMatch(/^database has no change streams \(.*\): the change feed polls the session_changes log instead$/);
       expect(elapsed).toBeLessThan(1_000);
     }
     if (kind === 'mongod') expect(caps).toEqual({ ttlIndexes: true, changeStreams: true });
@@ -47,14 +53,19 @@ describe(`the test database (${kind})`, () => {
 // These start further instances of the same embedded database next to the one of the test run.
 describe.skipIf(kind === 'external')(`an embedded ${kind} (skipped with MONGODB_URI: needs an embedded database)`, () => {
   let dataRoot: string;
+  let persistentPostgres: string | undefined;
   beforeAll(async () => {
     dataRoot = await fsp.mkdtemp(path.join(os.tmpdir(), 'sessions-data-root-'));
   });
-  afterAll(() => fsp.rm(dataRoot, { recursive: true, force: true }));
+  afterAll(async () => {
+    await fsp.rm(dataRoot, { recursive: true, force: true });
+    if (persistentPostgres) await dropPostgresDatabase(persistentPostgres);
+  });
 
   it('keeps its data across stop and restart when persistent', async () => {
     const opts = { persistent: true, kind, dataRoot, dbName: 'persist', log: () => {} };
     const first = await resolveDatabase(opts);
+    persistentPostgres = first.postgresDatabase;
     expect(first.uri).not.toBe(uri);
     expect(first.dataDir).toBe(path.join(dataRoot, kind));
     let conn = await mongoose.createConnection(first.uri).asPromise();
@@ -100,6 +111,105 @@ describe.skipIf(kind === 'external')(`an embedded ${kind} (skipped with MONGODB_
     for (let i = 0; i < 100 && !(await gone()); i++) await sleep(50);
     expect(await canConnect(port)).toBe(false);
     await expect(fsp.access(started.dataDir), 'its temporary data dir is removed too').rejects.toThrow();
+  });
+});
+
+// FerretDB on PostgreSQL (SESSIONS_EMBEDDED_DB=ferretdb-postgresql), whatever database the run itself uses.
+const postgresSkip = await (async () => {
+  const unavailable = await postgresUnavailable();
+  if (unavailable) return `PostgreSQL not reachable (set SESSIONS_POSTGRESQL_URL to use another server): ${unavailable}`;
+  const built = await fsp.access(path.resolve('.cache/ferretdb/bin/ferretdb')).then(() => true, () => false);
+  if (!built && kind !== 'ferretdb') return 'FerretDB is not built (SESSIONS_EMBEDDED_DB=ferretdb npx tsx scripts/database.ts --ensure builds it)';
+  return undefined;
+})();
+if (postgresSkip) console.warn(`[database.test] skipping the FerretDB-on-PostgreSQL cases: ${postgresSkip}`);
+
+describe.skipIf(postgresSkip !== undefined)(`FerretDB on PostgreSQL${postgresSkip ? ` (skipped: ${postgresSkip})` : ''}`, () => {
+  it('serves documents from a fresh PostgreSQL database that it drops on stop', async () => {
+    const db = await resolveDatabase({ persistent: false, kind: 'ferretdb-postgresql', dbName: 'wire', log: () => {} });
+    let stopped = false;
+    try {
+      expect(db.kind).toBe('ferretdb-postgresql');
+      expect(db.postgresDatabase).toMatch(/^sessions_ferretdb_tmp_[a-z0-9_]+$/);
+      expect(db.description).toContain(`PostgreSQL database`);
+      expect(db.description).toContain(db.postgresDatabase!);
+      expect(await postgresDatabaseExists(db.postgresDatabase!)).toBe(true);
+
+      const conn = await mongoose.createConnection(db.uri, { serverSelectionTimeoutMS: 5_000 }).asPromise();
+      try {
+        const things = conn.db!.collection('things');
+        await things.createIndex({ token: 1 }, { unique: true });
+        await things.insertOne({ _id: 'one' as never, token: 'abc', at: new Date(2_000) });
+        expect(await things.findOne({ token: 'abc' })).toEqual({ _id: 'one', token: 'abc', at: new Date(2_000) });
+        await expect(things.insertOne({ _id: 'two' as never, token: 'abc' })).rejects.toThrow(/duplicate key/i);
+      } finally {
+        await conn.close();
+      }
+
+      const port = Number(new URL(db.uri.replace(/^mongodb:/, 'http:')).port);
+      await db.stop();
+      stopped = true;
+      expect(await canConnect(port)).toBe(false);
+      expect(await postgresDatabaseExists(db.postgresDatabase!), 'its PostgreSQL database is dropped').toBe(false);
+      await expect(fsp.access(db.dataDir!), 'its state dir is removed').rejects.toThrow();
+    } finally {
+      if (!stopped) await db.stop();
+    }
+  });
+
+  it('keeps its data in a PostgreSQL database of a stable name when persistent', async () => {
+    const dataRoot = await fsp.mkdtemp(path.join(os.tmpdir(), 'sessions-data-root-'));
+    const opts = { persistent: true, kind: 'ferretdb-postgresql' as const, dataRoot, dbName: 'persist', log: () => {} };
+    let database: string | undefined;
+    try {
+      const first = await resolveDatabase(opts);
+      database = first.postgresDatabase;
+      // Derived from the data root, so it is never the database of `npm start` (sessions_ferretdb).
+      expect(database).toMatch(/^sessions_ferretdb_[0-9a-f]{10}$/);
+      let conn = await mongoose.createConnection(first.uri).asPromise();
+      await conn.db!.collection('things').insertOne({ _id: 'kept' as never });
+      await conn.close();
+      await first.stop();
+      expect(await postgresDatabaseExists(database!)).toBe(true);
+
+      const second = await resolveDatabase(opts);
+      try {
+        expect(second.postgresDatabase).toBe(database);
+        conn = await mongoose.createConnection(second.uri).asPromise();
+        expect(await conn.db!.collection('things').findOne({ _id: 'kept' as never })).toEqual({ _id: 'kept' });
+        await conn.close();
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await fsp.rm(dataRoot, { recursive: true, force: true });
+      if (database) await dropPostgresDatabase(database);
+    }
+  });
+
+  it('drops its PostgreSQL database when its parent process is killed', async () => {
+    const script = `
+      const { resolveDatabase } = await import(${JSON.stringify(path.resolve('scripts/database.ts'))});
+      const db = await resolveDatabase({ persistent: false, kind: 'ferretdb-postgresql', log: () => {} });
+      console.log(JSON.stringify(db));
+      setInterval(() => {}, 1000);`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const started = await new Promise<{ uri: string; dataDir: string; postgresDatabase: string }>((resolve, reject) => {
+      child.stdout.once('data', (b: Buffer) => resolve(JSON.parse(b.toString())));
+      child.once('exit', (code) => reject(new Error(`child exited early with ${code}`)));
+    });
+    const port = Number(new URL(started.uri.replace(/^mongodb:/, 'http:')).port);
+    expect(await postgresDatabaseExists(started.postgresDatabase)).toBe(true);
+    child.kill('SIGKILL');
+    try {
+      const gone = async () => !(await canConnect(port)) && !(await postgresDatabaseExists(started.postgresDatabase));
+      for (let i = 0; i < 100 && !(await gone()); i++) await sleep(50);
+      expect(await canConnect(port)).toBe(false);
+      expect(await postgresDatabaseExists(started.postgresDatabase), 'its PostgreSQL database is dropped').toBe(false);
+      await expect(fsp.access(started.dataDir), 'its state dir is removed').rejects.toThrow();
+    } finally {
+      await dropPostgresDatabase(started.postgresDatabase);
+    }
   });
 });
 

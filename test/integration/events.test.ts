@@ -237,6 +237,30 @@ describe('restart and several processes', () => {
     }
   });
 
+  it('a renewal on another process is honoured at the deadline, even before the change feed has delivered it', async () => {
+    const uri = testDatabaseUri();
+    const a = await startTestServer({}, uri);
+    // B polls rarely: only its re-check at the deadline can learn of the renewal in time.
+    const b = await startTestServer({ CHANGE_POLL_INTERVAL_MS: '5000' }, uri);
+    try {
+      const { token, session } = await newUserSession(a, { seconds: 2 });
+      const onB = record(b, token);
+      await onB.ready(b, session.id);
+      await sleep(new Date(session.expiryDate).getTime() - 400 - Date.now());
+      const renewed = (await a.gql('mutation { setExpiry(seconds: 3) { expiryDate } }', {}, { token })).data.setExpiry;
+      const changed = await onB.untilEvent('EXPIRY_CHANGED', 2000);
+      expect(changed.expiresAt).toBe(renewed.expiryDate);
+      expect(changed.receivedAt).toBeGreaterThanOrEqual(new Date(session.expiryDate).getTime());
+      expect(onB.kinds()).toEqual(['EXPIRY_CHANGED']);
+      const expired = await onB.untilEvent('EXPIRED', 4000);
+      expect(expired.receivedAt).toBeGreaterThanOrEqual(new Date(renewed.expiryDate).getTime());
+      expect(expired.receivedAt - new Date(renewed.expiryDate).getTime()).toBeLessThan(1000);
+      expect(terminalCount(onB)).toBe(1);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
   it('a logout on one process reaches a subscriber on another at once', async () => {
     const uri = testDatabaseUri();
     const a = await startTestServer({}, uri);
