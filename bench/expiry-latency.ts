@@ -14,7 +14,7 @@
  *
  * Environment: BENCH_SIZES (default "1000,10000"), BENCH_OUTPUT (default BENCHMARKS.md),
  * BENCH_SETUP_BUDGET_S (default 600), BENCH_FANOUT_SESSIONS (default 100), and what
- * scripts/database.ts reads (MONGODB_URI, SESSIONS_EMBEDDED_DB). LOG_LEVEL,
+ * scripts/database.ts reads (MONGODB_URI, SESSIONS_EMBEDDED_DB, SESSIONS_POSTGRESQL_URL). LOG_LEVEL,
  * CHANGE_POLL_INTERVAL_MS and WS_PING_INTERVAL pass through to the API server. BENCH_CPU_PROF=dir
  * writes a V8 CPU profile of the API server's expiry phase into dir (read it with profile-summary.ts).
  */
@@ -23,7 +23,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { resolveDatabase } from '../scripts/database.js';
+import { resolveDatabase, type ResolvedDatabase } from '../scripts/database.js';
 import { probeDatabase, type ProbeRow } from './db-probe.js';
 import { rssKiB, spawnChild, type Child } from './ipc.js';
 import type { Distribution, LoadResult, PrepareArgs, Target } from './load.js';
@@ -92,33 +92,59 @@ async function cpuTicks(pid: number | null): Promise<number> {
   return Number(fields[11]) + Number(fields[12]);
 }
 
-/** Measures the CPU used by some processes between start() and the returned function's call, in % of one core. */
-async function cpuMeter(pids: Array<number | null>) {
-  const from = await Promise.all(pids.map(cpuTicks));
+/** One process, or a group of them listed afresh at each reading (PostgreSQL backends come and go). */
+type Processes = number | null | (() => Promise<number[]>);
+
+/**
+ * Measures the CPU used by some processes between start() and the returned function's call, in % of
+ * one core. A group counts the processes it lists at the end (one started in between with all its
+ * CPU time); one that ended in between is not counted.
+ */
+async function cpuMeter(groups: Processes[]) {
+  const read = () =>
+    Promise.all(
+      groups.map(async (g) => {
+        const pids = typeof g === 'function' ? await g() : g ? [g] : [];
+        return new Map(await Promise.all(pids.map(async (pid) => [pid, await cpuTicks(pid)] as const)));
+      }),
+    );
+  const from = await read();
   const t0 = Date.now();
   return async () => {
-    const to = await Promise.all(pids.map(cpuTicks));
+    const to = await read();
     const seconds = (Date.now() - t0) / 1000;
-    return to.map((t, i) => pct((t - from[i]!) / TICKS_PER_S, seconds));
+    return to.map((ticks, i) => {
+      let used = 0;
+      for (const [pid, t] of ticks) used += t - (from[i]!.get(pid) ?? 0);
+      return pct(used / TICKS_PER_S, seconds);
+    });
   };
 }
 
-/** The embedded database's own process (FerretDB or mongod), found by its data directory. */
-async function databasePid(dataDir: string | undefined): Promise<number | null> {
-  if (!dataDir) return null;
+/**
+ * The embedded database's processes: FerretDB or mongod, found by its data directory, and for
+ * FerretDB on PostgreSQL the backends serving its PostgreSQL database, found by their process title
+ * ("postgres: [cluster: ]user database client state"; only when PostgreSQL runs on this machine).
+ */
+async function databasePids(db: ResolvedDatabase): Promise<number[]> {
+  const { dataDir, postgresDatabase } = db;
+  if (!dataDir) return [];
+  const pids: number[] = [];
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
-    if (/^(ferretdb|mongod)/.test(path.basename(argv[0] ?? '')) && argv.some((a) => a.includes(dataDir))) return Number(entry);
+    const argv0 = argv[0] ?? '';
+    if (/^(ferretdb|mongod)/.test(path.basename(argv0)) && argv.some((a) => a.includes(dataDir))) pids.push(Number(entry));
+    else if (postgresDatabase && argv0.startsWith('postgres: ') && argv0.split(' ').includes(postgresDatabase)) pids.push(Number(entry));
   }
-  return null;
+  return pids;
 }
 
-/** Waits until the database process uses under 10 % of a core, so one run's leftovers do not weigh on the next. */
-async function waitForQuietDatabase(dbPid: number | null): Promise<number> {
+/** Waits until the database processes use under 10 % of a core, so one run's leftovers do not weigh on the next. */
+async function waitForQuietDatabase(db: Database): Promise<number> {
   const t0 = Date.now();
-  while (dbPid && Date.now() - t0 < QUIET_WAIT_MS) {
-    const stop = await cpuMeter([dbPid]);
+  while (db.embedded && Date.now() - t0 < QUIET_WAIT_MS) {
+    const stop = await cpuMeter([db.pids]);
     await sleep(1000);
     if ((await stop())[0]! < 10) break;
   }
@@ -148,7 +174,9 @@ function learn(target: Target, s: Scenario, loginMs: number, socketsMs: number):
 
 interface Database {
   uri: string;
-  pid: number | null;
+  /** Not MONGODB_URI: its processes can be found on this machine. */
+  embedded: boolean;
+  pids: () => Promise<number[]>;
 }
 
 async function runOnce(target: Target, s: Scenario, db: Database, attempt: number, quietWaitMs: number): Promise<RunResult> {
@@ -225,7 +253,7 @@ async function runOnce(target: Target, s: Scenario, db: Database, attempt: numbe
     learn(target, s, registerMs + loginMs, subscribed - opening);
     log(`  ${name}: logged in in ${((registerMs + loginMs) / 1000).toFixed(1)} s, subscribed in ${((subscribed - opening) / 1000).toFixed(1)} s`);
 
-    const idle = await cpuMeter([server.child.pid, db.pid]);
+    const idle = await cpuMeter([server.child.pid, db.pids]);
     await sleep(SETTLE_MS);
     const [idleServer, idleDb] = await idle();
     const heapAfter = (await server.child.call<NodeJS.MemoryUsage>('gc')).heapUsed;
@@ -233,7 +261,7 @@ async function runOnce(target: Target, s: Scenario, db: Database, attempt: numbe
     if (Date.now() > first - 200) throw new SetupTooSlow('the memory reading ran into the first deadline');
     await sleep(Math.max(0, first - 100 - Date.now()));
     await server.child.call('resetStats');
-    const expiry = await cpuMeter([server.child.pid, db.pid]);
+    const expiry = await cpuMeter([server.child.pid, db.pids]);
     const result = await load.call<LoadResult>('collect', { graceMs: GRACE_MS });
     const [expiryServer, expiryDb] = await expiry();
     const stats = await server.child.call<ServerStats>('stats');
@@ -264,7 +292,7 @@ async function run(target: Target, s: Scenario, db: Database): Promise<RunResult
     return { ...s, target, skipped };
   }
   for (let attempt = 1; ; attempt++) {
-    const quietWaitMs = await waitForQuietDatabase(db.pid);
+    const quietWaitMs = await waitForQuietDatabase(db);
     try {
       const r = await runOnce(target, s, db, attempt, quietWaitMs);
       const l = r.load;
@@ -374,7 +402,8 @@ function report(m: ReturnType<typeof machine>, all: Array<RunResult | Skipped>, 
     'Server lag: `serverTime` in the event − `expiresAt` (timer, re-check read, bookkeeping). Transit: received − `serverTime` ' +
       '(executing the event, writing it, the load reading it). Re-check reads: the expiry re-check\'s `findByIds` calls, timed in ' +
       'the server process; those not answered within 1 s time out and the sessions end on their last known expiry. CPU: % of one ' +
-      'core from the first deadline to the last event, for the server process and the database process. Completed / closed: ' +
+      'core from the first deadline to the last event, for the server process and the database process (for FerretDB on ' +
+      'PostgreSQL: FerretDB and the PostgreSQL backends serving its database). Completed / closed: ' +
       'subscriptions that got `complete` after their event, and sockets the server closed with 4401 within 5 s of the last event.',
     '',
     '#### Memory: server VmRSS (after a GC), KiB',
@@ -443,8 +472,9 @@ async function main() {
   }, WATCHDOG_MS).unref();
 
   const resolved = await resolveDatabase({ persistent: false, log });
-  const db: Database = { uri: resolved.uri, pid: await databasePid(resolved.dataDir) };
-  log(`database: ${resolved.description}${db.pid ? ` (pid ${db.pid})` : ''}`);
+  const db: Database = { uri: resolved.uri, embedded: resolved.kind !== 'external', pids: () => databasePids(resolved) };
+  const pids = await db.pids();
+  log(`database: ${resolved.description}${pids.length ? ` (pid ${pids.join(', ')})` : ''}`);
   const info = machine(resolved.description);
   const loadBefore = os.loadavg()[0]!.toFixed(1);
   const scenarios: Scenario[] = SIZES.flatMap((n) => [
@@ -461,7 +491,7 @@ async function main() {
   let probe: ProbeRow[] = [];
   try {
     for (const s of scenarios) for (const target of ['bare', 'api'] as const) results.push(await run(target, s, db));
-    await waitForQuietDatabase(db.pid);
+    await waitForQuietDatabase(db);
     const uri = new URL(db.uri);
     uri.pathname = `/bench_probe_${Date.now().toString(36)}`;
     log('timing the database on the hot-path queries');
