@@ -67,9 +67,9 @@ export class SessionStore {
   ) {}
 
   /** After the write: a process that dies in between loses the change for the other processes' polling feeds, not the write. */
-  private async written(doc: SessionDoc | null): Promise<Session | null> {
+  private async written(doc: SessionDoc | null, record = true): Promise<Session | null> {
     if (!doc) return null;
-    if (this.options.recordChanges) await this.models.SessionChange.create({ at: doc.updatedAt, session: doc });
+    if (record && this.options.recordChanges) await this.models.SessionChange.create({ at: doc.updatedAt, session: doc });
     return toSession(doc);
   }
 
@@ -167,7 +167,8 @@ export class SessionStore {
       { $set: { endedAt: now, endReason: reason, updatedAt: now }, $min: { expiresAt: now }, $inc: { version: 1 } },
       { returnDocument: 'after' },
     ).lean<SessionDoc>();
-    return this.written(doc);
+    // Every process that follows a session has its own deadline for it, so a timeout needs no record.
+    return this.written(doc, reason !== 'TIMEOUT');
   }
 
   /** Ids of the user's sessions that have not ended, except `exceptId`. */
