@@ -37,8 +37,8 @@ function indexUse(explain: Record<string, unknown>): string {
 export async function probeDatabase(uri: string, sizes = [1000, 10_000]): Promise<ProbeRow[]> {
   const conn = await mongoose.createConnection(uri, { serverSelectionTimeoutMS: 10_000 }).asPromise();
   try {
-    const { Session } = createModels(conn);
-    await Session.init();
+    const { Session, SessionChange } = createModels(conn);
+    await Promise.all([Session.init(), SessionChange.init()]);
     const rows = new Map<string, ProbeRow>();
     const record = (query: string, where: string, size: number, ms: number, indexed: string) => {
       const row = rows.get(query) ?? { query, where, ms: {}, indexed };
@@ -52,7 +52,7 @@ export async function probeDatabase(uri: string, sizes = [1000, 10_000]): Promis
       const now = new Date();
       const docs = Array.from({ length: size - inserted }, (_, k) => ({
         userId: new mongoose.Types.ObjectId(),
-        tokenHash: `${'0'.repeat(50)}${inserted + k}`.slice(-64),
+        secretHash: `${'0'.repeat(50)}${inserted + k}`.slice(-64),
         createdAt: now,
         lastSavedAt: now,
         expiresAt: far,
@@ -67,16 +67,25 @@ export async function probeDatabase(uri: string, sizes = [1000, 10_000]): Promis
       for (let i = 0; i < docs.length; i += 1000) await Session.insertMany(docs.slice(i, i + 1000), { lean: true });
       inserted = size;
       const ids = (await Session.find({}, { _id: 1 }).lean()).map((d) => d._id);
-      const lastToken = `${'0'.repeat(50)}${size - 1}`.slice(-64);
       const lastId = ids[ids.length - 1]!;
+      // The change log holds the last 10 s of writes, whatever the number of sessions; 100 here.
+      if (inserted === sizes[0]) {
+        const changes = docs.slice(0, 100).map((session, k) => ({ at: new Date(now.getTime() - 5000 + k), session }));
+        await SessionChange.insertMany(changes, { lean: true });
+      }
       const probes: Array<[string, string, mongoose.Query<unknown, unknown>, () => Promise<unknown>]> = [
-        ['findOne({ tokenHash })', 'every authenticated request and socket', Session.findOne({ tokenHash: lastToken }), () => Session.findOne({ tokenHash: lastToken }).lean()],
-        ['findOne({ _id })', 'subscribe', Session.findOne({ _id: lastId }), () => Session.findById(lastId).lean()],
-        ['find({ _id: { $in: [1 id] } })', 'expiry re-check, one session due', Session.find({ _id: { $in: [lastId] } }), () => Session.find({ _id: { $in: [lastId] } }).lean()],
-        ['find({ _id: { $in: [all ids] } })', 'expiry re-check, all due at once', Session.find({ _id: { $in: ids } }), () => Session.find({ _id: { $in: ids } }).lean()],
+        ['findOne({ _id })', 'every authenticated request and socket (the token names its session)', Session.findOne({ _id: lastId }), () => Session.findById(lastId).lean()],
+        [
+          'session_changes.find({ at: { $gte } }).sort() (100 records)',
+          'polling change feed every 100 ms, and the expiry re-check, without change streams',
+          SessionChange.find({ at: { $gte: new Date(now.getTime() - 6000) } }).sort({ at: 1 }),
+          () => SessionChange.find({ at: { $gte: new Date(now.getTime() - 6000) } }).sort({ at: 1 }).lean(),
+        ],
+        ['find({ _id: { $in: [1 id] } })', 'expiry re-check with change streams, one session due', Session.find({ _id: { $in: [lastId] } }), () => Session.find({ _id: { $in: [lastId] } }).lean()],
+        ['find({ _id: { $in: [all ids] } })', 'expiry re-check with change streams, all due at once', Session.find({ _id: { $in: ids } }), () => Session.find({ _id: { $in: ids } }).lean()],
         [
           'find({ updatedAt: { $gt } }).sort()',
-          'polling change feed, every 100 ms',
+          'a polling feed that fell behind its change log (rare)',
           Session.find({ updatedAt: { $gt: new Date() } }).sort({ updatedAt: 1 }),
           () => Session.find({ updatedAt: { $gt: new Date() } }).sort({ updatedAt: 1 }).lean(),
         ],
