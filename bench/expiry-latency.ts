@@ -400,7 +400,7 @@ function report(m: ReturnType<typeof machine>, all: Array<RunResult | Skipped>, 
   lines.push(
     '',
     'Server lag: `serverTime` in the event − `expiresAt` (timer, re-check read, bookkeeping). Transit: received − `serverTime` ' +
-      '(executing the event, writing it, the load reading it). Re-check reads: the expiry re-check\'s `findByIds` calls, timed in ' +
+      '(executing the event, writing it, the load reading it). Re-check reads: the expiry re-check\'s database reads (`feed.catchUp`: the change log without change streams, the sessions due with them), timed in ' +
       'the server process; those not answered within 1 s time out and the sessions end on their last known expiry. CPU: % of one ' +
       'core from the first deadline to the last event, for the server process and the database process (for FerretDB on ' +
       'PostgreSQL: FerretDB and the PostgreSQL backends serving its database). Completed / closed: ' +

@@ -3,7 +3,7 @@
  * environment like `npm start`; BENCH_MONGODB_URI names the database.
  *
  * Instrumentation (read-only, nothing in src/ changes): the expiry re-check's database reads are
- * timed by wrapping `service.store.findByIds` on this instance, subscriptions are counted as the
+ * timed by wrapping the change feed's `catchUp` on this instance, subscriptions are counted as the
  * hub takes them (`hub.subscribe`), and the event loop's delay is
  * sampled, so the report can say where the time between a deadline and its event goes. Log
  * lines are counted by message rather than printed.
@@ -34,13 +34,12 @@ const server = await startServer({ settings, mongoUri: process.env.BENCH_MONGODB
 
 /** Expiry re-checks: how many were sent, and for each answer how long the database took and for how many sessions. */
 let rechecks = { sent: 0, answered: [] as Array<{ ms: number; sessions: number }> };
-const store = server.service.store;
-const findByIds = store.findByIds.bind(store);
-store.findByIds = async (ids: string[]) => {
+const catchUp = server.feed.catchUp.bind(server.feed);
+server.feed.catchUp = async (ids: string[]) => {
   const at = Date.now();
   const into = rechecks;
   into.sent++;
-  const found = await findByIds(ids);
+  const found = await catchUp(ids);
   into.answered.push({ ms: Date.now() - at, sessions: ids.length });
   return found;
 };

@@ -71,8 +71,7 @@ export class PollingFeed implements ChangeFeed {
   private lastReadAt = Date.now();
   private lastTrimAt = 0;
   private onChange: (session: Session) => void = () => {};
-  /** Polls run one after another; a catch-up waits for a poll that starts after it was asked for. */
-  private polls: Promise<void> = Promise.resolve();
+  private polling: Promise<void> | null = null;
 
   constructor(
     private readonly store: SessionStore,
@@ -87,23 +86,20 @@ export class PollingFeed implements ChangeFeed {
     this.onChange = onChange;
     this.since = new Date();
     this.lastReadAt = Date.now();
-    const tick = () => {
-      void this.poll().then(() => {
-        if (this.timer) this.timer = setTimeout(tick, this.intervalMs);
-      });
+    const tick = async () => {
+      this.polling = this.read()
+        .then(() => this.trim())
+        .catch((err: unknown) => this.logger.warn({ err }, 'polling for session changes failed'));
+      await this.polling;
+      if (this.timer) this.timer = setTimeout(tick, this.intervalMs);
     };
     this.timer = setTimeout(tick, this.intervalMs);
   }
 
+  /** A read of its own, started now rather than after the regular poll in flight: it sees every change committed before it. */
   async catchUp(): Promise<Session[]> {
-    await this.poll(true);
+    await this.read();
     return [];
-  }
-
-  private poll(mustSucceed = false): Promise<void> {
-    const run = this.polls.then(() => this.read());
-    this.polls = run.catch((err: unknown) => this.logger.warn({ err }, 'polling for session changes failed'));
-    return mustSucceed ? run : this.polls;
   }
 
   private async read(): Promise<void> {
@@ -112,20 +108,23 @@ export class PollingFeed implements ChangeFeed {
     const missedSome = startedAt - this.lastReadAt > this.retentionMs - this.overlapMs;
     if (missedSome) this.logger.warn('the change poller fell behind the change log: rescanning the sessions');
     const changes = missedSome ? await this.store.updatedSince(from) : await this.store.changesSince(from);
-    this.lastReadAt = startedAt;
+    this.lastReadAt = Math.max(this.lastReadAt, startedAt);
     for (const session of changes) {
       if (session.updatedAt > this.since) this.since = session.updatedAt;
       this.onChange(session);
     }
-    if (startedAt - this.lastTrimAt >= TRIM_INTERVAL_MS) {
-      this.lastTrimAt = startedAt;
-      await this.store.forgetChangesBefore(new Date(startedAt - this.retentionMs));
-    }
+  }
+
+  private async trim(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastTrimAt < TRIM_INTERVAL_MS) return;
+    this.lastTrimAt = now;
+    await this.store.forgetChangesBefore(new Date(now - this.retentionMs));
   }
 
   async stop(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    await this.polls;
+    await this.polling;
   }
 }

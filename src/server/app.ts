@@ -8,7 +8,7 @@ import { parse as parseCookies } from 'cookie';
 import express, { type Request, type Response } from 'express';
 import mongoose from 'mongoose';
 import type { Settings } from '../config.js';
-import { ChangeStreamFeed, PollingFeed } from '../engine/changeFeed.js';
+import { ChangeStreamFeed, PollingFeed, type ChangeFeed } from '../engine/changeFeed.js';
 import { EventHub } from '../engine/hub.js';
 import { Presence } from '../engine/presence.js';
 import { Scheduler } from '../engine/scheduler.js';
@@ -32,6 +32,7 @@ export interface RunningServer {
   httpServer: Server;
   service: SessionService;
   hub: EventHub;
+  feed: ChangeFeed;
   capabilities: DatabaseCapabilities;
   stop(): Promise<void>;
 }
@@ -78,7 +79,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   const scheduler = new Scheduler();
   const store = new SessionStore(models, { recordChanges: !capabilities.changeStreams });
   const service: SessionService = new SessionService(models, store, settings, clock, (session) => hub.handle(session));
-  const feed = capabilities.changeStreams
+  const feed: ChangeFeed = capabilities.changeStreams
     ? new ChangeStreamFeed(models, store, logger)
     : new PollingFeed(store, settings.changePollIntervalMs, logger);
   const presence = new Presence(
@@ -170,6 +171,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     httpServer,
     service,
     hub,
+    feed,
     capabilities,
     /** Graceful: sockets close with 1001, HTTP requests in flight finish, pending writes land, then the connection closes. */
     async stop() {
