@@ -1,35 +1,39 @@
 /**
  * A push-driven async iterator: the producer pushes values and ends it; the consumer (graphql-ws)
  * iterates. `onReturn` runs once when the consumer stops early or the queue ends.
+ *
+ * Every idle subscription holds one, so it is kept small: the buffer exists only while values
+ * wait to be read. A subclass may override `ended()` instead of passing `onReturn` (one object
+ * per subscriber instead of a queue plus a closure).
  */
 export class EventQueue<T> implements AsyncIterableIterator<T> {
-  private readonly buffered: T[] = [];
+  private buffered: T[] | null = null;
   private waiting: ((result: IteratorResult<T>) => void) | null = null;
-  private ended = false;
+  private done = false;
 
   constructor(private onReturn: (() => void) | null = null) {}
 
   get closed(): boolean {
-    return this.ended;
+    return this.done;
   }
 
   push(value: T): void {
-    if (this.ended) return;
+    if (this.done) return;
     if (this.waiting) {
       const resolve = this.waiting;
       this.waiting = null;
       resolve({ value, done: false });
     } else {
-      this.buffered.push(value);
+      (this.buffered ??= []).push(value);
     }
   }
 
   /** Ends the stream after what was pushed so far has been read. */
   end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.finish();
-    if (this.waiting && this.buffered.length === 0) {
+    if (this.done) return;
+    this.done = true;
+    this.ended();
+    if (this.waiting && !this.buffered?.length) {
       const resolve = this.waiting;
       this.waiting = null;
       resolve({ value: undefined, done: true });
@@ -37,13 +41,18 @@ export class EventQueue<T> implements AsyncIterableIterator<T> {
   }
 
   next(): Promise<IteratorResult<T>> {
-    if (this.buffered.length > 0) return Promise.resolve({ value: this.buffered.shift()!, done: false });
-    if (this.ended) return Promise.resolve({ value: undefined, done: true });
+    const buffered = this.buffered;
+    if (buffered) {
+      const value = buffered.shift()!;
+      if (buffered.length === 0) this.buffered = null;
+      return Promise.resolve({ value, done: false });
+    }
+    if (this.done) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve) => (this.waiting = resolve));
   }
 
   return(): Promise<IteratorResult<T>> {
-    this.buffered.length = 0;
+    this.buffered = null;
     this.end();
     return Promise.resolve({ value: undefined, done: true });
   }
@@ -52,7 +61,8 @@ export class EventQueue<T> implements AsyncIterableIterator<T> {
     return this;
   }
 
-  private finish(): void {
+  /** Runs once, when the queue ends (by the producer or because the consumer stopped). */
+  protected ended(): void {
     const onReturn = this.onReturn;
     this.onReturn = null;
     onReturn?.();

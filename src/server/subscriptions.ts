@@ -1,24 +1,29 @@
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import { parse as parseCookies } from 'cookie';
-import type { GraphQLSchema } from 'graphql';
-import { CloseCode } from 'graphql-ws';
-import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer, type WebSocket } from 'ws';
-import type { IncomingMessage } from 'node:http';
+import {
+  createSourceEventStream,
+  execute,
+  parse,
+  validate,
+  type DocumentNode,
+  type ExecutionArgs,
+  type ExecutionResult,
+  type GraphQLSchema,
+} from 'graphql';
+import { CloseCode, DEPRECATED_GRAPHQL_WS_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, handleProtocols, makeServer } from 'graphql-ws';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Settings } from '../config.js';
 import type { EventHub } from '../engine/hub.js';
 import type { GraphQLContext } from '../graphql/context.js';
 import type { SessionService } from '../sessions/service.js';
 
-type SocketExtra = {
-  socket: WebSocket;
-  request: IncomingMessage;
-  token?: string;
-  sessionId?: string;
-};
-
 /** The graphql-ws close code for "your session is over": the graphql-ws client does not retry it. */
 export const SESSION_ENDED_CLOSE = CloseCode.Unauthorized;
+
+/** graphql-ws's default: a socket that has not sent connection_init by then is closed with 4408. */
+const CONNECTION_INIT_WAIT_MS = 3_000;
+/** Parsed and validated documents kept, by query text (most subscriptions send the same few). */
+const DOCUMENT_CACHE_SIZE = 100;
 
 function connectionToken(params: Record<string, unknown> | undefined, request: IncomingMessage, cookieName: string) {
   const fromParams = params?.token ?? params?.authToken;
@@ -30,10 +35,131 @@ function connectionToken(params: Record<string, unknown> | undefined, request: I
 }
 
 /**
+ * One socket, kept small since an idle subscribed socket is mostly this: graphql-ws talks through
+ * it (its `WebSocket` interface, with methods on the prototype rather than closures per socket)
+ * and gets it back as `ctx.extra`.
+ */
+class Connection {
+  /** The upgrade request, only until connection_init: the cookie is read from it, then it is let go (it is large). */
+  request: IncomingMessage | null;
+  readonly clientAddress: string;
+  readonly userAgent: string | null;
+  token: string | null = null;
+  sessionId: string | null = null;
+  /** graphql-ws's message handler, and what it wants called once the socket has closed. */
+  receive: ((data: string) => Promise<void>) | null = null;
+  closed: ((code?: number, reason?: string) => Promise<void>) | null = null;
+  initTimer: NodeJS.Timeout | null = null;
+  /** A keep-alive ping went out and no pong has come back yet. */
+  awaitingPong = false;
+
+  constructor(
+    readonly socket: WebSocket,
+    request: IncomingMessage,
+  ) {
+    this.request = request;
+    this.clientAddress = request.socket.remoteAddress ?? 'unknown';
+    this.userAgent = request.headers['user-agent'] ?? null;
+  }
+
+  get protocol(): string {
+    return this.socket.protocol;
+  }
+
+  send(data: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.socket.readyState !== WebSocket.OPEN) return resolve();
+      this.socket.send(data, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  close(code?: number, reason?: string): void {
+    this.socket.close(code, reason);
+  }
+
+  onMessage(cb: (data: string) => Promise<void>): void {
+    this.receive = cb;
+  }
+}
+
+function clearInitTimer(conn: Connection) {
+  if (conn.initTimer) clearTimeout(conn.initTimer);
+  conn.initTimer = null;
+}
+
+const limitCloseReason = (reason: string, whenTooLong: string) => (reason.length < 124 ? reason : whenTooLong);
+
+/**
+ * graphql-js's `subscribe`, with its per-event mapping held by one small object instead of
+ * mapAsyncIterator's closures (same behaviour: each source event is executed with the
+ * subscription's arguments and the event as root value).
+ */
+async function subscribe(args: ExecutionArgs): Promise<AsyncGenerator<ExecutionResult> | ExecutionResult> {
+  const resultOrStream = await createSourceEventStream(args);
+  if (typeof (resultOrStream as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] !== 'function') return resultOrStream as ExecutionResult;
+  return new ExecutedEvents((resultOrStream as AsyncIterable<unknown>)[Symbol.asyncIterator](), args);
+}
+
+class ExecutedEvents implements AsyncGenerator<ExecutionResult> {
+  constructor(
+    private readonly source: AsyncIterator<unknown>,
+    private readonly args: ExecutionArgs,
+  ) {}
+
+  /** Not an async function: an idle subscription waits here, and a pending `.then` is smaller than a suspended frame. */
+  next(): Promise<IteratorResult<ExecutionResult>> {
+    try {
+      return this.source.next().then((result) => this.map(result));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async return(): Promise<IteratorResult<ExecutionResult>> {
+    return typeof this.source.return === 'function' ? this.map(await this.source.return()) : { value: undefined, done: true };
+  }
+
+  async throw(error: unknown): Promise<IteratorResult<ExecutionResult>> {
+    if (typeof this.source.throw === 'function') return this.map(await this.source.throw(error));
+    await this.returnIgnoringErrors();
+    throw error;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  private async map(result: IteratorResult<unknown>): Promise<IteratorResult<ExecutionResult>> {
+    if (result.done) return result;
+    try {
+      return { value: await execute({ ...this.args, rootValue: result.value }), done: false };
+    } catch (error) {
+      await this.returnIgnoringErrors();
+      throw error;
+    }
+  }
+
+  private async returnIgnoringErrors(): Promise<void> {
+    if (typeof this.source.return === 'function') {
+      try {
+        await this.source.return();
+      } catch {
+        // Keep the original error when closing the source also fails.
+      }
+    }
+  }
+}
+
+/**
  * graphql-ws on the HTTP server's port and path. A socket belongs to the session it authenticated
  * with in connection_init (token in connectionParams, or the session cookie of the upgrade
  * request). Once that session ends and its subscribers have had the terminal event, its sockets
  * close with 4401, which the graphql-ws client does not retry.
+ *
+ * This is graphql-ws's `useServer` for `ws`, adjusted (as its docs invite) to hold less per idle
+ * socket: one keep-alive timer for all sockets instead of one per socket, shared event listeners,
+ * the upgrade request let go after connection_init, and one parsed and validated document per
+ * query text instead of one per subscription.
  */
 export function attachSubscriptions(options: {
   httpServer: Server;
@@ -43,8 +169,14 @@ export function attachSubscriptions(options: {
   settings: Settings;
 }) {
   const { httpServer, schema, service, hub, settings } = options;
-  const wss = new WebSocketServer({ server: httpServer, path: '/graphql' });
+  const isProd = settings.env === 'production';
+  const keepAliveMs = settings.wsPingIntervalMs;
+  // No permessage-deflate: it would cost a zlib context per socket, for messages of a few hundred bytes.
+  const wss = new WebSocketServer({ server: httpServer, path: '/graphql', perMessageDeflate: false, handleProtocols });
+  const connections = new Map<WebSocket, Connection>();
   const socketsBySession = new Map<string, Set<WebSocket>>();
+  /** Query text -> its validated document, least recently used first. */
+  const documents = new Map<string, { query: string; document: DocumentNode }>();
 
   const forget = (sessionId: string, socket: WebSocket) => {
     const sockets = socketsBySession.get(sessionId);
@@ -52,41 +184,147 @@ export function attachSubscriptions(options: {
     if (sockets?.size === 0) socketsBySession.delete(sessionId);
   };
 
-  const server = useServer<Record<string, unknown>, SocketExtra>(
-    {
-      schema,
-      context: (ctx): GraphQLContext => ({
+  const server = makeServer<Record<string, unknown>, Connection>({
+    schema,
+    subscribe,
+    // Timed here instead, so that no timer stays referenced for the socket's life.
+    connectionInitWaitTimeout: 0,
+    onSubscribe: (ctx, _id, payload) => {
+      // Parsed and validated once per query text: a parse error throws (as graphql-ws's own parse
+      // does), validation errors go to the client; neither is cached.
+      let cached = documents.get(payload.query);
+      if (cached) {
+        documents.delete(payload.query);
+      } else {
+        const document = parse(payload.query);
+        const errors = validate(schema, document);
+        if (errors.length > 0) return errors;
+        cached = { query: payload.query, document };
+        if (documents.size >= DOCUMENT_CACHE_SIZE) documents.delete(documents.keys().next().value!);
+      }
+      documents.set(payload.query, cached);
+      // graphql-ws keeps the message for the subscription's life: let it hold the shared text.
+      (payload as { query: string }).query = cached.query;
+      const conn = ctx.extra;
+      const contextValue: GraphQLContext = {
         service,
         hub,
         settings,
-        token: ctx.extra.token ?? null,
-        socketSessionId: ctx.extra.sessionId ?? null,
-        clientAddress: ctx.extra.request.socket.remoteAddress ?? 'unknown',
-        userAgent: ctx.extra.request.headers['user-agent'] ?? null,
+        token: conn.token,
+        socketSessionId: conn.sessionId,
+        clientAddress: conn.clientAddress,
+        userAgent: conn.userAgent,
         cookies: null,
-      }),
-      onConnect: async (ctx) => {
-        const token = connectionToken(ctx.connectionParams, ctx.extra.request, settings.cookie.name);
-        const session = token ? await service.store.findByToken(token) : null;
-        if (!token || !session) {
-          ctx.extra.socket.close(CloseCode.Unauthorized, token ? 'Unknown session' : 'Missing session token');
-          return false;
-        }
-        // An ended session is let in: its subscription yields the terminal event, then the socket closes.
-        ctx.extra.token = token;
-        ctx.extra.sessionId = session.id;
-        const sockets = socketsBySession.get(session.id) ?? new Set();
-        sockets.add(ctx.extra.socket);
-        socketsBySession.set(session.id, sockets);
-        return { sessionId: session.id };
-      },
-      onClose: (ctx) => {
-        if (ctx.extra.sessionId) forget(ctx.extra.sessionId, ctx.extra.socket);
-      },
+      };
+      return {
+        schema,
+        document: cached.document,
+        operationName: payload.operationName,
+        variableValues: payload.variables,
+        rootValue: undefined,
+        contextValue,
+      };
     },
-    wss,
-    settings.wsPingIntervalMs,
-  );
+    onConnect: async (ctx) => {
+      const conn = ctx.extra;
+      clearInitTimer(conn);
+      const request = conn.request!;
+      conn.request = null;
+      const token = connectionToken(ctx.connectionParams, request, settings.cookie.name);
+      const session = token ? await service.store.findByToken(token) : null;
+      if (!token || !session) {
+        conn.socket.close(CloseCode.Unauthorized, token ? 'Unknown session' : 'Missing session token');
+        return false;
+      }
+      // An ended session is let in: its subscription yields the terminal event, then the socket closes.
+      conn.token = token;
+      conn.sessionId = session.id;
+      const sockets = socketsBySession.get(session.id) ?? new Set();
+      sockets.add(conn.socket);
+      socketsBySession.set(session.id, sockets);
+      return { sessionId: session.id };
+    },
+    onClose: (ctx) => {
+      if (ctx.extra.sessionId) forget(ctx.extra.sessionId, ctx.extra.socket);
+    },
+  });
+
+  // The listeners are shared by all sockets (`this` is the socket); the socket's state is its Connection.
+  function onMessage(this: WebSocket, data: RawData) {
+    const conn = connections.get(this);
+    conn?.receive?.(String(data)).catch((err: unknown) => {
+      console.error('Internal error occurred during message handling. Please check your implementation.', err);
+      this.close(CloseCode.InternalServerError, internalReason(err));
+    });
+  }
+  function onPong(this: WebSocket) {
+    const conn = connections.get(this);
+    if (conn) conn.awaitingPong = false;
+  }
+  function onError(this: WebSocket, err: Error) {
+    console.error('Internal error emitted on a WebSocket socket. Please check your implementation.', err);
+    this.close(CloseCode.InternalServerError, internalReason(err));
+  }
+  function onClose(this: WebSocket, code: number, reason: Buffer) {
+    const conn = connections.get(this);
+    if (!conn) return;
+    connections.delete(this);
+    clearInitTimer(conn);
+    if (!isProd && code === CloseCode.SubprotocolNotAcceptable && this.protocol === DEPRECATED_GRAPHQL_WS_PROTOCOL) {
+      console.warn(
+        `Client provided the unsupported and deprecated subprotocol "${this.protocol}" used by subscriptions-transport-ws.` +
+          'Please see https://www.apollographql.com/docs/apollo-server/data/subscriptions/#switching-from-subscriptions-transport-ws.',
+      );
+    }
+    void conn.closed?.(code, String(reason));
+  }
+  function initTimeout(conn: Connection) {
+    conn.initTimer = null;
+    conn.socket.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
+  }
+  const internalReason = (err: unknown) =>
+    isProd ? 'Internal server error' : limitCloseReason(err instanceof Error ? err.message : String(err), 'Internal server error');
+
+  wss.once('error', (err) => {
+    console.error('Internal error emitted on the WebSocket server. Please check your implementation.', err);
+    let firstErr: unknown = null;
+    for (const client of wss.clients) {
+      try {
+        client.close(CloseCode.InternalServerError, internalReason(err));
+      } catch (err2) {
+        firstErr = firstErr ?? err2;
+      }
+    }
+    if (firstErr) throw firstErr;
+  });
+
+  wss.on('connection', (socket: WebSocket, request: IncomingMessage) => {
+    const conn = new Connection(socket, request);
+    connections.set(socket, conn);
+    socket.on('error', onError);
+    socket.on('pong', onPong);
+    socket.on('message', onMessage);
+    socket.on('close', onClose);
+    if (socket.protocol === GRAPHQL_TRANSPORT_WS_PROTOCOL) conn.initTimer = setTimeout(initTimeout, CONNECTION_INIT_WAIT_MS, conn);
+    conn.closed = server.opened(conn, conn);
+  });
+
+  // Keep-alive: every interval each open socket gets a ping, and one that has not answered the
+  // previous ping by then is terminated (as graphql-ws does, with one timer for all sockets).
+  const heartbeat =
+    keepAliveMs > 0 && Number.isFinite(keepAliveMs)
+      ? setInterval(() => {
+          for (const [socket, conn] of connections) {
+            if (conn.awaitingPong) {
+              socket.terminate();
+            } else if (socket.readyState === WebSocket.OPEN) {
+              conn.awaitingPong = true;
+              socket.ping();
+            }
+          }
+        }, keepAliveMs)
+      : null;
+  heartbeat?.unref();
 
   return {
     /** Closes the sockets of a session that has ended (after its terminal event went out). */
@@ -95,6 +333,11 @@ export function attachSubscriptions(options: {
       socketsBySession.delete(sessionId);
     },
     /** Closes every socket with 1001 (clients reconnect, to another process if there is one) and stops listening. */
-    dispose: () => server.dispose(),
+    async dispose() {
+      if (heartbeat) clearInterval(heartbeat);
+      for (const client of wss.clients) client.close(1001, 'Going away');
+      wss.removeAllListeners();
+      await new Promise<void>((resolve, reject) => wss.close((err) => (err ? reject(err) : resolve())));
+    },
   };
 }
