@@ -8,7 +8,7 @@
  * sampled, so the report can say where the time between a deadline and its event goes. Log
  * lines are counted by message rather than printed.
  */
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { Session as Inspector } from 'node:inspector/promises';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -68,6 +68,7 @@ async function startProfile() {
 async function writeProfile() {
   if (!inspector) return;
   const { profile } = await inspector.post('Profiler.stop');
+  await mkdir(profileDir!, { recursive: true });
   await writeFile(path.join(profileDir!, `expiry-${Date.now()}-${process.pid}.cpuprofile`), JSON.stringify(profile));
   inspector.disconnect();
 }
