@@ -174,14 +174,24 @@ export function attachSubscriptions(options: {
   // No permessage-deflate: it would cost a zlib context per socket, for messages of a few hundred bytes.
   const wss = new WebSocketServer({ server: httpServer, path: '/graphql', perMessageDeflate: false, handleProtocols });
   const connections = new Map<WebSocket, Connection>();
-  const socketsBySession = new Map<string, Set<WebSocket>>();
+  /** A session's sockets: the socket itself while it has one (the usual case), a Set from the second on. */
+  const socketsBySession = new Map<string, WebSocket | Set<WebSocket>>();
   /** Query text -> its validated document, least recently used first. */
   const documents = new Map<string, { query: string; document: DocumentNode }>();
 
+  const remember = (sessionId: string, socket: WebSocket) => {
+    const sockets = socketsBySession.get(sessionId);
+    if (!sockets) socketsBySession.set(sessionId, socket);
+    else if (sockets instanceof Set) sockets.add(socket);
+    else if (sockets !== socket) socketsBySession.set(sessionId, new Set([sockets, socket]));
+  };
   const forget = (sessionId: string, socket: WebSocket) => {
     const sockets = socketsBySession.get(sessionId);
-    sockets?.delete(socket);
-    if (sockets?.size === 0) socketsBySession.delete(sessionId);
+    if (sockets === socket) socketsBySession.delete(sessionId);
+    else if (sockets instanceof Set) {
+      sockets.delete(socket);
+      if (sockets.size === 0) socketsBySession.delete(sessionId);
+    }
   };
 
   const server = makeServer<Record<string, unknown>, Connection>({
@@ -239,9 +249,7 @@ export function attachSubscriptions(options: {
       // An ended session is let in: its subscription yields the terminal event, then the socket closes.
       conn.token = token;
       conn.sessionId = session.id;
-      const sockets = socketsBySession.get(session.id) ?? new Set();
-      sockets.add(conn.socket);
-      socketsBySession.set(session.id, sockets);
+      remember(session.id, conn.socket);
       return { sessionId: session.id };
     },
     onClose: (ctx) => {
@@ -329,8 +337,10 @@ export function attachSubscriptions(options: {
   return {
     /** Closes the sockets of a session that has ended (after its terminal event went out). */
     sessionEnded(sessionId: string) {
-      for (const socket of socketsBySession.get(sessionId) ?? []) socket.close(SESSION_ENDED_CLOSE, 'Session ended');
+      const sockets = socketsBySession.get(sessionId);
       socketsBySession.delete(sessionId);
+      if (sockets instanceof Set) for (const socket of sockets) socket.close(SESSION_ENDED_CLOSE, 'Session ended');
+      else sockets?.close(SESSION_ENDED_CLOSE, 'Session ended');
     },
     /** Closes every socket with 1001 (clients reconnect, to another process if there is one) and stops listening. */
     async dispose() {
