@@ -29,15 +29,31 @@ export interface SubscribeOptions {
   allSessions: boolean;
 }
 
-interface Subscriber {
-  id: number;
-  ownSessionId: string;
-  userId: string;
-  leadMs: number;
-  /** Counted as a live subscription of a browser-close session. */
-  present: boolean;
-  following: Set<string>;
-  queue: EventQueue<SessionEvent>;
+/** One subscription: the queue its events go to, and what it follows. Every idle socket holds one, so it is lean. */
+class Subscriber extends EventQueue<SessionEvent> {
+  /** The user's other sessions this subscriber follows (per-user feeds only). */
+  others: Set<string> | null = null;
+
+  constructor(
+    private readonly hub: EventHub,
+    readonly id: number,
+    readonly ownSessionId: string,
+    readonly userId: string,
+    readonly leadMs: number,
+    /** Counted as a live subscription of a browser-close session. */
+    readonly present: boolean,
+  ) {
+    super();
+  }
+
+  *following(): Iterable<string> {
+    yield this.ownSessionId;
+    if (this.others) yield* this.others;
+  }
+
+  protected override ended(): void {
+    this.hub.unsubscribe(this);
+  }
 }
 
 interface Watched {
@@ -83,24 +99,18 @@ export class EventHub {
       this.closeSocketsSoon(own.id);
       return queue;
     }
-    const sub: Subscriber = {
-      id: this.nextSubscriberId++,
-      ownSessionId: own.id,
-      userId: own.userId,
-      leadMs: options.leadSeconds * 1000,
-      present: own.expiry.spec.policy === 'BROWSER_CLOSE',
-      following: new Set(),
-      queue: new EventQueue<SessionEvent>(() => this.unsubscribe(sub)),
-    };
+    const present = own.expiry.spec.policy === 'BROWSER_CLOSE';
+    const sub = new Subscriber(this, this.nextSubscriberId++, own.id, own.userId, options.leadSeconds * 1000, present);
     this.follow(sub, own);
     if (sub.present) this.deps.presence.attach(own.id);
     if (options.allSessions) {
+      sub.others = new Set();
       for (const s of others) if (s.id !== own.id && !s.endedAt) this.follow(sub, s);
       const feed = this.userFeeds.get(sub.userId) ?? new Set();
       feed.add(sub);
       this.userFeeds.set(sub.userId, feed);
     }
-    return sub.queue;
+    return sub;
   }
 
   /** A session changed (here or in another process). Older or repeated versions are ignored. */
@@ -120,7 +130,7 @@ export class EventHub {
       this.armExpiry(w);
       const event = liveEvent('EXPIRY_CHANGED', session, new Date(this.deps.now()));
       for (const sub of w.subscribers) {
-        sub.queue.push(event);
+        sub.push(event);
         this.armExpiringSoon(sub, w);
       }
     }
@@ -134,12 +144,13 @@ export class EventHub {
       this.armExpiry(w);
     }
     w.subscribers.add(sub);
-    sub.following.add(session.id);
+    if (session.id !== sub.ownSessionId) sub.others?.add(session.id);
     this.armExpiringSoon(sub, w);
   }
 
-  private unsubscribe(sub: Subscriber): void {
-    for (const id of sub.following) {
+  /** Called once by the subscriber when its queue ends. */
+  unsubscribe(sub: Subscriber): void {
+    for (const id of sub.following()) {
       this.deps.scheduler.cancel(soonKey(sub, id));
       const w = this.watched.get(id);
       if (!w) continue;
@@ -149,7 +160,7 @@ export class EventHub {
         this.deps.scheduler.cancel(expiryKey(id));
       }
     }
-    sub.following.clear();
+    sub.others = null;
     if (sub.present) this.deps.presence.detach(sub.ownSessionId);
     const feed = this.userFeeds.get(sub.userId);
     feed?.delete(sub);
@@ -165,8 +176,8 @@ export class EventHub {
     if (sub.leadMs <= 0) return;
     const at = w.session.expiry.expiresAt.getTime() - sub.leadMs;
     this.deps.scheduler.schedule(soonKey(sub, w.session.id), at, () => {
-      if (sub.queue.closed || !w.subscribers.has(sub)) return;
-      sub.queue.push(liveEvent('EXPIRING_SOON', w.session, new Date(this.deps.now())));
+      if (sub.closed || !w.subscribers.has(sub)) return;
+      sub.push(liveEvent('EXPIRING_SOON', w.session, new Date(this.deps.now())));
     });
   }
 
@@ -225,9 +236,9 @@ export class EventHub {
     const event = terminalEvent(w.session, reason, new Date(this.deps.now()), this.deps.loginUrl);
     for (const sub of w.subscribers) {
       this.deps.scheduler.cancel(soonKey(sub, id));
-      sub.following.delete(id);
-      sub.queue.push(event);
-      if (sub.ownSessionId === id) sub.queue.end();
+      sub.others?.delete(id);
+      sub.push(event);
+      if (sub.ownSessionId === id) sub.end();
     }
     this.closeSocketsSoon(id);
   }

@@ -19,10 +19,13 @@ export interface Session {
   clientAddress: string | null;
 }
 
+/** An id as one flat string: bson's toHexString() builds it from concatenated pieces, which the hub would keep for each followed session. */
+const flatHex = (id: mongoose.Types.ObjectId) => Buffer.from(id.id).toString('hex');
+
 export function toSession(doc: SessionDoc): Session {
   return {
-    id: doc._id.toHexString(),
-    userId: doc.userId.toHexString(),
+    id: flatHex(doc._id),
+    userId: flatHex(doc.userId),
     createdAt: doc.createdAt,
     expiry: {
       spec: { policy: doc.policy, seconds: doc.policySeconds ?? null, date: doc.policyDate ?? null },
