@@ -24,6 +24,8 @@ import { mountPages } from './pages.js';
 import { attachSubscriptions } from './subscriptions.js';
 
 const PURGE_INTERVAL_MS = 60_000;
+/** The largest HTTP body or websocket message accepted. */
+const MAX_REQUEST_BYTES = 64 * 1024;
 /** How long the expiry re-check waits for the database before ending sessions on what it knows. */
 const RECHECK_TIMEOUT_MS = 1_000;
 
@@ -111,7 +113,15 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   mountPages(app, settings);
   const httpServer = createServer(app);
   const schema = await createSchema();
-  const subscriptions = attachSubscriptions({ httpServer, schema, service, hub, settings });
+  const subscriptions = attachSubscriptions({
+    httpServer,
+    schema,
+    service,
+    hub,
+    settings,
+    maxMessageBytes: MAX_REQUEST_BYTES,
+    logger,
+  });
   const armor = new ApolloArmor({
     maxDepth: { n: 8 },
     costLimit: { maxCost: 5000 },
@@ -141,7 +151,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   });
   app.use(
     '/graphql',
-    express.json({ limit: '64kb' }),
+    express.json({ limit: MAX_REQUEST_BYTES }),
     expressMiddleware(apollo, {
       context: async ({ req, res }: { req: Request; res: Response }): Promise<GraphQLContext> => {
         const { token, fromCookie } = requestToken(req, settings.cookie.name);

@@ -15,6 +15,7 @@ import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Settings } from '../config.js';
 import type { EventHub } from '../engine/hub.js';
 import type { GraphQLContext } from '../graphql/context.js';
+import type { Logger } from '../logger.js';
 import type { SessionService } from '../sessions/service.js';
 
 /** The graphql-ws close code for "your session is over": the graphql-ws client does not retry it. */
@@ -167,12 +168,21 @@ export function attachSubscriptions(options: {
   service: SessionService;
   hub: EventHub;
   settings: Settings;
+  /** Larger messages close the socket with 1009. */
+  maxMessageBytes: number;
+  logger: Logger;
 }) {
-  const { httpServer, schema, service, hub, settings } = options;
+  const { httpServer, schema, service, hub, settings, maxMessageBytes, logger } = options;
   const isProd = settings.env === 'production';
   const keepAliveMs = settings.wsPingIntervalMs;
   // No permessage-deflate: it would cost a zlib context per socket, for messages of a few hundred bytes.
-  const wss = new WebSocketServer({ server: httpServer, path: '/graphql', perMessageDeflate: false, handleProtocols });
+  const wss = new WebSocketServer({
+    server: httpServer,
+    path: '/graphql',
+    perMessageDeflate: false,
+    maxPayload: maxMessageBytes,
+    handleProtocols,
+  });
   const connections = new Map<WebSocket, Connection>();
   /** A session's sockets: the socket itself while it has one (the usual case), a Set from the second on. */
   const socketsBySession = new Map<string, WebSocket | Set<WebSocket>>();
@@ -261,7 +271,7 @@ export function attachSubscriptions(options: {
   function onMessage(this: WebSocket, data: RawData) {
     const conn = connections.get(this);
     conn?.receive?.(String(data)).catch((err: unknown) => {
-      console.error('Internal error occurred during message handling. Please check your implementation.', err);
+      logger.error({ err }, 'handling a websocket message failed');
       this.close(CloseCode.InternalServerError, internalReason(err));
     });
   }
@@ -269,8 +279,9 @@ export function attachSubscriptions(options: {
     const conn = connections.get(this);
     if (conn) conn.awaitingPong = false;
   }
+  /** A client broke the websocket protocol (a bad frame, a message over the size limit): ws closes the socket with the fitting code. */
   function onError(this: WebSocket, err: Error) {
-    console.error('Internal error emitted on a WebSocket socket. Please check your implementation.', err);
+    logger.debug({ err }, 'websocket protocol error');
     this.close(CloseCode.InternalServerError, internalReason(err));
   }
   function onClose(this: WebSocket, code: number, reason: Buffer) {
@@ -279,7 +290,7 @@ export function attachSubscriptions(options: {
     connections.delete(this);
     clearInitTimer(conn);
     if (!isProd && code === CloseCode.SubprotocolNotAcceptable && this.protocol === DEPRECATED_GRAPHQL_WS_PROTOCOL) {
-      console.warn(
+      logger.warn(
         `Client provided the unsupported and deprecated subprotocol "${this.protocol}" used by subscriptions-transport-ws.` +
           'Please see https://www.apollographql.com/docs/apollo-server/data/subscriptions/#switching-from-subscriptions-transport-ws.',
       );
@@ -294,7 +305,7 @@ export function attachSubscriptions(options: {
     isProd ? 'Internal server error' : limitCloseReason(err instanceof Error ? err.message : String(err), 'Internal server error');
 
   wss.once('error', (err) => {
-    console.error('Internal error emitted on the WebSocket server. Please check your implementation.', err);
+    logger.error({ err }, 'the websocket server failed: closing every socket');
     let firstErr: unknown = null;
     for (const client of wss.clients) {
       try {

@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { EventRecorder } from '../helpers/events.js';
 import { errorCode, login, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
 
@@ -164,6 +165,16 @@ describe('subscribing', () => {
       expect(client.closeCode).toBe(4401);
       expect(client.events).toEqual([]);
     }
+  });
+
+  it('a message larger than 64 KiB closes the socket with 1009 and changes nothing', async () => {
+    const { token, session } = await newUserSession(server, { seconds: 600 });
+    const socket = new WebSocket(server.url.replace(/^http/, 'ws'), 'graphql-transport-ws');
+    const closed = new Promise<number>((resolve) => socket.on('close', (code) => resolve(code)));
+    socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { token, padding: 'x'.repeat(70_000) } })));
+    expect(await closed).toBe(1009);
+    const after = (await server.gql(SESSION, {}, { token })).data.session;
+    expect(after).toEqual({ id: session.id, expiryDate: session.expiryDate });
   });
 
   it("never delivers another user's events, even on the per-user feed", async () => {
