@@ -25,7 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveDatabase, type ResolvedDatabase } from '../scripts/database.js';
 import { probeDatabase, type ProbeRow } from './db-probe.js';
-import { rssKiB, spawnChild, type Child } from './ipc.js';
+import { BENCH_SERVER_ENV, rssKiB, spawnChild, type Child } from './ipc.js';
 import type { Distribution, LoadResult, PrepareArgs, Target } from './load.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -187,12 +187,7 @@ async function runOnce(target: Target, s: Scenario, db: Database, attempt: numbe
     const uri = new URL(db.uri);
     uri.pathname = `/bench_${n}_${sessions}_${mode}_${Date.now().toString(36)}`;
     Object.assign(serverEnv, {
-      NODE_ENV: 'production',
-      HOST: '127.0.0.1',
-      PORT: '0',
-      LOG_LEVEL: 'warn',
-      PASSWORD_HASH_COST: '10',
-      LOGIN_RATE_LIMIT: '1000000',
+      ...BENCH_SERVER_ENV,
       ...Object.fromEntries(['LOG_LEVEL', 'CHANGE_POLL_INTERVAL_MS', 'WS_PING_INTERVAL'].filter((k) => env[k]).map((k) => [k, env[k]!])),
       BENCH_MONGODB_URI: uri.toString(),
       ...(env.BENCH_CPU_PROF ? { BENCH_CPU_PROF: path.resolve(env.BENCH_CPU_PROF) } : {}),

@@ -104,3 +104,25 @@ export async function rssKiB(pid: number): Promise<number> {
   if (!match) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(match[1]);
 }
+
+/** The API server's settings in every benchmark: production mode, a cheap password hash, no login limit. */
+export const BENCH_SERVER_ENV = {
+  NODE_ENV: 'production',
+  HOST: '127.0.0.1',
+  PORT: '0',
+  LOG_LEVEL: 'warn',
+  PASSWORD_HASH_COST: '10',
+  LOGIN_RATE_LIMIT: '1000000',
+};
+
+/** Counts the subscriptions the server's hub takes (they are in place from then on), by wrapping its `subscribe`. */
+export function countSubscriptions(hub: { subscribe: (...args: never[]) => unknown }): () => number {
+  let subscribed = 0;
+  const subscribe = hub.subscribe.bind(hub);
+  hub.subscribe = (...args: never[]) => {
+    const queue = subscribe(...args);
+    subscribed++;
+    return queue;
+  };
+  return () => subscribed;
+}

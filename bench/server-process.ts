@@ -16,7 +16,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { loadSettings } from '../src/config.js';
 import { startServer } from '../src/server/app.js';
-import { serve } from './ipc.js';
+import { countSubscriptions, serve } from './ipc.js';
 
 const settings = loadSettings(process.env);
 /** The server's log lines, counted by message (and shown with BENCH_VERBOSE=1). */
@@ -45,13 +45,7 @@ server.feed.catchUp = async (ids: string[]) => {
 };
 
 /** Subscriptions in place: the subscribe resolver has handed them to the hub, which follows them from then on. */
-let subscribed = 0;
-const subscribe = server.hub.subscribe.bind(server.hub);
-server.hub.subscribe = (...args: Parameters<typeof subscribe>) => {
-  const queue = subscribe(...args);
-  subscribed++;
-  return queue;
-};
+const subscribed = countSubscriptions(server.hub);
 
 const loopDelay = monitorEventLoopDelay({ resolution: 5 });
 loopDelay.enable();
@@ -75,7 +69,7 @@ async function writeProfile() {
 
 serve({
   url: () => server.url,
-  subscribed: () => subscribed,
+  subscribed,
   /** Collects garbage, then tells the memory in use. */
   gc: () => {
     globalThis.gc?.();

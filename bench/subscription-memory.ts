@@ -20,7 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import WebSocket from 'ws';
-import { rssKiB, serve, spawnChild, type Child } from './ipc.js';
+import { BENCH_SERVER_ENV, countSubscriptions, rssKiB, serve, spawnChild, type Child } from './ipc.js';
 
 const here = fileURLToPath(import.meta.url);
 const env = process.env;
@@ -43,16 +43,10 @@ if (env.SUBMEM_CHILD) {
   const { startServer } = await import('../src/server/app.js');
   const settings = loadSettings(env);
   const server = await startServer({ settings, mongoUri: env.SUBMEM_MONGODB_URI!, logger: pino({ level: settings.logLevel }) });
-  let subscribed = 0;
-  const subscribe = server.hub.subscribe.bind(server.hub);
-  server.hub.subscribe = (...args: Parameters<typeof subscribe>) => {
-    const queue = subscribe(...args);
-    subscribed++;
-    return queue;
-  };
+  const subscribed = countSubscriptions(server.hub);
   serve({
     url: () => server.url,
-    subscribed: () => subscribed,
+    subscribed,
     gc: () => {
       globalThis.gc!();
       globalThis.gc!();
@@ -140,12 +134,7 @@ async function main() {
   const serverEnv = {
     SUBMEM_CHILD: '1',
     SUBMEM_MONGODB_URI: uri.toString(),
-    NODE_ENV: 'production',
-    HOST: '127.0.0.1',
-    PORT: '0',
-    LOG_LEVEL: 'warn',
-    PASSWORD_HASH_COST: '10',
-    LOGIN_RATE_LIMIT: '1000000',
+    ...BENCH_SERVER_ENV,
   };
   const children: Child[] = [];
   const sockets: WebSocket[] = [];
