@@ -16,8 +16,6 @@ export interface HubDeps {
   logger: Logger;
   /** Called once a session has ended and its subscribers have been told (the socket layer closes its sockets). */
   onSessionEnded: (sessionId: string) => void;
-  /** Called just before the terminal event goes to the session's own subscribers, onSessionEnded soon after. */
-  onSessionEnding: (sessionId: string) => void;
   /** How long the re-check at expiry may wait for the database before the session ends on what is known. */
   recheckTimeoutMs: number;
   /** Counts live subscriptions of browser-close sessions (see Presence). */
@@ -236,7 +234,6 @@ export class EventHub {
     this.watched.delete(id);
     this.deps.scheduler.cancel(expiryKey(id));
     const event = terminalEvent(w.session, reason, new Date(this.deps.now()), this.deps.loginUrl);
-    this.deps.onSessionEnding(id);
     for (const sub of w.subscribers) {
       this.deps.scheduler.cancel(soonKey(sub, id));
       sub.others?.delete(id);

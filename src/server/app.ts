@@ -99,7 +99,6 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     now,
     loginUrl: settings.loginUrl,
     logger,
-    onSessionEnding: (id) => subscriptions.sessionEnding(id),
     onSessionEnded: (id) => subscriptions.sessionEnded(id),
     recheckTimeoutMs: RECHECK_TIMEOUT_MS,
     presence,

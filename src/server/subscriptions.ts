@@ -1,5 +1,4 @@
 import type { IncomingMessage, Server } from 'node:http';
-import type { Socket } from 'node:net';
 import { parse as parseCookies } from 'cookie';
 import {
   createSourceEventStream,
@@ -46,8 +45,6 @@ class Connection {
   request: IncomingMessage | null;
   readonly clientAddress: string;
   readonly userAgent: string | null;
-  /** The TCP socket under the websocket (the upgrade request's socket). */
-  readonly tcp: Socket;
   token: string | null = null;
   sessionId: string | null = null;
   /** graphql-ws's message handler, and what it wants called once the socket has closed. */
@@ -62,7 +59,6 @@ class Connection {
     request: IncomingMessage,
   ) {
     this.request = request;
-    this.tcp = request.socket;
     this.clientAddress = request.socket.remoteAddress ?? 'unknown';
     this.userAgent = request.headers['user-agent'] ?? null;
   }
@@ -72,9 +68,9 @@ class Connection {
   }
 
   /**
-   * Hands the message to the socket without waiting for it to be flushed: a session's terminal
-   * event and its completion must both be queued before its sockets close (see sessionEnding), and
-   * a socket that fails to write closes anyway.
+   * Hands the message to the socket without waiting for it to be flushed, so that a session's
+   * terminal event and its completion are both queued before its sockets close; a socket that
+   * fails to write closes anyway.
    */
   send(data: string): Promise<void> {
     if (this.socket.readyState === WebSocket.OPEN) this.socket.send(data);
@@ -358,20 +354,9 @@ export function attachSubscriptions(options: {
   };
 
   return {
-    /**
-     * The session's terminal event, its completion and the 4401 close are about to be written to
-     * its sockets: hold them back until sessionEnded, so that each socket sends all three in one
-     * write (three writes per socket are what a burst of expiries costs most).
-     */
-    sessionEnding(sessionId: string) {
-      for (const socket of socketsOf(sessionId)) connections.get(socket)?.tcp.cork();
-    },
     /** Closes the sockets of a session that has ended (after its terminal event went out). */
     sessionEnded(sessionId: string) {
-      for (const socket of socketsOf(sessionId)) {
-        socket.close(SESSION_ENDED_CLOSE, 'Session ended');
-        connections.get(socket)?.tcp.uncork();
-      }
+      for (const socket of socketsOf(sessionId)) socket.close(SESSION_ENDED_CLOSE, 'Session ended');
       socketsBySession.delete(sessionId);
     },
     /** Closes every socket with 1001 (clients reconnect, to another process if there is one) and stops listening. */
