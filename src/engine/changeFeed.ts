@@ -25,6 +25,7 @@ export class ChangeStreamFeed implements ChangeFeed {
     private readonly store: SessionStore,
     private readonly logger: Logger,
   ) {}
+
   async start(onChange: (session: Session) => void): Promise<void> {
     this.stopped = false;
     const stream = this.models.Session.collection.watch<SessionDoc>(
