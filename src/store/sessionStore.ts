@@ -154,12 +154,13 @@ export class SessionStore {
 
   /**
    * Ends a session once: the one conditional update that only the first caller wins. A TIMEOUT
-   * only wins when the session really is past its expiry, so a renewal made elsewhere is honoured.
+   * only wins when the session really is past its expiry, so a renewal made elsewhere is honoured;
+   * any other reason only while it is not.
    * Returns the ended session to the winner, null to everybody else.
    */
   async end(id: string, reason: EndReason, now: Date, onlyIfDetachedBefore?: Date): Promise<Session | null> {
-    const filter: Record<string, unknown> = { _id: oid(id), endedAt: null };
-    if (reason === 'TIMEOUT') filter.expiresAt = { $lte: now };
+    // A session past its expiry has expired, whatever ends it later: only a TIMEOUT records that.
+    const filter: Record<string, unknown> = { _id: oid(id), endedAt: null, expiresAt: reason === 'TIMEOUT' ? { $lte: now } : { $gt: now } };
     if (reason === 'BROWSER_CLOSED') {
       filter.policy = 'BROWSER_CLOSE';
       filter.liveSubscriptions = { $lte: 0 };

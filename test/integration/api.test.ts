@@ -204,6 +204,18 @@ describe('logout, logoutAll, sessions', () => {
     expect(errorCode(await server.gql(SESSION, {}, { token: third.token }))).toBe('SESSION_ENDED');
   });
 
+  it('logoutAll and revokeSession leave a session that has already expired as expired', async () => {
+    const current = await newUserSession(server);
+    const expired = await login(server, current.username, current.password, { seconds: 1 });
+    await sleep(new Date(expired.session.expiryDate).getTime() + 50 - Date.now());
+    const q = 'mutation($id:ID!){ revokeSession(id:$id) }';
+    expect((await server.gql(q, { id: expired.session.id }, { token: current.token })).data.revokeSession).toBe(false);
+    expect((await server.gql('mutation { logoutAll(keepCurrent: true) }', {}, { token: current.token })).data.logoutAll).toBe(0);
+    const res = await server.gql(SESSION, {}, { token: expired.token });
+    expect(errorCode(res)).toBe('SESSION_EXPIRED');
+    expect(res.errors![0]!.extensions!.reason).toBe('TIMEOUT');
+  });
+
   it("revokeSession ends one's own other session but not another user's", async () => {
     const a = await newUserSession(server);
     const a2 = await login(server, a.username, a.password);
