@@ -8,8 +8,8 @@ import type { Scheduler } from './scheduler.js';
 export interface HubDeps {
   /** The current state of sessions that fell due, as far as the database knows better (the change feed's catchUp). */
   catchUp: (ids: string[]) => Promise<Session[]>;
-  /** Ends a session in the database once (the service's `end`). */
-  end: (id: string, reason: EndReason) => Promise<unknown>;
+  /** Records in the database that a session timed out (a conditional write: once, and only if it has). */
+  recordTimeout: (id: string) => Promise<unknown>;
   scheduler: Scheduler;
   now: () => number;
   loginUrl: string;
@@ -95,7 +95,7 @@ export class EventHub {
       const reason = own.endReason ?? 'TIMEOUT';
       queue.push(terminalEvent(own, reason, new Date(now), this.deps.loginUrl));
       queue.end();
-      if (!own.endedAt) this.endInDatabase(own.id, 'TIMEOUT');
+      if (!own.endedAt) this.recordTimeout(own.id);
       this.closeSocketsSoon(own.id);
       return queue;
     }
@@ -222,7 +222,7 @@ export class EventHub {
       if (!w) continue;
       if (w.session.expiry.expiresAt.getTime() <= now) {
         this.terminate(w, 'TIMEOUT');
-        this.endInDatabase(id, 'TIMEOUT');
+        this.recordTimeout(id);
       } else {
         this.armExpiry(w);
       }
@@ -253,9 +253,9 @@ export class EventHub {
    * nothing could have renewed it). One write at a time: a burst of expiries must not swamp the
    * database that the next re-check reads from.
    */
-  private endInDatabase(id: string, reason: EndReason): void {
+  private recordTimeout(id: string): void {
     this.endWrites = this.endWrites
-      .then(() => this.deps.end(id, reason))
+      .then(() => this.deps.recordTimeout(id))
       .then(
         () => {},
         (err: unknown) => this.deps.logger.warn({ err }, 'could not record the end of a session'),

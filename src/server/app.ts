@@ -94,7 +94,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   );
   const hub: EventHub = new EventHub({
     catchUp: (ids) => feed.catchUp(ids),
-    end: (id, reason) => service.end(id, reason),
+    recordTimeout: (id) => store.recordTimeout(id, clock()),
     scheduler,
     now,
     loginUrl: settings.loginUrl,

@@ -58,6 +58,12 @@ function expiryFields(state: ExpiryState) {
 
 const oid = (id: string) => new mongoose.Types.ObjectId(id);
 
+const endUpdate = (now: Date, reason: EndReason) => ({
+  $set: { endedAt: now, endReason: reason, updatedAt: now },
+  $min: { expiresAt: now },
+  $inc: { version: 1 },
+});
+
 /** Every read and write of the sessions collection. Writes are conditional so that only live sessions change. */
 export class SessionStore {
   /**
@@ -168,11 +174,20 @@ export class SessionStore {
     }
     const doc = await this.models.Session.findOneAndUpdate(
       filter,
-      { $set: { endedAt: now, endReason: reason, updatedAt: now }, $min: { expiresAt: now }, $inc: { version: 1 } },
+      endUpdate(now, reason),
       { returnDocument: 'after' },
     ).lean<SessionDoc>();
     // Every process that follows a session has its own deadline for it, so a timeout needs no record.
     return this.written(doc, reason !== 'TIMEOUT');
+  }
+
+  /**
+   * `end(id, 'TIMEOUT')` for a timeout that everybody concerned already knows of (the hub told
+   * this process's subscribers; every other process following the session has its own deadline):
+   * the same conditional write, without reading the session back.
+   */
+  async recordTimeout(id: string, now: Date): Promise<void> {
+    await this.models.Session.updateOne({ _id: oid(id), endedAt: null, expiresAt: { $lte: now } }, endUpdate(now, 'TIMEOUT'));
   }
 
   /** Ids of the user's sessions that have not ended, except `exceptId`. */

@@ -42,6 +42,10 @@ describe('EXPIRED on time', () => {
     await events.until(() => events.completed && events.closeCode !== null, 2000, 'completion and close');
     expect(events.closeCode).toBe(4401);
     expect(terminalCount(events)).toBe(1);
+    // Recorded by the server itself, before any request could have ended it on the spot.
+    let stored = await server.service.store.findById(session.id);
+    for (let i = 0; i < 20 && !stored?.endedAt; i++) stored = await sleep(50).then(() => server.service.store.findById(session.id));
+    expect(stored).toMatchObject({ endReason: 'TIMEOUT', expiry: { expiresAt: new Date(session.expiryDate) } });
     const refused = await server.gql(SESSION, {}, { token });
     expect(errorCode(refused)).toBe('SESSION_EXPIRED');
   });
