@@ -282,7 +282,11 @@ export function attachSubscriptions(options: {
     const conn = connections.get(this);
     if (conn) conn.awaitingPong = false;
   }
-  /** A client broke the websocket protocol (a bad frame, a message over the size limit): ws closes the socket with the fitting code. */
+  /**
+   * Mostly a client breaking the websocket protocol (a bad frame, a message over the size limit):
+   * ws is then already closing the socket with the fitting code (1002, 1009) and this close does
+   * nothing; any other error closes it with 1011.
+   */
   function onError(this: WebSocket, err: Error) {
     logger.debug({ err }, 'websocket protocol error');
     this.close(CloseCode.InternalServerError, internalReason(err));
