@@ -58,6 +58,18 @@ function expiryFields(state: ExpiryState) {
 
 const oid = (id: string) => new mongoose.Types.ObjectId(id);
 
+/** Which session `end` may end: one that has not ended, and for a timeout only once past its expiry. */
+function endFilter(id: string, reason: EndReason, now: Date, onlyIfDetachedBefore?: Date): Record<string, unknown> {
+  // A session past its expiry has expired, whatever ends it later: only a TIMEOUT records that.
+  const filter: Record<string, unknown> = { _id: oid(id), endedAt: null, expiresAt: reason === 'TIMEOUT' ? { $lte: now } : { $gt: now } };
+  if (reason === 'BROWSER_CLOSED') {
+    filter.policy = 'BROWSER_CLOSE';
+    filter.liveSubscriptions = { $lte: 0 };
+    filter.detachedAt = { $lte: onlyIfDetachedBefore ?? now };
+  }
+  return filter;
+}
+
 const endUpdate = (now: Date, reason: EndReason) => ({
   $set: { endedAt: now, endReason: reason, updatedAt: now },
   $min: { expiresAt: now },
@@ -165,15 +177,8 @@ export class SessionStore {
    * Returns the ended session to the winner, null to everybody else.
    */
   async end(id: string, reason: EndReason, now: Date, onlyIfDetachedBefore?: Date): Promise<Session | null> {
-    // A session past its expiry has expired, whatever ends it later: only a TIMEOUT records that.
-    const filter: Record<string, unknown> = { _id: oid(id), endedAt: null, expiresAt: reason === 'TIMEOUT' ? { $lte: now } : { $gt: now } };
-    if (reason === 'BROWSER_CLOSED') {
-      filter.policy = 'BROWSER_CLOSE';
-      filter.liveSubscriptions = { $lte: 0 };
-      filter.detachedAt = { $lte: onlyIfDetachedBefore ?? now };
-    }
     const doc = await this.models.Session.findOneAndUpdate(
-      filter,
+      endFilter(id, reason, now, onlyIfDetachedBefore),
       endUpdate(now, reason),
       { returnDocument: 'after' },
     ).lean<SessionDoc>();
@@ -187,7 +192,7 @@ export class SessionStore {
    * the same conditional write, without reading the session back.
    */
   async recordTimeout(id: string, now: Date): Promise<void> {
-    await this.models.Session.updateOne({ _id: oid(id), endedAt: null, expiresAt: { $lte: now } }, endUpdate(now, 'TIMEOUT'));
+    await this.models.Session.updateOne(endFilter(id, 'TIMEOUT', now), endUpdate(now, 'TIMEOUT'));
   }
 
   /** Ids of the user's sessions that have not ended, except `exceptId`. */
