@@ -1,0 +1,187 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
+import mongoose from 'mongoose';
+import type { DatabaseKind, ResolvedDatabase, StartOptions } from './index.js';
+import { CACHE, REPO, shortPath } from './paths.js';
+import { createPostgresDatabase, dropPostgresDatabase, postgresUrl, splitPassword, type PostgresBackend } from './postgres.js';
+import { canConnect, freePort, message, once, run } from './process.js';
+import { redact } from './uri.js';
+
+export const FERRETDB_VERSION = 'v1.24.2';
+const FERRETDB_BIN = path.join(CACHE, 'ferretdb', 'bin', 'ferretdb');
+
+/** Returns the FerretDB binary, building it once with Go if it is missing. */
+export async function ensureFerretDB(log: (line: string) => void = console.log): Promise<string> {
+  if (await fsp.access(FERRETDB_BIN, fs.constants.X_OK).then(() => true, () => false)) return FERRETDB_BIN;
+  const go = await findGo();
+  log(`building FerretDB ${FERRETDB_VERSION} with Go into .cache/ferretdb (once; about 2-3 minutes on a cold machine)`);
+  await fsp.mkdir(path.dirname(FERRETDB_BIN), { recursive: true });
+  const work = await fsp.mkdtemp(path.join(CACHE, 'ferretdb', 'build-'));
+  try {
+    // `go install …/cmd/ferretdb@v1.24.2` succeeds but its binary panics at start-up: the module ships
+    // without build/version/version.txt. So build a copy of the module source with that file added.
+    const info = JSON.parse(await run(go, ['mod', 'download', '-json', `github.com/FerretDB/FerretDB@${FERRETDB_VERSION}`], work));
+    const src = path.join(work, 'src');
+    await fsp.cp(info.Dir, src, { recursive: true });
+    for (const d of [src, ...(await fsp.readdir(src, { recursive: true, withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => path.join(e.parentPath, e.name))]) {
+      await fsp.chmod(d, 0o755); // the module cache is read-only
+    }
+    await fsp.writeFile(path.join(src, 'build', 'version', 'version.txt'), `${FERRETDB_VERSION}\n`);
+    const bin = path.join(work, 'ferretdb');
+    await run(go, ['build', '-buildvcs=false', '-o', bin, './cmd/ferretdb'], src);
+    const version = await run(bin, ['--version'], work);
+    if (!version.includes(FERRETDB_VERSION)) throw new Error(`built FerretDB reports an unexpected version:\n${version}`);
+    await fsp.rename(bin, FERRETDB_BIN); // atomic: concurrent builds never expose a partial binary
+    return FERRETDB_BIN;
+  } finally {
+    await fsp.rm(work, { recursive: true, force: true });
+  }
+}
+
+async function findGo(): Promise<string> {
+  for (const go of ['go', '/usr/local/go/bin/go']) {
+    if (await run(go, ['version'], REPO).then(() => true, () => false)) return go;
+  }
+  throw new Error('Go is not installed (https://go.dev/dl/); it is needed once to build FerretDB');
+}
+
+// Runs ferretdb under a tiny sh watchdog in its own process group: when our end of its stdin pipe closes
+// (stop(), or this process dying in any way, even SIGKILL) the watchdog kills ferretdb, so none is orphaned.
+// Its own process group keeps a terminal's Ctrl-C away from it while the app shuts down gracefully.
+// A temporary data dir ($REMOVE_DIR) goes with it, and so does a temporary PostgreSQL database
+// ($DROP_PG_DATABASE, through psql to $DROP_PG_URL; WITH (FORCE) needs PostgreSQL 13, hence the retry without).
+const WATCHDOG =
+  'exec 3<&0; "$@" </dev/null & pid=$!; (read _ <&3; kill $pid 2>/dev/null) & wait $pid; status=$?; ' +
+  '[ -z "$REMOVE_DIR" ] || rm -rf "$REMOVE_DIR"; ' +
+  'if [ -n "$DROP_PG_DATABASE" ]; then ' +
+  'psql -X -q -d "$DROP_PG_URL" -c "DROP DATABASE IF EXISTS \\"$DROP_PG_DATABASE\\" WITH (FORCE)" >/dev/null 2>&1 || ' +
+  'psql -X -q -d "$DROP_PG_URL" -c "DROP DATABASE IF EXISTS \\"$DROP_PG_DATABASE\\"" >/dev/null 2>&1; fi; ' +
+  'exit $status';
+
+export async function startFerretDB(o: StartOptions, pg?: PostgresBackend): Promise<ResolvedDatabase> {
+  const kind: DatabaseKind = pg ? 'ferretdb-postgresql' : 'ferretdb';
+  const bin = await ensureFerretDB(o.log);
+  const dir = o.persistent ? path.join(o.dataRoot, kind) : await fsp.mkdtemp(path.join(os.tmpdir(), `sessions-${kind}-`));
+  await fsp.mkdir(dir, { recursive: true });
+  const dropTemporary = async () => {
+    if (!pg?.temporary) return;
+    await dropPostgresDatabase(pg.database, pg.adminUrl).catch((err) =>
+      o.log(`could not drop the PostgreSQL database ${pg.database} (${message(err).replace(/\s+/g, ' ')}); drop it by hand`),
+    );
+  };
+  try {
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const uri = `mongodb://127.0.0.1:${port}/${o.dbName}`;
+      // Created on every attempt: the watchdog of a failed one drops a temporary database as it exits.
+      if (pg) await createPostgresDatabase(pg.database, pg.adminUrl);
+      const child = launchFerretDB(bin, dir, port, !o.persistent, pg);
+      const stopChild = once(() => stopProcessGroup(child));
+      try {
+        await waitUntilReady(child, port, uri, path.join(dir, 'ferretdb.log'));
+      } catch (err) {
+        await stopChild();
+        // Another process may grab the port between freePort() and ferretdb's bind.
+        if (attempt < 3 && /address already in use/.test(message(err))) continue;
+        throw err;
+      }
+      const where = o.persistent ? shortPath(dir) : `${dir}, deleted on stop`;
+      const storage = pg
+        ? `PostgreSQL database ${redact(postgresUrl(pg.adminUrl, pg.database))}${pg.temporary ? ', dropped on stop' : ''}; state in ${where}`
+        : `SQLite in ${where}`;
+      return {
+        kind,
+        uri,
+        description: `FerretDB ${FERRETDB_VERSION.slice(1)} (${storage}) at ${uri}`,
+        dataDir: dir,
+        postgresDatabase: pg?.database,
+        stop: once(async () => {
+          await stopChild(); // its watchdog drops a temporary database; this makes sure, had it been cut short
+          if (!o.persistent) await fsp.rm(dir, { recursive: true, force: true });
+          await dropTemporary();
+        }),
+      };
+    }
+  } catch (err) {
+    if (!o.persistent) await fsp.rm(dir, { recursive: true, force: true });
+    await dropTemporary();
+    throw err;
+  }
+}
+
+function launchFerretDB(bin: string, dir: string, port: number, temporary: boolean, pg?: PostgresBackend): ChildProcess {
+  const logFd = fs.openSync(path.join(dir, 'ferretdb.log'), 'a');
+  const args = [
+    ...(pg ? ['--handler=postgresql'] : ['--handler=sqlite', `--sqlite-url=${pathToFileURL(dir).href}/`]),
+    `--listen-addr=127.0.0.1:${port}`,
+    `--state-dir=${dir}`,
+    '--telemetry=disable',
+    '--debug-addr=-', // its default 127.0.0.1:8088 would clash between instances
+    '--log-level=warn',
+  ];
+  const env: NodeJS.ProcessEnv = { ...process.env, REMOVE_DIR: temporary ? dir : '', DROP_PG_DATABASE: '' };
+  if (pg) {
+    // FerretDB reads its PostgreSQL URL from the environment, so a password never shows in `ps`.
+    env.FERRETDB_POSTGRESQL_URL = postgresUrl(pg.adminUrl, pg.database);
+    const admin = splitPassword(pg.adminUrl);
+    if (pg.temporary) Object.assign(env, { DROP_PG_DATABASE: pg.database, DROP_PG_URL: admin.url });
+    if (admin.password) env.PGPASSWORD = admin.password; // for the watchdog's psql
+  }
+  const child = spawn('/bin/sh', ['-c', WATCHDOG, 'ferretdb-watchdog', bin, ...args], {
+    detached: true,
+    stdio: ['pipe', logFd, logFd],
+    env,
+  });
+  fs.closeSync(logFd);
+  child.unref(); // never keeps the event loop alive; the pipe still ties ferretdb's life to ours
+  (child.stdin as net.Socket).unref();
+  return child;
+}
+
+async function waitUntilReady(child: ChildProcess, port: number, uri: string, logFile: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  const fail = async (why: string) => {
+    const log = await fsp.readFile(logFile, 'utf8').catch(() => '');
+    const tail = log.trimEnd().split('\n').slice(-15).join('\n');
+    return new Error(`FerretDB ${why}; last lines of ${logFile}:\n${tail}`);
+  };
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw await fail(`exited at start-up (code ${child.exitCode ?? child.signalCode})`);
+    if (await canConnect(port)) break;
+    if (Date.now() > deadline) throw await fail('did not accept connections within 20 s');
+    await sleep(25);
+  }
+  const client = new mongoose.mongo.MongoClient(uri, { serverSelectionTimeoutMS: 10_000, directConnection: true });
+  try {
+    await client.db().admin().ping();
+  } catch (err) {
+    throw await fail(`did not answer a ping (${message(err)})`);
+  } finally {
+    await client.close();
+  }
+}
+
+async function stopProcessGroup(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    child.stdin?.destroy();
+    return;
+  }
+  child.ref();
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.stdin?.end(); // the watchdog sends SIGTERM to ferretdb
+  const timer = setTimeout(() => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }, 5_000);
+  await exited;
+  clearTimeout(timer);
+}

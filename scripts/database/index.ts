@@ -1,0 +1,106 @@
+// Resolves the MongoDB-compatible database used by `npm start` and the tests:
+// MONGODB_URI, else an embedded mongod (mongodb-memory-server), else FerretDB built once with Go
+// (on SQLite; on a PostgreSQL server with SESSIONS_EMBEDDED_DB=ferretdb-postgresql).
+import path from 'node:path';
+import { startFerretDB } from './ferretdb.js';
+import { mongodBinary, startMongod } from './mongod.js';
+import { REPO } from './paths.js';
+import { postgresBackend } from './postgres.js';
+import { message } from './process.js';
+import { redact, withDbName } from './uri.js';
+
+export { ensureFerretDB, FERRETDB_VERSION } from './ferretdb.js';
+export {
+  DEFAULT_POSTGRESQL_URL,
+  dropPostgresDatabase,
+  PG_TEMPORARY_PREFIX,
+  postgresAdminUrl,
+  postgresDatabaseExists,
+  postgresUnavailable,
+} from './postgres.js';
+export { redact, withDbName } from './uri.js';
+
+export type DatabaseKind = 'external' | 'mongod' | 'ferretdb' | 'ferretdb-postgresql';
+const EMBEDDED_KINDS = ['mongod', 'ferretdb', 'ferretdb-postgresql'] as const;
+
+export interface ResolvedDatabase {
+  kind: DatabaseKind;
+  uri: string;
+  /** One human line; never contains credentials from MONGODB_URI. */
+  description: string;
+  /** Where an embedded database keeps its files (undefined for external; FerretDB's state and log for ferretdb-postgresql). */
+  dataDir?: string;
+  /** ferretdb-postgresql: the PostgreSQL database holding the data (dropped on stop unless persistent). */
+  postgresDatabase?: string;
+  stop(): Promise<void>;
+}
+
+export interface ResolveOptions {
+  /**
+   * true (npm start): data in <dataRoot>/<kind>, survives restarts; false (tests): a fresh temp dir, deleted on stop.
+   * For ferretdb-postgresql: a PostgreSQL database of a stable name, or a fresh one dropped on stop.
+   */
+  persistent: boolean;
+  /** Database name put into the URI when it names none (default 'sessions'). */
+  dbName?: string;
+  log?: (line: string) => void;
+  /** Root of persistent data (default <repo>/.data). */
+  dataRoot?: string;
+  /** Force a kind instead of MONGODB_URI / SESSIONS_EMBEDDED_DB / automatic choice. */
+  kind?: DatabaseKind;
+}
+
+/** ResolveOptions with its defaults filled in. */
+export type StartOptions = { persistent: boolean; dbName: string; log: (line: string) => void; dataRoot: string };
+
+export async function resolveDatabase(opts: ResolveOptions): Promise<ResolvedDatabase> {
+  const o = {
+    persistent: opts.persistent,
+    dbName: opts.dbName ?? 'sessions',
+    log: opts.log ?? ((line: string) => console.log(line)),
+    dataRoot: opts.dataRoot ?? path.join(REPO, '.data'),
+  };
+  const kind = opts.kind ?? (process.env.MONGODB_URI ? 'external' : embeddedChoice());
+  if (kind === 'external') return external(o.dbName);
+  if (kind === 'mongod') return startMongod(o);
+  if (kind === 'ferretdb') return startFerretDB(o);
+  if (kind === 'ferretdb-postgresql') return startFerretDB(o, await postgresBackend(o));
+
+  // Automatic: a real mongod when one can be had, else FerretDB.
+  const causes: string[] = [];
+  const mongodBin = await mongodBinary(o.log);
+  if (mongodBin.ok) {
+    try {
+      return await startMongod(o);
+    } catch (err) {
+      causes.push(`mongod: ${message(err)}`);
+      o.log(`embedded mongod did not start (${message(err).replace(/\s+/g, ' ')}); using FerretDB instead`);
+    }
+  } else {
+    causes.push(`mongod: ${mongodBin.reason}`);
+  }
+  try {
+    return await startFerretDB(o);
+  } catch (err) {
+    causes.push(`FerretDB: ${message(err)}`);
+    throw new Error(
+      'No database available. Set MONGODB_URI to a MongoDB server (e.g. one started by `docker compose up`), ' +
+        'or install Go (https://go.dev/dl/, needed once to build FerretDB), ' +
+        'or set MONGOMS_SYSTEM_BINARY to a local mongod.\n  ' +
+        causes.join('\n  '),
+    );
+  }
+}
+
+export function embeddedChoice(): (typeof EMBEDDED_KINDS)[number] | 'auto' {
+  const v = process.env.SESSIONS_EMBEDDED_DB;
+  if (!v) return 'auto';
+  const kind = EMBEDDED_KINDS.find((k) => k === v);
+  if (kind) return kind;
+  throw new Error(`SESSIONS_EMBEDDED_DB must be one of ${EMBEDDED_KINDS.map((k) => `"${k}"`).join(', ')}, got "${v}"`);
+}
+
+function external(dbName: string): ResolvedDatabase {
+  const uri = withDbName(process.env.MONGODB_URI!, dbName);
+  return { kind: 'external', uri, description: `MongoDB at ${redact(uri)} (MONGODB_URI)`, stop: async () => {} };
+}

@@ -1,0 +1,65 @@
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { ResolvedDatabase, StartOptions } from './index.js';
+import { CACHE, shortPath } from './paths.js';
+import { freePort, message, once } from './process.js';
+import { redact, withDbName } from './uri.js';
+
+const MONGOD_UNAVAILABLE = path.join(CACHE, 'mongod-unavailable');
+const MONGOD_RETRY_MS = 24 * 3600_000;
+
+/** Finds or downloads mongod; a failed download is remembered for 24 h so later starts skip the ~6 s it costs. */
+export async function mongodBinary(log: (line: string) => void): Promise<{ ok: true } | { ok: false; reason: string }> {
+  if (!process.env.MONGOMS_SYSTEM_BINARY) {
+    const known = await fsp.readFile(MONGOD_UNAVAILABLE, 'utf8').then(JSON.parse, () => undefined);
+    if (known && Date.now() - Date.parse(known.date) < MONGOD_RETRY_MS) {
+      return { ok: false, reason: `unavailable since ${known.date} (${known.error}); retried after 24 h or with MONGOMS_SYSTEM_BINARY` };
+    }
+  }
+  try {
+    const { MongoBinary } = await import('mongodb-memory-server');
+    await MongoBinary.getPath();
+    await fsp.rm(MONGOD_UNAVAILABLE, { force: true });
+    return { ok: true };
+  } catch (err) {
+    const error = message(err).replace(/\s+/g, ' ');
+    const reason = `no mongod binary: ${error}`;
+    if (!process.env.MONGOMS_SYSTEM_BINARY) {
+      await fsp.mkdir(CACHE, { recursive: true });
+      await fsp.writeFile(MONGOD_UNAVAILABLE, JSON.stringify({ date: new Date().toISOString(), error }) + '\n');
+      log(`embedded mongod unavailable (${error}); remembered in .cache/mongod-unavailable for 24 h`);
+    }
+    return { ok: false, reason };
+  }
+}
+
+export async function startMongod(o: StartOptions): Promise<ResolvedDatabase> {
+  const { MongoBinary, MongoMemoryReplSet } = await import('mongodb-memory-server');
+  // Fail with one clear line rather than the stack trace mongodb-memory-server prints when the download fails.
+  await MongoBinary.getPath().catch((err) => {
+    throw new Error(`no mongod binary (${message(err).replace(/\s+/g, ' ')}); set MONGOMS_SYSTEM_BINARY to a local mongod`);
+  });
+  const dbPath = o.persistent ? path.join(o.dataRoot, 'mongod') : undefined;
+  let port: number | undefined;
+  if (dbPath) {
+    await fsp.mkdir(dbPath, { recursive: true });
+    // The replica set config stored in dbPath names host:port, so a persistent set must keep its port.
+    const portFile = path.join(o.dataRoot, 'mongod.port');
+    port = Number(await fsp.readFile(portFile, 'utf8').catch(() => '')) || (await freePort());
+    await fsp.writeFile(portFile, `${port}\n`);
+  }
+  const rs = await MongoMemoryReplSet.create({
+    replSet: { count: 1, name: 'rs0', storageEngine: 'wiredTiger' },
+    instanceOpts: [{ dbPath, port, storageEngine: 'wiredTiger' }],
+  });
+  const uri = withDbName(rs.getUri(), o.dbName);
+  const where = dbPath ? `data in ${shortPath(dbPath)}` : 'temporary data';
+  const dataDir = rs.servers[0]?.instanceInfo?.dbPath ?? dbPath;
+  return {
+    kind: 'mongod',
+    uri,
+    description: `mongod single-node replica set (${where}) at ${redact(uri)}`,
+    dataDir,
+    stop: once(() => rs.stop({ doCleanup: !o.persistent, force: !o.persistent }).then(() => undefined)),
+  };
+}
