@@ -28,6 +28,8 @@ const schema = z.object({
   SESSION_BROWSER_CLOSE_AGE: positiveSeconds.optional(),
   /** How long a browser-close session survives with no live subscription before it ends. */
   SESSION_BROWSER_CLOSE_GRACE: seconds.default(30),
+  /** How often each process renews its browser-close presence lease, in ms; a lease lasts three of these. */
+  PRESENCE_HEARTBEAT_MS: positiveSeconds.default(5000),
   /** With sliding renewal, skip the write unless the expiry moves by more than this fraction of the idle period. */
   SESSION_TOUCH_FRACTION: z.coerce.number().min(0).max(1).default(0.05),
   /** How long an ended session's record is kept (so a returning client learns how it ended) before the TTL index removes it. */
@@ -53,6 +55,9 @@ const schema = z.object({
   PASSWORD_HASH_COST: z.coerce.number().int().min(10).max(20).default(15),
 });
 
+/** Heartbeats a presence lease lasts: a process that misses two in a row still keeps it. */
+const PRESENCE_LEASE_HEARTBEATS = 3;
+
 export type Env = z.infer<typeof schema>;
 
 export interface Settings {
@@ -64,6 +69,9 @@ export interface Settings {
   logLevel: Env['LOG_LEVEL'];
   expiry: ExpirySettings;
   browserCloseGraceMs: number;
+  presenceHeartbeatMs: number;
+  /** A process that has not renewed its lease for this long is taken for dead. */
+  presenceLeaseMs: number;
   expiringSoonLeadSeconds: number;
   retentionSeconds: number;
   loginUrl: string;
@@ -114,6 +122,8 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
       touchFraction: e.SESSION_TOUCH_FRACTION,
     },
     browserCloseGraceMs: e.SESSION_BROWSER_CLOSE_GRACE * 1000,
+    presenceHeartbeatMs: e.PRESENCE_HEARTBEAT_MS,
+    presenceLeaseMs: e.PRESENCE_HEARTBEAT_MS * PRESENCE_LEASE_HEARTBEATS,
     expiringSoonLeadSeconds: e.SESSION_EXPIRING_SOON_LEAD,
     retentionSeconds: e.SESSION_RETENTION,
     loginUrl: e.LOGIN_URL,

@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'SESSION_EXPIRED'
   | 'SESSION_ENDED'
   | 'SESSION_NOT_FOUND'
+  | 'SESSION_BUSY'
   | 'INVALID_EXPIRY'
   | 'EXPIRY_IN_PAST'
   | 'EXPIRY_TOO_LONG'

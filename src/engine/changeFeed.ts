@@ -1,18 +1,8 @@
 import type { mongo } from 'mongoose';
 import type { Logger } from '../logger.js';
 import type { Models, SessionDoc } from '../store/models.js';
-import { toSession, type Session, type SessionStore } from '../store/sessionStore.js';
-
-/** Delivers every change to the sessions collection, from whichever process made it. */
-export interface ChangeFeed {
-  start(onChange: (session: Session) => void): Promise<void>;
-  /**
-   * Brings the expiry re-check up to date: the current state of `ids` where the database may know
-   * better than the changes delivered so far. Changes it reads on the way go to `onChange` too.
-   */
-  catchUp(ids: string[]): Promise<Session[]>;
-  stop(): Promise<void>;
-}
+import type { ChangeFeed, Session, SessionListener } from '../session.js';
+import { toSession, type SessionStore } from '../store/sessionStore.js';
 
 /** MongoDB change streams; after an error the stream is reopened after the last change it delivered. */
 export class ChangeStreamFeed implements ChangeFeed {
@@ -26,7 +16,7 @@ export class ChangeStreamFeed implements ChangeFeed {
     private readonly logger: Logger,
   ) {}
 
-  async start(onChange: (session: Session) => void): Promise<void> {
+  async start(listener: SessionListener): Promise<void> {
     this.stopped = false;
     const stream = this.models.Session.collection.watch<SessionDoc>(
       [{ $match: { operationType: { $in: ['insert', 'update', 'replace'] } } }],
@@ -35,13 +25,13 @@ export class ChangeStreamFeed implements ChangeFeed {
     this.stream = stream;
     stream.on('change', (change) => {
       this.resumeToken = change._id;
-      if ('fullDocument' in change && change.fullDocument) onChange(toSession(change.fullDocument));
+      if ('fullDocument' in change && change.fullDocument) listener.sessionChanged(toSession(change.fullDocument));
     });
     stream.on('error', (err) => {
       if (this.stopped) return;
       this.logger.warn({ err }, 'change stream failed: reopening');
       void stream.close().catch(() => {});
-      setTimeout(() => void this.start(onChange).catch((e: unknown) => this.logger.error({ err: e }, 'reopening the change stream failed')), 500);
+      setTimeout(() => void this.start(listener).catch((e: unknown) => this.logger.error({ err: e }, 'reopening the change stream failed')), 500);
     });
     // The stream only delivers changes made after the server has registered it.
     await stream.tryNext().catch(() => null);
@@ -71,7 +61,7 @@ export class PollingFeed implements ChangeFeed {
   private since = new Date();
   private lastReadAt = Date.now();
   private lastTrimAt = 0;
-  private onChange: (session: Session) => void = () => {};
+  private listener: SessionListener = { sessionChanged() {} };
   private polling: Promise<void> | null = null;
 
   constructor(
@@ -83,8 +73,8 @@ export class PollingFeed implements ChangeFeed {
     private readonly retentionMs = 10_000,
   ) {}
 
-  async start(onChange: (session: Session) => void): Promise<void> {
-    this.onChange = onChange;
+  async start(listener: SessionListener): Promise<void> {
+    this.listener = listener;
     this.since = new Date();
     this.lastReadAt = Date.now();
     const tick = async () => {
@@ -112,7 +102,7 @@ export class PollingFeed implements ChangeFeed {
     this.lastReadAt = Math.max(this.lastReadAt, startedAt);
     for (const session of changes) {
       if (session.updatedAt > this.since) this.since = session.updatedAt;
-      this.onChange(session);
+      this.listener.sessionChanged(session);
     }
   }
 

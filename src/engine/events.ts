@@ -1,5 +1,4 @@
-import type { EndReason } from '../store/models.js';
-import type { Session } from '../store/sessionStore.js';
+import type { EndReason, Session } from '../session.js';
 
 export type SessionEventKind = 'EXPIRING_SOON' | 'EXPIRY_CHANGED' | 'EXPIRED' | 'LOGGED_OUT' | 'REVOKED';
 

@@ -1,25 +1,39 @@
 import type { Logger } from '../logger.js';
-import type { EndReason } from '../store/models.js';
-import type { Session } from '../store/sessionStore.js';
+import type { ChangeFeed, EndReason, Session, SessionListener } from '../session.js';
 import { EventQueue } from './eventQueue.js';
 import { liveEvent, terminalEvent, type SessionEvent } from './events.js';
 import type { Scheduler } from './scheduler.js';
 
+/** What the hub asks of the session rules when deadlines fall due (SessionService). */
+export interface SessionTimeouts {
+  /** Ends each of `sessions` with TIMEOUT unless it was renewed or ended first; the latest version of each. */
+  expireDue(sessions: Session[]): Promise<Session[]>;
+  /** Makes a timeout announced without the database stick: ends the session whatever was written meanwhile. */
+  endAfterAnnouncedTimeout(id: string): Promise<void>;
+}
+
+/** The sockets of a session, told once it has ended and its subscribers have been told (server/subscriptions.ts). */
+export interface SessionSockets {
+  sessionEnded(sessionId: string): void;
+}
+
+/** Browser-close presence: the live subscriptions of browser-close sessions (engine/presence.ts). */
+export interface SubscriptionPresence {
+  attach(sessionId: string): void;
+  detach(sessionId: string): void;
+}
+
 export interface HubDeps {
-  /** The current state of sessions that fell due, as far as the database knows better (the change feed's catchUp). */
-  catchUp: (ids: string[]) => Promise<Session[]>;
-  /** Records in the database that a session timed out (a conditional write: once, and only if it has). */
-  recordTimeout: (id: string) => Promise<unknown>;
+  /** Where the hub reads what other processes changed before deciding that a deadline has passed. */
+  feed: ChangeFeed;
+  sessions: SessionTimeouts;
+  presence: SubscriptionPresence;
   scheduler: Scheduler;
   now: () => number;
   loginUrl: string;
   logger: Logger;
-  /** Called once a session has ended and its subscribers have been told (the socket layer closes its sockets). */
-  onSessionEnded: (sessionId: string) => void;
   /** How long the re-check at expiry may wait for the database before the session ends on what is known. */
   recheckTimeoutMs: number;
-  /** Counts live subscriptions of browser-close sessions (see Presence). */
-  presence: { attach(sessionId: string): void; detach(sessionId: string): void };
 }
 
 export interface SubscribeOptions {
@@ -42,6 +56,8 @@ class Subscriber extends EventQueue<SessionEvent> {
     readonly leadMs: number,
     /** Counted as a live subscription of a browser-close session. */
     readonly present: boolean,
+    /** Per-user feeds: changes of other sessions written before this were covered by the list at subscription. */
+    readonly since: number,
   ) {
     super();
   }
@@ -61,20 +77,31 @@ interface Watched {
   subscribers: Set<Subscriber>;
 }
 
+/** How long the hub remembers a session it has seen end, so that a change feed re-delivering older versions cannot revive it. */
+const ENDED_MEMORY_MS = 60_000;
+
 /**
  * This process's subscribers and the sessions they follow. It turns session changes (made here,
  * or seen on the change feed) into events, and ends followed sessions on time: one scheduler
  * deadline per followed session at its `expiresAt`, re-checked against the database when due.
  */
-export class EventHub {
+export class EventHub implements SessionListener {
   private readonly watched = new Map<string, Watched>();
+  /** Sessions seen to end (their last version), with when they may be forgotten. */
+  private readonly ended = new Map<string, { session: Session; until: number }>();
+  private sockets: SessionSockets = { sessionEnded() {} };
   private readonly userFeeds = new Map<string, Set<Subscriber>>();
   private nextSubscriberId = 1;
   private recheckBatch = new Set<string>();
   private recheckRunning = false;
-  private endWrites: Promise<void> = Promise.resolve();
+  private pendingEnds: Promise<void> = Promise.resolve();
 
   constructor(private readonly deps: HubDeps) {}
+
+  /** The socket layer, built after the hub. */
+  closeSocketsWith(sockets: SessionSockets): void {
+    this.sockets = sockets;
+  }
 
   get watchedCount(): number {
     return this.watched.size;
@@ -85,27 +112,26 @@ export class EventHub {
   }
 
   /**
-   * Events about `own` (and, with allSessions, about `others` of the same user). A session that
-   * has already ended yields its terminal event at once, then the stream completes.
+   * Events about `own` (and, with allSessions, about `others` of the same user, as listed at
+   * `listedAt`). A session that has already ended yields its terminal event at once, then the
+   * stream completes; one whose expiry has passed ends at once through the usual deadline.
    */
-  subscribe(own: Session, options: SubscribeOptions, others: Session[] = []): EventQueue<SessionEvent> {
-    const now = this.deps.now();
-    if (own.endedAt || own.expiry.expiresAt.getTime() <= now) {
+  subscribe(own: Session, options: SubscribeOptions, others: Session[] = [], listedAt = this.deps.now()): EventQueue<SessionEvent> {
+    const last = own.endedAt ? own : this.ended.get(own.id)?.session;
+    if (last) {
       const queue = new EventQueue<SessionEvent>();
-      const reason = own.endReason ?? 'TIMEOUT';
-      queue.push(terminalEvent(own, reason, new Date(now), this.deps.loginUrl));
+      queue.push(terminalEvent(last, last.endReason!, new Date(this.deps.now()), this.deps.loginUrl));
       queue.end();
-      if (!own.endedAt) this.recordTimeout(own.id);
       this.closeSocketsSoon(own.id);
       return queue;
     }
     const present = own.expiry.spec.policy === 'BROWSER_CLOSE';
-    const sub = new Subscriber(this, this.nextSubscriberId++, own.id, own.userId, options.leadSeconds * 1000, present);
+    const sub = new Subscriber(this, this.nextSubscriberId++, own.id, own.userId, options.leadSeconds * 1000, present, listedAt);
     this.follow(sub, own);
     if (sub.present) this.deps.presence.attach(own.id);
     if (options.allSessions) {
       sub.others = new Set();
-      for (const s of others) if (s.id !== own.id && !s.endedAt) this.follow(sub, s);
+      for (const s of others) if (s.id !== own.id && !s.endedAt && !this.ended.has(s.id)) this.follow(sub, s);
       const feed = this.userFeeds.get(sub.userId) ?? new Set();
       feed.add(sub);
       this.userFeeds.set(sub.userId, feed);
@@ -114,18 +140,19 @@ export class EventHub {
   }
 
   /** A session changed (here or in another process). Older or repeated versions are ignored. */
-  handle(session: Session): void {
+  sessionChanged(session: Session): void {
     const w = this.watched.get(session.id);
     if (!w) {
-      const feed = this.userFeeds.get(session.userId);
-      if (feed && !session.endedAt) for (const sub of feed) this.follow(sub, session);
+      if (session.endedAt) return this.rememberEnded(session);
+      const feed = this.ended.has(session.id) ? undefined : this.userFeeds.get(session.userId);
+      if (feed) for (const sub of feed) if (session.updatedAt.getTime() >= sub.since) this.follow(sub, session);
       return;
     }
     if (session.version <= w.session.version) return;
     const previous = w.session;
     w.session = session;
     if (session.endedAt) {
-      this.terminate(w, session.endReason ?? 'TIMEOUT');
+      this.terminate(w, session.endReason!);
     } else if (session.expiry.expiresAt.getTime() !== previous.expiry.expiresAt.getTime()) {
       this.armExpiry(w);
       const event = liveEvent('EXPIRY_CHANGED', session, new Date(this.deps.now()));
@@ -205,33 +232,48 @@ export class EventHub {
   /**
    * Followed sessions reached their expiry. The database decides: changes it holds that this
    * process has not seen yet (a renewal in another process) are applied first and move the
-   * deadline; what is still due has expired, since no write can renew a session past its expiry.
-   * If the database does not answer in time, the sessions end on what this process knows: never
-   * kept alive past their last known expiry.
+   * deadline; each session still due is ended with TIMEOUT in the database, or found ended or
+   * renewed by another writer, and only then announced. If the database does not answer in time,
+   * the sessions end on what this process knows, never kept alive past their last known expiry,
+   * and that end is made to stick once the database answers again.
    */
   private async recheck(ids: string[]): Promise<void> {
     try {
-      const fresh = await withTimeout(this.deps.catchUp(ids), this.deps.recheckTimeoutMs);
-      for (const session of fresh) this.handle(session);
+      await withTimeout(
+        (async () => {
+          for (const session of await this.deps.feed.catchUp(ids)) this.sessionChanged(session);
+          const due = this.dueSessions(ids);
+          if (due.length > 0) for (const session of await this.deps.sessions.expireDue(due)) this.sessionChanged(session);
+        })(),
+        this.deps.recheckTimeoutMs,
+      );
     } catch (err) {
-      this.deps.logger.warn({ err, sessions: ids.length }, 'expiry re-check failed: ending sessions on their last known expiry');
+      this.deps.logger.warn({ err: String(err), sessions: ids.length }, 'expiry re-check failed: ending sessions on their last known expiry');
     }
-    const now = this.deps.now();
+    for (const session of this.dueSessions(ids)) {
+      this.terminate(this.watched.get(session.id)!, 'TIMEOUT');
+      this.endAfterAnnouncedTimeout(session.id);
+    }
     for (const id of ids) {
       const w = this.watched.get(id);
-      if (!w) continue;
-      if (w.session.expiry.expiresAt.getTime() <= now) {
-        this.terminate(w, 'TIMEOUT');
-        this.recordTimeout(id);
-      } else {
-        this.armExpiry(w);
-      }
+      if (w) this.armExpiry(w);
     }
+  }
+
+  private dueSessions(ids: string[]): Session[] {
+    const now = this.deps.now();
+    const due: Session[] = [];
+    for (const id of ids) {
+      const w = this.watched.get(id);
+      if (w && w.session.expiry.expiresAt.getTime() <= now) due.push(w.session);
+    }
+    return due;
   }
 
   private terminate(w: Watched, reason: EndReason): void {
     const id = w.session.id;
     this.watched.delete(id);
+    this.rememberEnded(w.session.endedAt ? w.session : { ...w.session, endedAt: new Date(this.deps.now()), endReason: reason });
     this.deps.scheduler.cancel(expiryKey(id));
     const event = terminalEvent(w.session, reason, new Date(this.deps.now()), this.deps.loginUrl);
     for (const sub of w.subscribers) {
@@ -245,21 +287,31 @@ export class EventHub {
 
   /** After the consumers have sent the terminal event and the completion. */
   private closeSocketsSoon(sessionId: string): void {
-    setImmediate(() => this.deps.onSessionEnded(sessionId));
+    setImmediate(() => this.sockets.sessionEnded(sessionId));
+  }
+
+  private rememberEnded(session: Session): void {
+    const now = this.deps.now();
+    if (this.ended.has(session.id)) return;
+    this.ended.set(session.id, { session, until: now + ENDED_MEMORY_MS });
+    // Oldest first (insertion order): forget what has been kept long enough.
+    for (const [id, { until }] of this.ended) {
+      if (until > now) break;
+      this.ended.delete(id);
+    }
   }
 
   /**
-   * Records a timeout the subscribers have already been told of (the stored expiry had passed, so
-   * nothing could have renewed it). One write at a time: a burst of expiries must not swamp the
-   * database that the next re-check reads from.
+   * Retries until the database answers: one session at a time, so a database that comes back is
+   * not swamped, and every announced end is written before anything else of this hub's.
    */
-  private recordTimeout(id: string): void {
-    this.endWrites = this.endWrites
-      .then(() => this.deps.recordTimeout(id))
-      .then(
-        () => {},
-        (err: unknown) => this.deps.logger.warn({ err }, 'could not record the end of a session'),
-      );
+  private endAfterAnnouncedTimeout(id: string): void {
+    const attempt = (): Promise<void> =>
+      this.deps.sessions.endAfterAnnouncedTimeout(id).catch(async () => {
+        await new Promise((resolve) => setTimeout(resolve, 1_000).unref());
+        return attempt();
+      });
+    this.pendingEnds = this.pendingEnds.then(attempt);
   }
 }
 

@@ -1,85 +1,217 @@
-import mongoose from 'mongoose';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Logger } from '../logger.js';
-import type { Models, SessionDoc } from '../store/models.js';
+import type { Holder, PresenceStore } from '../store/presenceStore.js';
 import type { Scheduler } from './scheduler.js';
 
+/** Ends a browser-close session whose browser has gone (SessionService). True for the one caller that ended it. */
+export interface BrowserCloseEnder {
+  endBrowserClosed(sessionId: string): Promise<boolean>;
+}
+
+export interface PresenceDeps {
+  store: PresenceStore;
+  ender: BrowserCloseEnder;
+  scheduler: Scheduler;
+  /** How long a session survives with no live subscription anywhere. */
+  graceMs: number;
+  /** How often this process renews its lease and sweeps. */
+  heartbeatMs: number;
+  /** How long a lease lasts without renewal: a process silent that long is taken for dead. */
+  leaseMs: number;
+  clock: { now(): number };
+  logger: Logger;
+}
+
+/** This process's holding of one session, as stored in its presence document. */
+interface Holding {
+  live: boolean;
+  releasedAt: Date | null;
+}
+
 /**
- * "Until the browser closes", seen from the server: the database counts the live subscriptions
- * of each browser-close session over all processes. When the count drops to zero, the session
- * ends with BROWSER_CLOSED after the grace period, unless a subscription came back meanwhile
- * (the ending update only wins while the count is still zero).
+ * "Until the browser closes", seen from the servers. Each process stores, per browser-close
+ * session it has had subscriptions of, whether it still has live ones (and since when it has none),
+ * and holds a lease that its heartbeat renews. A session ends with BROWSER_CLOSED once no process
+ * whose lease runs holds it, and the last holder let go (released it, or its lease ran out) at
+ * least the grace period ago. Every process sweeps for such sessions at each heartbeat; the
+ * process that released a session also arms a timer at the end of its grace.
+ *
+ * Each presence document is written by its own process only, so no write can be lost to another.
  */
 export class Presence {
-  /** Per session, the chain of its pending writes, so an attach and a detach never swap places. */
-  private readonly pending = new Map<string, Promise<void>>();
+  readonly processId = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  /** Live subscriptions of each browser-close session in this process. */
+  private readonly counts = new Map<string, number>();
+  /** This process's holding of a session, from the moment it changes until it is stored. */
+  private readonly unsaved = new Map<string, Holding>();
+  /** Per session, the write loop storing its holding, so that writes of one session never swap places. */
+  private readonly writing = new Map<string, Promise<void>>();
+  private heartbeat: NodeJS.Timeout | null = null;
+  private beating: Promise<void> | null = null;
+  /** Since when this process's lease renewals have succeeded without a break; null after a failure. */
+  private healthySince: number | null = null;
 
-  constructor(
-    private readonly models: Models,
-    private readonly scheduler: Scheduler,
-    private readonly graceMs: number,
-    private readonly endBrowserClosed: (id: string, detachedBefore: Date) => Promise<unknown>,
-    private readonly now: () => number,
-    private readonly logger: Logger,
-  ) {}
+  constructor(private readonly deps: PresenceDeps) {}
+
+  /** Takes this process's lease and starts the heartbeat. */
+  async start(): Promise<void> {
+    await this.deps.store.init();
+    await this.renewLease();
+    this.heartbeat = setInterval(() => void this.beat(), this.deps.heartbeatMs);
+    this.heartbeat.unref();
+  }
 
   attach(sessionId: string): void {
-    this.scheduler.cancel(graceKey(sessionId));
-    this.enqueue(sessionId, async () => {
-      await this.models.Session.updateOne(
-        { _id: new mongoose.Types.ObjectId(sessionId), endedAt: null },
-        { $inc: { liveSubscriptions: 1 }, $set: { detachedAt: null } },
-      );
-    });
+    const count = (this.counts.get(sessionId) ?? 0) + 1;
+    this.counts.set(sessionId, count);
+    if (count > 1) return;
+    this.deps.scheduler.cancel(graceKey(sessionId));
+    this.save(sessionId, { live: true, releasedAt: null });
   }
 
   detach(sessionId: string): void {
-    this.enqueue(sessionId, async () => {
-      const _id = new mongoose.Types.ObjectId(sessionId);
-      const doc = await this.models.Session.findOneAndUpdate(
-        { _id, endedAt: null },
-        { $inc: { liveSubscriptions: -1 } },
-        { returnDocument: 'after' },
-      ).lean<SessionDoc>();
-      if (!doc || doc.liveSubscriptions > 0) return;
-      const detachedAt = new Date(this.now());
-      await this.models.Session.updateOne({ _id, endedAt: null, liveSubscriptions: { $lte: 0 } }, { $set: { detachedAt } });
-      this.armGrace(sessionId, detachedAt);
-    });
+    const count = (this.counts.get(sessionId) ?? 0) - 1;
+    if (count > 0) {
+      this.counts.set(sessionId, count);
+      return;
+    }
+    this.counts.delete(sessionId);
+    this.save(sessionId, { live: false, releasedAt: new Date(this.deps.clock.now()) });
   }
 
-  /** At start-up: browser-close sessions whose last subscription went away while no server watched them. */
-  async recover(): Promise<void> {
-    const docs = await this.models.Session.find(
-      { endedAt: null, policy: 'BROWSER_CLOSE', liveSubscriptions: { $lte: 0 }, detachedAt: { $ne: null } },
-      { _id: 1, detachedAt: 1 },
-    ).lean<Pick<SessionDoc, '_id' | 'detachedAt'>[]>();
-    for (const doc of docs) this.armGrace(doc._id.toHexString(), doc.detachedAt!);
-  }
-
-  /** Waits for the writes in flight (at shutdown, before the connection closes). */
+  /** Waits for the writes in flight. */
   async drain(): Promise<void> {
-    while (this.pending.size > 0) await Promise.all(this.pending.values());
+    while (this.writing.size > 0) await Promise.all(this.writing.values());
   }
 
-  private armGrace(sessionId: string, detachedAt: Date): void {
-    this.scheduler.schedule(graceKey(sessionId), detachedAt.getTime() + this.graceMs, () => {
-      const detachedBefore = new Date(this.now() - this.graceMs);
-      this.endBrowserClosed(sessionId, detachedBefore).catch((err: unknown) =>
-        this.logger.warn({ err }, 'could not end a browser-close session'),
-      );
+  /**
+   * A graceful stop, once the subscriptions are closed: releases whatever this process still holds
+   * (the grace starts now rather than when the lease runs out) and gives up the lease.
+   */
+  async stop(): Promise<void> {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+    await this.beating;
+    await this.drain();
+    try {
+      await this.deps.store.releaseAll(this.processId, new Date(this.deps.clock.now()));
+      await this.deps.store.removeProcess(this.processId);
+    } catch (err) {
+      this.deps.logger.warn({ err }, 'could not release the browser-close sessions of this process: they are released when its lease runs out');
+    }
+  }
+
+  private save(sessionId: string, holding: Holding): void {
+    this.unsaved.set(sessionId, holding);
+    this.flush(sessionId);
+  }
+
+  private flush(sessionId: string): void {
+    if (!this.writing.has(sessionId)) this.writing.set(sessionId, this.write(sessionId));
+  }
+
+  /** Stores the session's latest holding until none is left unsaved; after a failure, the next heartbeat retries. */
+  private async write(sessionId: string): Promise<void> {
+    try {
+      for (let holding = this.unsaved.get(sessionId); holding; holding = this.unsaved.get(sessionId)) {
+        await this.deps.store.saveHolder(sessionId, this.processId, holding.live, holding.releasedAt);
+        if (this.unsaved.get(sessionId) === holding) this.unsaved.delete(sessionId);
+        if (holding.releasedAt && !this.counts.has(sessionId)) this.armGrace(sessionId, holding.releasedAt);
+      }
+    } catch (err) {
+      this.deps.logger.warn({ err, sessionId }, 'could not store the presence of a browser-close session: retried at the next heartbeat');
+    } finally {
+      this.writing.delete(sessionId);
+    }
+  }
+
+  private armGrace(sessionId: string, releasedAt: Date): void {
+    this.deps.scheduler.schedule(graceKey(sessionId), releasedAt.getTime() + this.deps.graceMs, () => {
+      this.endIfGone([sessionId]).catch((err: unknown) => this.deps.logger.warn({ err, sessionId }, 'could not check a browser-close session'));
     });
   }
 
-  private enqueue(sessionId: string, write: () => Promise<void>): void {
-    const previous = this.pending.get(sessionId) ?? Promise.resolve();
-    const next = previous
-      .then(write)
-      .catch((err: unknown) => this.logger.warn({ err }, 'could not update the live subscriptions of a session'))
-      .finally(() => {
-        if (this.pending.get(sessionId) === next) this.pending.delete(sessionId);
-      });
-    this.pending.set(sessionId, next);
+  /** One at a time: a slow database makes heartbeats wait, not pile up. */
+  private beat(): Promise<void> {
+    this.beating ??= this.renewAndSweep().finally(() => (this.beating = null));
+    return this.beating;
+  }
+
+  private async renewAndSweep(): Promise<void> {
+    try {
+      await this.renewLease();
+    } catch (err) {
+      this.healthySince = null;
+      this.deps.logger.warn({ err }, 'could not renew the presence lease of this process');
+      return;
+    }
+    for (const sessionId of this.unsaved.keys()) this.flush(sessionId);
+    try {
+      await this.sweep();
+    } catch (err) {
+      this.deps.logger.warn({ err }, 'could not sweep browser-close sessions');
+    }
+  }
+
+  private async renewLease(): Promise<void> {
+    const now = this.deps.clock.now();
+    await this.deps.store.renewLease(this.processId, new Date(now + this.deps.leaseMs));
+    this.healthySince ??= now;
+  }
+
+  /** Ends the browser-close sessions that every holder has let go of at least the grace period ago. */
+  private async sweep(): Promise<void> {
+    const leases = await this.deps.store.leases();
+    const now = this.deps.clock.now();
+    const alive = [...leases].filter(([, leaseUntil]) => leaseUntil > now).map(([processId]) => processId);
+    const letGo = (await this.deps.store.sessionsLetGo(alive)).filter((id) => !this.counts.has(id));
+    if (letGo.length > 0) await this.endIfGone(letGo);
+    // Once its lease has been out for over a grace, a process's live holders need it no more (see letGoAt).
+    await this.deps.store.forgetProcessesGoneBefore(new Date(now - this.deps.leaseMs - this.deps.graceMs));
+  }
+
+  private async endIfGone(sessionIds: string[]): Promise<void> {
+    const holders = await this.deps.store.holdersOf(sessionIds);
+    // Read after the holders: a process stores its lease before its first holder, so none is missed.
+    const leases = await this.deps.store.leases();
+    const now = this.deps.clock.now();
+    const bySession = new Map<string, Holder[]>();
+    for (const h of holders) bySession.set(h.sessionId, [...(bySession.get(h.sessionId) ?? []), h]);
+    await Promise.all(
+      [...bySession].map(async ([sessionId, sessionHolders]) => {
+        if (this.counts.has(sessionId)) return;
+        const letGoAt = this.letGoAt(sessionHolders, leases, now);
+        if (letGoAt === null || letGoAt + this.deps.graceMs > now) return;
+        try {
+          if (await this.deps.ender.endBrowserClosed(sessionId)) {
+            this.deps.logger.info({ sessionId }, 'browser-close session ended: no live subscription for the grace period');
+          }
+          // Ended now or before (or no longer a browser-close session): its presence is over.
+          await this.deps.store.forgetSession(sessionId);
+        } catch (err) {
+          this.deps.logger.warn({ err, sessionId }, 'could not end a browser-close session');
+        }
+      }),
+    );
+  }
+
+  /** When the last holder of a session let go of it; null while a holder whose lease runs still holds it. */
+  private letGoAt(holders: Holder[], leases: Map<string, number>, now: number): number | null {
+    let at = -Infinity;
+    for (const h of holders) {
+      if (!h.live) {
+        at = Math.max(at, h.releasedAt!.getTime());
+        continue;
+      }
+      const leaseUntil = leases.get(h.processId) ?? -Infinity; // a process forgotten long after its lease ran out
+      if (leaseUntil > now || this.healthySince === null) return null;
+      // A lease that ran out while this process could not renew its own proves nothing (the database
+      // may have been out of reach for everybody): count from when this process could again.
+      at = Math.max(at, leaseUntil, this.healthySince);
+    }
+    return at;
   }
 }
 
-const graceKey = (sessionId: string) => `browser-close:${sessionId}`;
+const graceKey = (sessionId: string) => `presence:${sessionId}`;

@@ -3,7 +3,7 @@ import type { Settings } from '../config.js';
 import type { EventHub } from '../engine/hub.js';
 import { apiError } from '../errors.js';
 import type { SessionService } from '../sessions/service.js';
-import type { Session } from '../store/sessionStore.js';
+import type { Session } from '../session.js';
 import { expiryAge } from '../expiry/rules.js';
 
 /** What the HTTP layer lets a resolver do with the session cookie. */

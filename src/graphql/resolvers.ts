@@ -1,5 +1,5 @@
 import { Arg, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
-import type { Session } from '../store/sessionStore.js';
+import type { Session } from '../session.js';
 import { clearedSessionCookie, currentSession, sessionCookie, type GraphQLContext } from './context.js';
 import {
   DateTime,

@@ -21,12 +21,13 @@ async function subscribeToSessionEvents({ args, context }: SubscribeResolverData
   if (!Number.isInteger(lead) || lead < 0 || lead > settings.expiry.maxExpiry) {
     throw apiError('INVALID_ARGUMENT', `expiringSoonLead must be 0 to ${settings.expiry.maxExpiry} seconds.`);
   }
-  const own = await service.store.findById(context.socketSessionId);
+  const own = await service.current(context.socketSessionId);
   if (!own) {
     throw apiError('UNAUTHENTICATED', 'Unknown session: log in again.', { loginUrl: settings.loginUrl });
   }
+  const listedAt = service.clock().getTime();
   const others = args.allSessions && !own.endedAt ? await service.listSessions(own) : [];
-  return hub.subscribe(own, { leadSeconds: lead, allSessions: args.allSessions }, others);
+  return hub.subscribe(own, { leadSeconds: lead, allSessions: args.allSessions }, others, listedAt);
 }
 
 @Resolver()

@@ -3,8 +3,7 @@ import { Field, ID, InputType, Int, ObjectType, registerEnumType } from 'type-gr
 import { expiryAge, type ExpiryLimit, type ExpiryPolicy } from '../expiry/rules.js';
 import type { Settings } from '../config.js';
 import type { SessionEvent, SessionEventKind } from '../engine/events.js';
-import type { EndReason } from '../store/models.js';
-import type { Session } from '../store/sessionStore.js';
+import type { EndReason, Session } from '../session.js';
 import type { User } from '../sessions/service.js';
 
 export const DateTime = GraphQLDateTimeISO;

@@ -8,7 +8,8 @@ import { parse as parseCookies } from 'cookie';
 import express, { type Request, type Response } from 'express';
 import mongoose from 'mongoose';
 import type { Settings } from '../config.js';
-import { ChangeStreamFeed, PollingFeed, type ChangeFeed } from '../engine/changeFeed.js';
+import { ChangeStreamFeed, PollingFeed } from '../engine/changeFeed.js';
+import type { ChangeFeed } from '../session.js';
 import { EventHub } from '../engine/hub.js';
 import { Presence } from '../engine/presence.js';
 import { Scheduler } from '../engine/scheduler.js';
@@ -19,6 +20,8 @@ import { SessionService, type Clock } from '../sessions/service.js';
 import { detectCapabilities, type DatabaseCapabilities } from '../store/capabilities.js';
 import { createModels, ensureTtlIndex } from '../store/models.js';
 import { SessionStore } from '../store/sessionStore.js';
+import { chooseVersionWriter } from '../store/versionWriters.js';
+import { PresenceStore } from '../store/presenceStore.js';
 import { formatError } from './errors.js';
 import { mountPages } from './pages.js';
 import { attachSubscriptions } from './subscriptions.js';
@@ -59,7 +62,8 @@ async function prepareStorage(conn: mongoose.Connection, settings: Settings, log
   await Promise.all([models.User.init(), models.Session.init()]);
   const capabilities = await detectCapabilities(conn, (line: string) => logger.warn(line));
   if (capabilities.ttlIndexes) await ensureTtlIndex(models, settings.retentionSeconds);
-  return { models, capabilities };
+  const writer = await chooseVersionWriter(models, capabilities, (line: string) => logger.info(line));
+  return { models, capabilities, writer };
 }
 
 /** Removes expired records where the database has no TTL index to do it. */
@@ -75,36 +79,41 @@ function startPurging(service: SessionService, settings: Settings, logger: Logge
 
 export async function startServer({ settings, mongoUri, logger, clock = () => new Date() }: StartOptions): Promise<RunningServer> {
   const conn = await mongoose.createConnection(mongoUri, { serverSelectionTimeoutMS: 10_000 }).asPromise();
-  const { models, capabilities } = await prepareStorage(conn, settings, logger);
+  const { models, capabilities, writer } = await prepareStorage(conn, settings, logger).catch(async (err: unknown) => {
+    await conn.close();
+    throw err;
+  });
   const now = () => clock().getTime();
 
   const scheduler = new Scheduler();
-  const store = new SessionStore(models, { recordChanges: !capabilities.changeStreams });
-  const service: SessionService = new SessionService(models, store, settings, clock, (session) => hub.handle(session));
+  const store = new SessionStore(models, writer, { recordChanges: !capabilities.changeStreams });
+  const service = new SessionService(models, store, settings, clock);
   const feed: ChangeFeed = capabilities.changeStreams
     ? new ChangeStreamFeed(models, store, logger)
     : new PollingFeed(store, settings.changePollIntervalMs, logger);
-  const presence = new Presence(
-    models,
+  const presence = new Presence({
+    store: new PresenceStore(conn),
+    ender: service,
     scheduler,
-    settings.browserCloseGraceMs,
-    (id, detachedBefore) => service.end(id, 'BROWSER_CLOSED', detachedBefore),
-    now,
+    graceMs: settings.browserCloseGraceMs,
+    heartbeatMs: settings.presenceHeartbeatMs,
+    leaseMs: settings.presenceLeaseMs,
+    clock: { now },
     logger,
-  );
-  const hub: EventHub = new EventHub({
-    catchUp: (ids) => feed.catchUp(ids),
-    recordTimeout: (id) => store.recordTimeout(id, clock()),
+  });
+  const hub = new EventHub({
+    feed,
+    sessions: service,
+    presence,
     scheduler,
     now,
     loginUrl: settings.loginUrl,
     logger,
-    onSessionEnded: (id) => subscriptions.sessionEnded(id),
     recheckTimeoutMs: RECHECK_TIMEOUT_MS,
-    presence,
   });
-  await feed.start((session) => hub.handle(session));
-  await presence.recover();
+  service.listen(hub);
+  await feed.start(hub);
+  await presence.start();
   const stopPurging = capabilities.ttlIndexes ? () => {} : startPurging(service, settings, logger);
 
   const app = express();
@@ -122,6 +131,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     maxMessageBytes: MAX_REQUEST_BYTES,
     logger,
   });
+  hub.closeSocketsWith(subscriptions);
   const armor = new ApolloArmor({
     maxDepth: { n: 8 },
     costLimit: { maxCost: 5000 },
@@ -187,8 +197,9 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     async stop() {
       stopPurging();
       await apollo.stop();
-      await presence.drain();
+      await presence.stop();
       await feed.stop();
+      await store.drain();
       scheduler.stop();
       await conn.close();
     },

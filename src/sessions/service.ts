@@ -2,6 +2,7 @@ import type { Settings } from '../config.js';
 import { apiError } from '../errors.js';
 import { LoginLimiter } from '../auth/loginLimiter.js';
 import { PasswordHasher } from '../auth/passwords.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import mongoose from 'mongoose';
 import { newSessionToken } from '../auth/tokens.js';
 import {
@@ -12,8 +13,10 @@ import {
   slideOnRequest,
   type ExpirySpec,
 } from '../expiry/rules.js';
-import type { EndReason, Models, UserDoc } from '../store/models.js';
-import type { Session, SessionStore } from '../store/sessionStore.js';
+import type { EndReason, Session, SessionListener } from '../session.js';
+import type { Models, UserDoc } from '../store/models.js';
+import type { SessionStore } from '../store/sessionStore.js';
+import { ended, renewed } from './transitions.js';
 
 export type Clock = () => Date;
 
@@ -31,26 +34,37 @@ export interface User {
 const USERNAME = /^[a-z0-9_.@-]{3,64}$/;
 const PASSWORD_MIN = 8;
 const PASSWORD_MAX = 1024;
+/** Writers of one session that keep losing to others give up after this many tries. */
+const MAX_WRITE_ATTEMPTS = 50;
+
+const sameSpec = (a: ExpirySpec, b: ExpirySpec) =>
+  a.policy === b.policy && a.seconds === b.seconds && a.date?.getTime() === b.date?.getTime();
 
 const toUser = (doc: UserDoc): User => ({ id: doc._id.toHexString(), username: doc.username, createdAt: doc.createdAt });
 
 /**
  * Everything a client can do with users and sessions. Every change to a session goes through
- * here and is handed to `publish`, which tells this process's subscribers at once.
+ * `change` (docs/write-protocol.md) and is handed to the listener (the event hub), which tells this
+ * process's subscribers at once.
  */
 export class SessionService {
   private readonly hasher: PasswordHasher;
   private readonly limiter: LoginLimiter;
+  private listener: SessionListener = { sessionChanged() {} };
 
   constructor(
     private readonly models: Models,
     readonly store: SessionStore,
     private readonly settings: Settings,
     readonly clock: Clock = () => new Date(),
-    private readonly publish: (session: Session) => void = () => {},
   ) {
     this.hasher = new PasswordHasher(settings.passwordHashCost);
     this.limiter = new LoginLimiter(settings.loginRateLimit.points, settings.loginRateLimit.windowSeconds);
+  }
+
+  /** Who hears of every change this process makes (set once at start-up: the hub is built after the service). */
+  listen(listener: SessionListener): void {
+    this.listener = listener;
   }
 
   async register(rawUsername: string, password: string): Promise<User> {
@@ -117,41 +131,67 @@ export class SessionService {
       userAgent: input.userAgent?.slice(0, 256) ?? null,
       clientAddress: input.clientAddress,
     });
-    this.publish(session);
+    this.listener.sessionChanged(session);
     return { token, session };
   }
 
   /**
-   * The session a token stands for, if it may be served now. An expired session is ended on
-   * the spot (so its subscribers hear of it) and refused with SESSION_EXPIRED.
+   * The session a token stands for, if it may be served now. An expired session is ended on the
+   * spot (so its subscribers hear of it) and refused with SESSION_EXPIRED.
    */
   async authenticate(token: string): Promise<Session> {
-    const session = await this.store.findByToken(token);
-    if (!session) {
-      throw apiError('UNAUTHENTICATED', 'Unknown session: log in again.', { loginUrl: this.settings.loginUrl });
-    }
-    const now = this.clock();
-    if (session.endedAt === null && !isValid(session.expiry.expiresAt, now)) {
-      await this.end(session.id, 'TIMEOUT');
-      throw this.expiredError(session);
-    }
-    if (session.endedAt !== null) {
-      throw session.endReason === 'TIMEOUT' || session.endReason === 'BROWSER_CLOSED'
-        ? this.expiredError(session)
-        : apiError('SESSION_ENDED', `This session has ended (${session.endReason}): log in again.`, {
-            reason: session.endReason,
-            loginUrl: this.settings.loginUrl,
-          });
-    }
-    const slid = slideOnRequest(session.expiry, now, this.settings.expiry);
-    return slid ? ((await this.saveExpiry(session, slid.spec)) ?? session) : session;
+    const found = await this.store.findByToken(token);
+    const session = found && (await this.settle(found));
+    if (!session) throw this.unknownSession();
+    if (session.endedAt) throw this.endedError(session);
+    if (!slideOnRequest(session.expiry, this.clock(), this.settings.expiry)) return session;
+    const slid = await this.change(session, (current, now) => {
+      const expiry = slideOnRequest(current.expiry, now, this.settings.expiry);
+      return expiry ? renewed(current, expiry, now) : null;
+    });
+    if (slid.endedAt) throw this.endedError(slid);
+    return slid;
   }
 
-  private expiredError(session: Session) {
-    return apiError('SESSION_EXPIRED', 'Your session has expired: log in again.', {
+  /** The latest version of a session (null when there is none), with a passed expiry recorded as its end. */
+  async current(id: string): Promise<Session | null> {
+    const session = await this.store.findById(id);
+    return session && this.settle(session);
+  }
+
+  /**
+   * For the event hub: `sessions` reached their expiry. Each is ended with TIMEOUT unless another
+   * process got there first or renewed it in time; returns the latest version of each.
+   */
+  async expireDue(sessions: Session[]): Promise<Session[]> {
+    const latest = await Promise.all(sessions.map((s) => this.settle(s)));
+    return latest.filter((s): s is Session => s !== null);
+  }
+
+  /**
+   * For the event hub, after it announced a timeout on what it knew while the database did not
+   * answer: an announced end must stick, so the session ends now whatever was written meanwhile.
+   */
+  async endAfterAnnouncedTimeout(id: string): Promise<void> {
+    const session = await this.store.findById(id);
+    if (session) await this.change(session, (current, now) => ended(current, 'TIMEOUT', now));
+  }
+
+  private unknownSession() {
+    return apiError('UNAUTHENTICATED', 'Unknown session: log in again.', { loginUrl: this.settings.loginUrl });
+  }
+
+  private endedError(session: Session) {
+    if (session.endReason === 'TIMEOUT' || session.endReason === 'BROWSER_CLOSED') {
+      return apiError('SESSION_EXPIRED', 'Your session has expired: log in again.', {
+        loginUrl: this.settings.loginUrl,
+        expiredAt: session.expiry.expiresAt.toISOString(),
+        reason: session.endReason,
+      });
+    }
+    return apiError('SESSION_ENDED', `This session has ended (${session.endReason}): log in again.`, {
+      reason: session.endReason,
       loginUrl: this.settings.loginUrl,
-      expiredAt: session.expiry.expiresAt.toISOString(),
-      reason: session.endReason ?? 'TIMEOUT',
     });
   }
 
@@ -166,33 +206,42 @@ export class SessionService {
 
   /** Django's set_expiry: saves the session now with a new policy. */
   async setExpiry(session: Session, request: ExpiryRequest): Promise<Session> {
-    return this.saveOrRefuse(session, this.parseExpiry(request));
+    const spec = this.parseExpiry(request);
+    return this.renewOrRefuse(session, () => spec);
   }
 
   /** Renews the session: saves it now with the policy it has. */
   async touch(session: Session): Promise<Session> {
-    return this.saveOrRefuse(session, session.expiry.spec);
+    return this.renewOrRefuse(session, (current) => current.expiry.spec);
   }
 
-  private async saveOrRefuse(session: Session, spec: ExpirySpec): Promise<Session> {
-    const saved = await this.saveExpiry(session, spec);
-    if (!saved) throw this.expiredError(session);
+  private async renewOrRefuse(session: Session, specOf: (current: Session) => ExpirySpec): Promise<Session> {
+    const askedAt = this.clock();
+    const saved = await this.change(session, (current, now) => {
+      const spec = specOf(current);
+      // Another writer saved it with this policy after this request arrived: that save is this one's too.
+      if (current.version > session.version && current.expiry.lastSavedAt >= askedAt && sameSpec(current.expiry.spec, spec)) return null;
+      return renewed(current, computeExpiry(spec, current.createdAt, now, this.settings.expiry), now);
+    });
+    if (saved.endedAt) throw this.endedError(saved);
     return saved;
   }
 
-  private async saveExpiry(session: Session, spec: ExpirySpec): Promise<Session | null> {
-    const now = this.clock();
-    const state = computeExpiry(spec, session.createdAt, now, this.settings.expiry);
-    const saved = await this.store.saveExpiry(session.id, state, now);
-    if (saved) this.publish(saved);
-    return saved;
+  /** Ends a session once: the winner's end is the one that counts; null when it had already ended (or cannot end so). */
+  async end(id: string, reason: EndReason): Promise<Session | null> {
+    const session = await this.store.findById(id);
+    if (!session) return null;
+    let mine: Session | null = null;
+    const result = await this.change(session, (current, now) => {
+      if (reason === 'BROWSER_CLOSED' && current.expiry.spec.policy !== 'BROWSER_CLOSE') return null;
+      return (mine = ended(current, reason, now));
+    });
+    return result === mine ? result : null;
   }
 
-  /** Ends a session once; the winner publishes the terminal change. */
-  async end(id: string, reason: EndReason, detachedBefore?: Date): Promise<Session | null> {
-    const ended = await this.store.end(id, reason, this.clock(), detachedBefore);
-    if (ended) this.publish(ended);
-    return ended;
+  /** Ends a browser-close session whose browser has gone (engine/presence.ts decides when). True for the winner. */
+  async endBrowserClosed(id: string): Promise<boolean> {
+    return (await this.end(id, 'BROWSER_CLOSED')) !== null;
   }
 
   async logout(session: Session): Promise<void> {
@@ -201,8 +250,8 @@ export class SessionService {
 
   /** Ends all of the user's other sessions with REVOKED, and this one with LOGGED_OUT unless kept. */
   async logoutAll(session: Session, keepCurrent: boolean): Promise<number> {
-    const others = await this.store.openSessionIds(session.userId, session.id);
-    const ended = await Promise.all(others.map((id) => this.end(id, 'REVOKED')));
+    const others = (await this.store.listOpen(session.userId)).filter((s) => s.id !== session.id);
+    const ended = await Promise.all(others.map((s) => this.end(s.id, 'REVOKED')));
     if (!keepCurrent) await this.logout(session);
     return ended.filter(Boolean).length + (keepCurrent ? 0 : 1);
   }
@@ -214,7 +263,44 @@ export class SessionService {
     return (await this.end(id, id === session.id ? 'LOGGED_OUT' : 'REVOKED')) !== null;
   }
 
-  listSessions(session: Session): Promise<Session[]> {
-    return this.store.listValid(session.userId, this.clock());
+  /**
+   * `session` as it is now, with a passed expiry recorded as its end: the first to see it commits
+   * the TIMEOUT, and nobody refuses or announces an expiry before one is committed.
+   */
+  private async settle(session: Session): Promise<Session | null> {
+    return this.change(session, () => null);
+  }
+
+  /**
+   * The one way a session changes. Starting from `known` (a version read earlier), asks `decide`
+   * for the next version and commits it; a writer that loses to another reads the winner's version
+   * and decides again. A session found past its expiry is first ended with TIMEOUT, and an ended
+   * one is returned as it is: nothing follows an end. `decide` returning null changes nothing.
+   */
+  private async change(known: Session, decide: (current: Session, now: Date) => Session | null): Promise<Session> {
+    let current = known;
+    for (let attempt = 1; ; attempt++) {
+      if (current.endedAt) return current;
+      const now = this.clock();
+      const next = isValid(current.expiry.expiresAt, now) ? decide(current, now) : ended(current, 'TIMEOUT', now);
+      if (!next) return current;
+      if (await this.store.commit(next)) {
+        this.listener.sessionChanged(next);
+        return next;
+      }
+      if (attempt >= MAX_WRITE_ATTEMPTS) {
+        throw apiError('SESSION_BUSY', 'This session is being changed by too many requests at once: try again.');
+      }
+      if (attempt > 2) await sleep(Math.random() * Math.min(50, 2 ** attempt));
+      const latest = await this.store.findById(known.id);
+      if (!latest) throw this.unknownSession();
+      current = latest;
+    }
+  }
+
+  /** The user's sessions that are valid now, newest first. */
+  async listSessions(session: Session): Promise<Session[]> {
+    const now = this.clock();
+    return (await this.store.listOpen(session.userId)).filter((s) => isValid(s.expiry.expiresAt, now));
   }
 }

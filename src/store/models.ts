@@ -1,7 +1,6 @@
 import mongoose, { Schema, type Connection, type InferSchemaType, type Model } from 'mongoose';
+import { END_REASONS } from '../session.js';
 
-export const END_REASONS = ['TIMEOUT', 'BROWSER_CLOSED', 'LOGGED_OUT', 'REVOKED'] as const;
-export type EndReason = (typeof END_REASONS)[number];
 
 const userSchema = new Schema(
   {
@@ -28,14 +27,10 @@ const sessionSchema = new Schema(
     limitedBy: { type: String, required: true, enum: ['POLICY', 'MAX_LIFETIME'] },
     endedAt: { type: Date, default: null },
     endReason: { type: String, enum: [...END_REASONS, null], default: null },
-    /** Bumped by every write: lets listeners drop a change they have already seen. */
+    /** 1 at login, one more for every write; each version is written by one writer only. */
     version: { type: Number, required: true },
     /** Set by every write; a polling change feed that fell behind its change log rescans by it. */
     updatedAt: { type: Date, required: true },
-    /** Browser-close sessions: open subscriptions, over all server processes. */
-    liveSubscriptions: { type: Number, default: 0 },
-    /** Browser-close sessions: when the last subscription went away. */
-    detachedAt: { type: Date, default: null },
     userAgent: { type: String, default: null },
     clientAddress: { type: String, default: null },
   },
@@ -44,6 +39,21 @@ const sessionSchema = new Schema(
 sessionSchema.index({ userId: 1, endedAt: 1 });
 sessionSchema.index({ updatedAt: 1 });
 sessionSchema.index({ endedAt: 1, expiresAt: 1 });
+
+/**
+ * Where single-document updates are not atomic (FerretDB 1.x): version N of a session (N >= 2) is
+ * one document whose _id is `<session id>:<N>`, so that of all the writers of version N, only the
+ * one whose insert lands first succeeds (docs/write-protocol.md). It holds the session's state as of
+ * that version; the session document follows it as a cache.
+ */
+const sessionVersionSchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    sessionId: { type: Schema.Types.ObjectId, required: true, index: true },
+    state: { type: Schema.Types.Mixed, required: true },
+  },
+  { versionKey: false },
+);
 
 /**
  * Where the database has no change streams: one record per session write, holding the session as
@@ -60,6 +70,16 @@ const sessionChangeSchema = new Schema(
 
 export type UserDoc = InferSchemaType<typeof userSchema> & { _id: mongoose.Types.ObjectId };
 export type SessionDoc = InferSchemaType<typeof sessionSchema> & { _id: mongoose.Types.ObjectId };
+export interface SessionVersionDoc {
+  _id: string;
+  sessionId: mongoose.Types.ObjectId;
+  state: SessionState;
+}
+/** What changes from one version of a session to the next. */
+export type SessionState = Pick<
+  SessionDoc,
+  'lastSavedAt' | 'expiresAt' | 'policy' | 'policySeconds' | 'policyDate' | 'limitedBy' | 'endedAt' | 'endReason' | 'version' | 'updatedAt'
+>;
 export interface SessionChangeDoc {
   _id: mongoose.Types.ObjectId;
   at: Date;
@@ -69,6 +89,7 @@ export interface SessionChangeDoc {
 export interface Models {
   User: Model<UserDoc>;
   Session: Model<SessionDoc>;
+  SessionVersion: Model<SessionVersionDoc>;
   SessionChange: Model<SessionChangeDoc>;
 }
 
@@ -76,6 +97,7 @@ export function createModels(conn: Connection): Models {
   return {
     User: conn.model<UserDoc>('User', userSchema, 'users'),
     Session: conn.model<SessionDoc>('Session', sessionSchema, 'sessions'),
+    SessionVersion: conn.model<SessionVersionDoc>('SessionVersion', sessionVersionSchema, 'session_versions'),
     SessionChange: conn.model<SessionChangeDoc>('SessionChange', sessionChangeSchema, 'session_changes'),
   };
 }

@@ -3,7 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PollingFeed } from '../../src/engine/changeFeed.js';
 import { createLogger } from '../../src/logger.js';
 import { createModels, type Models } from '../../src/store/models.js';
-import { SessionStore, type Session } from '../../src/store/sessionStore.js';
+import type { Session } from '../../src/session.js';
+import { SessionStore } from '../../src/store/sessionStore.js';
+import { InsertedVersions } from '../../src/store/versionWriters.js';
+import { ended } from '../../src/sessions/transitions.js';
 import { sleep, testDatabaseUri } from '../helpers/server.js';
 
 let conn: mongoose.Connection;
@@ -14,7 +17,7 @@ const logger = createLogger('silent');
 beforeAll(async () => {
   conn = await mongoose.createConnection(testDatabaseUri()).asPromise();
   models = createModels(conn);
-  store = new SessionStore(models, { recordChanges: true });
+  store = new SessionStore(models, new InsertedVersions(models), { recordChanges: true });
 });
 afterAll(async () => {
   await conn?.dropDatabase();
@@ -35,7 +38,7 @@ function newSession(): Promise<Session> {
 
 async function collect(feed: PollingFeed) {
   const seen: Session[] = [];
-  await feed.start((s) => seen.push(s));
+  await feed.start({ sessionChanged: (s) => seen.push(s) });
   return seen;
 }
 
@@ -45,14 +48,15 @@ describe('the polling change feed', () => {
     const seen = await collect(feed);
     try {
       const written = await newSession();
-      const ended = await store.end(written.id, 'LOGGED_OUT', new Date());
+      const loggedOut = ended(written, 'LOGGED_OUT', new Date());
+      expect(await store.commit(loggedOut)).toBe(true);
       await sleep(300);
       const versions = [...new Map(seen.map((s) => [`${s.id}/${s.version}`, s])).values()];
       expect(versions.map((s) => [s.id, s.version, s.endReason])).toEqual([
         [written.id, 1, null],
         [written.id, 2, 'LOGGED_OUT'],
       ]);
-      expect(ended!.version).toBe(2);
+      expect(loggedOut.version).toBe(2);
       await sleep(1600);
       expect(await models.SessionChange.countDocuments()).toBe(0);
     } finally {

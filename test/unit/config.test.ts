@@ -9,6 +9,8 @@ describe('loadSettings', () => {
     expect(s.expiry.maxLifetime).toBeNull();
     expect(s.expiry.browserCloseAge).toBe(1_209_600);
     expect(s.browserCloseGraceMs).toBe(30_000);
+    expect(s.presenceHeartbeatMs).toBe(5000);
+    expect(s.presenceLeaseMs).toBe(15_000);
     expect(s.graphiqlEnabled).toBe(true);
   });
 
@@ -24,6 +26,7 @@ describe('loadSettings', () => {
     [{ SESSION_COOKIE_AGE: '1.5' }, 'SESSION_COOKIE_AGE'],
     [{ SESSION_SAVE_EVERY_REQUEST: 'maybe' }, 'SESSION_SAVE_EVERY_REQUEST'],
     [{ PORT: '70000' }, 'PORT'],
+    [{ PRESENCE_HEARTBEAT_MS: '0' }, 'PRESENCE_HEARTBEAT_MS'],
     [{ COOKIE_SAMESITE: 'none' }, 'COOKIE_SAMESITE'],
   ])('refuses %o and names the variable', (env, name) => {
     expect(() => loadSettings(env)).toThrow(ConfigError);

@@ -1,0 +1,39 @@
+/**
+ * The session vocabulary every layer speaks: what a session is, how it can end, and the feed of
+ * changes to it. Rules live in expiry/ and sessions/; storage in store/.
+ */
+import type { ExpiryState } from './expiry/rules.js';
+
+export const END_REASONS = ['TIMEOUT', 'BROWSER_CLOSED', 'LOGGED_OUT', 'REVOKED'] as const;
+export type EndReason = (typeof END_REASONS)[number];
+
+/** A session as the rest of the server sees it: one version of its state. */
+export interface Session {
+  id: string;
+  userId: string;
+  createdAt: Date;
+  expiry: ExpiryState;
+  endedAt: Date | null;
+  endReason: EndReason | null;
+  /** 1 at login, one more for every write: each version is written once, by one writer. */
+  version: number;
+  updatedAt: Date;
+  userAgent: string | null;
+  clientAddress: string | null;
+}
+
+/** Hears of every change this process makes to a session (the event hub). */
+export interface SessionListener {
+  sessionChanged(session: Session): void;
+}
+
+/** Delivers every change to the sessions, from whichever process made it. */
+export interface ChangeFeed {
+  start(listener: SessionListener): Promise<void>;
+  /**
+   * Brings the expiry re-check up to date: the current state of `ids` where the database may know
+   * better than the changes delivered so far. Changes it reads on the way go to the listener too.
+   */
+  catchUp(ids: string[]): Promise<Session[]>;
+  stop(): Promise<void>;
+}

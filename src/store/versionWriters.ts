@@ -1,0 +1,128 @@
+import mongoose from 'mongoose';
+import type { DatabaseCapabilities } from './capabilities.js';
+import type { Models, SessionDoc, SessionState, SessionVersionDoc } from './models.js';
+
+/**
+ * How the store writes version N+1 of a session so that exactly one writer succeeds, whatever runs
+ * at the same time, and how it finds the latest version. One of two, chosen at start-up by probing
+ * the database (store/capabilities.ts); docs/write-protocol.md says why each is safe.
+ */
+export interface VersionWriter {
+  readonly name: 'atomic-updates' | 'inserted-versions';
+  /** The session document brought up to its latest version. */
+  latest(head: SessionDoc): Promise<SessionDoc>;
+  /** Writes `next.version` over `next.version - 1`; true for the one writer that did. */
+  commit(id: mongoose.Types.ObjectId, next: SessionState): Promise<boolean>;
+  /** Waits for the housekeeping writes still in flight. */
+  drain(): Promise<void>;
+}
+
+/**
+ * MongoDB, where one update of one document is atomic: the update that writes version N+1 only
+ * matches while the stored version is N.
+ */
+export class AtomicUpdates implements VersionWriter {
+  readonly name = 'atomic-updates';
+
+  constructor(private readonly models: Models) {}
+
+  async latest(head: SessionDoc): Promise<SessionDoc> {
+    return head;
+  }
+
+  async commit(id: mongoose.Types.ObjectId, next: SessionState): Promise<boolean> {
+    const result = await this.models.Session.updateOne({ _id: id, version: next.version - 1 }, { $set: next });
+    return result.matchedCount === 1;
+  }
+
+  async drain(): Promise<void> {}
+}
+
+const versionId = (id: mongoose.Types.ObjectId, version: number) => `${id.toHexString()}:${version}`;
+
+/**
+ * FerretDB 1.x, which computes an update and then replaces the document, so concurrent updates of
+ * one document overwrite each other, but an insert of an _id that exists always fails. Version N+1
+ * is committed by inserting the document `<id>:<N+1>`: the first insert wins, every other writer of
+ * N+1 gets a duplicate key and reads again. The session document is updated after the commit as a
+ * cache (it may lag, or even be overwritten by an older version in a race between two of these
+ * updates), so readers start from it and follow the versions that exist beyond it.
+ */
+export class InsertedVersions implements VersionWriter {
+  readonly name = 'inserted-versions';
+  private readonly housekeeping = new Set<Promise<void>>();
+
+  constructor(private readonly models: Models) {}
+
+  async latest(head: SessionDoc): Promise<SessionDoc> {
+    let state: SessionState = head;
+    for (;;) {
+      const next = await this.models.SessionVersion.findById(versionId(head._id, state.version + 1)).lean<SessionVersionDoc>();
+      if (!next) break;
+      state = next.state;
+    }
+    if (state.version === head.version) return head;
+    this.updateHead(head._id, state);
+    return { ...head, ...state };
+  }
+
+  async commit(id: mongoose.Types.ObjectId, next: SessionState): Promise<boolean> {
+    try {
+      await this.models.SessionVersion.collection.insertOne({ _id: versionId(id, next.version), sessionId: id, state: next } as never);
+    } catch (err) {
+      if ((err as { code?: number }).code === 11000) return false;
+      throw err;
+    }
+    this.updateHead(id, next);
+    return true;
+  }
+
+  async drain(): Promise<void> {
+    while (this.housekeeping.size > 0) await Promise.all(this.housekeeping);
+  }
+
+  /** Brings the cached state forward (never back, as far as this non-atomic update allows). */
+  private updateHead(id: mongoose.Types.ObjectId, state: SessionState): void {
+    const write = this.models.Session.updateOne({ _id: id, version: { $lt: state.version } }, { $set: state })
+      .then(() => {})
+      .catch(() => {}) // a reader finds the version anyway; the next write or read repairs the cache
+      .finally(() => this.housekeeping.delete(write));
+    this.housekeeping.add(write);
+  }
+}
+
+export class UnsafeDatabaseError extends Error {}
+
+/**
+ * The write path for this database, the same for every process on it: the first process records
+ * what its probe found, later processes follow that record, and a process refuses to start where
+ * no path would keep session writes safe.
+ */
+export async function chooseVersionWriter(
+  models: Models,
+  capabilities: Pick<DatabaseCapabilities, 'atomicUpdates' | 'uniqueInserts'>,
+  log: (line: string) => void,
+): Promise<VersionWriter> {
+  if (!capabilities.uniqueInserts) {
+    throw new UnsafeDatabaseError(
+      'refusing to start: this database let several concurrent inserts of one _id succeed, so no write of a session could be made to happen once',
+    );
+  }
+  const probed: VersionWriter['name'] = capabilities.atomicUpdates ? 'atomic-updates' : 'inserted-versions';
+  const records = models.Session.db.collection<{ _id: string; writer: VersionWriter['name'] }>('write_protocol');
+  await records.insertOne({ _id: 'sessions', writer: probed }).catch((err: { code?: number }) => {
+    if (err.code !== 11000) throw err;
+  });
+  const chosen = (await records.findOne({ _id: 'sessions' }))?.writer ?? probed;
+  if (chosen === 'atomic-updates' && !capabilities.atomicUpdates) {
+    throw new UnsafeDatabaseError(
+      'refusing to start: the sessions in this database are written with version-checked updates, which this database does not apply atomically',
+    );
+  }
+  log(
+    chosen === 'atomic-updates'
+      ? 'session writes: this database applies concurrent updates of one document atomically; each version is a version-checked update'
+      : `session writes: ${capabilities.atomicUpdates ? 'following this database\'s record' : 'this database does not apply concurrent updates of one document atomically'}; each version is an insert of <session>:<version>`,
+  );
+  return chosen === 'atomic-updates' ? new AtomicUpdates(models) : new InsertedVersions(models);
+}

@@ -1,0 +1,159 @@
+// Browser-close presence over several real processes on one database: a process that dies holding a
+// session's subscription, a client that reconnects elsewhere within the grace, two holders.
+import mongoose from 'mongoose';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { PresenceStore } from '../../src/store/presenceStore.js';
+import { EventRecorder } from '../helpers/events.js';
+import { errorCode, login, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
+import { startServerProcess, type ServerProcess } from '../helpers/serverProcess.js';
+
+const GRACE_MS = 1000;
+const HEARTBEAT_MS = 200;
+const LEASE_MS = 3 * HEARTBEAT_MS;
+const ENV = { SESSION_BROWSER_CLOSE_GRACE: String(GRACE_MS / 1000), PRESENCE_HEARTBEAT_MS: String(HEARTBEAT_MS) };
+const SESSION = '{ session { id } }';
+
+const mongoUri = testDatabaseUri();
+/** The surviving process, in the test's own process so that its hub can be asked what it follows. */
+let observer: TestServer;
+let conn: mongoose.Connection;
+let presence: PresenceStore;
+const processes: ServerProcess[] = [];
+const recorders: EventRecorder[] = [];
+
+async function startProcess(env: Record<string, string> = {}): Promise<ServerProcess> {
+  const proc = await startServerProcess({ mongoUri, env: { ...ENV, ...env } });
+  processes.push(proc);
+  return proc;
+}
+
+/** A sessionEvents subscription on `target` (the recorder only uses wsClient, which a ServerProcess has too). */
+function record(target: TestServer | ServerProcess, token: string, variables?: { all?: boolean }): EventRecorder {
+  const recorder = new EventRecorder(target as TestServer, token, variables);
+  recorders.push(recorder);
+  return recorder;
+}
+
+/**
+ * A subscription on another process, resolved once it is in place there: a renewal made on the
+ * observer reaches it as EXPIRY_CHANGED.
+ */
+async function subscribeOn(proc: ServerProcess, token: string): Promise<EventRecorder> {
+  const recorder = record(proc, token);
+  const deadline = Date.now() + 10_000;
+  while (!recorder.events.some((e) => e.kind === 'EXPIRY_CHANGED')) {
+    if (Date.now() > deadline) throw new Error(`subscription on ${proc.name} not in place: ${JSON.stringify(recorder.kinds())}`);
+    expect((await observer.gql('mutation { touch { id } }', {}, { token })).errors).toBeUndefined();
+    await sleep(100);
+  }
+  return recorder;
+}
+
+/** A browser-close session, and a per-user feed on the observer from another session of the same user. */
+async function browserCloseSession() {
+  const user = await newUserSession(observer, { seconds: 0 });
+  const other = await login(observer, user.username, user.password);
+  const feed = record(observer, other.token, { all: true });
+  await feed.ready(observer, user.session.id);
+  return { token: user.token, id: user.session.id as string, feed };
+}
+
+async function expectValid(token: string, id: string): Promise<void> {
+  const res = await observer.gql(SESSION, {}, { token });
+  expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+  expect(res.data.session.id).toBe(id);
+}
+
+async function expectBrowserClosed(token: string): Promise<void> {
+  const res = await observer.gql(SESSION, {}, { token });
+  expect(errorCode(res)).toBe('SESSION_EXPIRED');
+  expect(res.errors![0]!.extensions!.reason).toBe('BROWSER_CLOSED');
+}
+
+function browserClosedEvents(feed: EventRecorder, id: string) {
+  return feed.events.filter((e) => e.sessionId === id && e.kind === 'EXPIRED' && e.reason === 'BROWSER_CLOSED');
+}
+
+beforeAll(async () => {
+  observer = await startTestServer(ENV, mongoUri);
+  conn = await mongoose.createConnection(mongoUri).asPromise();
+  presence = new PresenceStore(conn);
+});
+afterEach(async () => {
+  await Promise.all(recorders.splice(0).map((r) => r.dispose()));
+  await Promise.all(processes.splice(0).map((p) => p.kill('SIGKILL')));
+});
+afterAll(async () => {
+  await observer?.stop();
+  await conn?.close();
+});
+
+describe('browser-close presence across processes', { timeout: 60_000 }, () => {
+  it('a session whose only subscription was on a process killed with SIGKILL ends BROWSER_CLOSED once its lease and the grace have run out', async () => {
+    const doomed = await startProcess();
+    onTestFailed(() => doomed.printLogs());
+    const { token, id, feed } = await browserCloseSession();
+    await subscribeOn(doomed, token);
+
+    const killedAt = Date.now();
+    await doomed.kill('SIGKILL');
+    // Its lease runs on for up to LEASE_MS after the kill, then the grace starts: not ended a grace after the kill.
+    const earliestEnd = killedAt + GRACE_MS;
+    await sleep(earliestEnd - 200 - Date.now());
+    await expectValid(token, id);
+    expect(browserClosedEvents(feed, id)).toEqual([]);
+
+    await feed.until(() => browserClosedEvents(feed, id).length > 0, LEASE_MS + GRACE_MS + 5000, 'EXPIRED (BROWSER_CLOSED)');
+    expect(browserClosedEvents(feed, id)[0]!.receivedAt).toBeGreaterThanOrEqual(earliestEnd);
+    await expectBrowserClosed(token);
+    // The ended session's presence is cleaned up.
+    await expect.poll(() => presence.holdersOf([id]), { timeout: 5000 }).toEqual([]);
+  });
+
+  it('a client that reconnects through another process within the grace keeps its session', async () => {
+    const first = await startProcess();
+    onTestFailed(() => first.printLogs());
+    const { token, id, feed } = await browserCloseSession();
+    await subscribeOn(first, token);
+
+    // A graceful stop releases the session at once: the grace starts now, not when the lease runs out.
+    const stoppedAt = Date.now();
+    await first.stop();
+    await sleep(stoppedAt + GRACE_MS / 2 - Date.now());
+    const again = record(observer, token);
+    await again.ready(observer, id);
+
+    await sleep(stoppedAt + GRACE_MS + LEASE_MS + 3 * HEARTBEAT_MS + 500 - Date.now());
+    await expectValid(token, id);
+    expect(again.events).toEqual([]);
+    expect(browserClosedEvents(feed, id)).toEqual([]);
+
+    // Without a subscription anywhere it does end, the grace after the last one closed.
+    const closedAt = Date.now();
+    await again.dispose();
+    await feed.until(() => browserClosedEvents(feed, id).length > 0, GRACE_MS + 5000, 'EXPIRED (BROWSER_CLOSED)');
+    expect(browserClosedEvents(feed, id)[0]!.receivedAt).toBeGreaterThanOrEqual(closedAt + GRACE_MS);
+    await expectBrowserClosed(token);
+  });
+
+  it('with subscriptions on two processes, closing one keeps the session; closing both ends it after the grace', async () => {
+    const other = await startProcess();
+    onTestFailed(() => other.printLogs());
+    const { token, id, feed } = await browserCloseSession();
+    const there = await subscribeOn(other, token);
+    const here = record(observer, token);
+    await here.ready(observer, id);
+
+    await there.dispose();
+    await sleep(GRACE_MS + LEASE_MS + 3 * HEARTBEAT_MS);
+    await expectValid(token, id);
+    expect(here.events).toEqual([]);
+
+    const closedAt = Date.now();
+    await here.dispose();
+    await feed.until(() => browserClosedEvents(feed, id).length > 0, GRACE_MS + 5000, 'EXPIRED (BROWSER_CLOSED)');
+    expect(browserClosedEvents(feed, id)[0]!.receivedAt).toBeGreaterThanOrEqual(closedAt + GRACE_MS);
+    expect(browserClosedEvents(feed, id)).toHaveLength(1);
+    await expectBrowserClosed(token);
+  });
+});

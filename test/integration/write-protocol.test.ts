@@ -1,0 +1,114 @@
+import mongoose from 'mongoose';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Session } from '../../src/session.js';
+import { ended, renewed } from '../../src/sessions/transitions.js';
+import { createModels, type Models } from '../../src/store/models.js';
+import { SessionStore } from '../../src/store/sessionStore.js';
+import { AtomicUpdates, chooseVersionWriter, InsertedVersions, UnsafeDatabaseError, type VersionWriter } from '../../src/store/versionWriters.js';
+import { testDatabaseUri } from '../helpers/server.js';
+
+let conn: mongoose.Connection;
+let models: Models;
+const ferretdb = inject('dbKind').startsWith('ferretdb');
+
+beforeAll(async () => {
+  conn = await mongoose.createConnection(testDatabaseUri()).asPromise();
+  models = createModels(conn);
+});
+afterAll(async () => {
+  await conn?.dropDatabase();
+  await conn?.close();
+});
+
+function newSession(store: SessionStore): Promise<Session> {
+  const now = new Date();
+  return store.create({
+    id: new mongoose.Types.ObjectId().toHexString(),
+    userId: new mongoose.Types.ObjectId().toHexString(),
+    secretHash: 'x'.repeat(64),
+    expiry: { spec: { policy: 'SECONDS', seconds: 60, date: null }, createdAt: now, lastSavedAt: now, expiresAt: new Date(now.getTime() + 60_000), limitedBy: 'POLICY' },
+    userAgent: null,
+    clientAddress: null,
+  });
+}
+
+/** `writers` versions that all follow `from`: one ends it, the others renew it to distinct expiries. */
+function rivals(from: Session, writers: number): Session[] {
+  const now = new Date();
+  return Array.from({ length: writers }, (_, i) =>
+    i === 0 ? ended(from, 'LOGGED_OUT', now) : renewed(from, { ...from.expiry, expiresAt: new Date(now.getTime() + 60_000 + i) }, now),
+  );
+}
+
+const writers: Array<[string, (m: Models) => VersionWriter, boolean]> = [
+  ['inserted versions', (m) => new InsertedVersions(m), true],
+  // Not on FerretDB 1.x, which does not apply concurrent updates of one document atomically: the reason for the other path.
+  ['version-checked updates (needs atomic single-document updates)', (m) => new AtomicUpdates(m), !ferretdb],
+];
+
+describe.each(writers)('commits with %s', (_name, makeWriter, safeHere) => {
+  it.skipIf(!safeHere)('exactly one of 30 concurrent writers of a version wins, and every read returns the winner, over 10 rounds', async () => {
+    const store = new SessionStore(models, makeWriter(models));
+    let current = await newSession(store);
+    for (let round = 0; round < 10 && !current.endedAt; round++) {
+      const candidates = rivals(current, 30);
+      const won = await Promise.all(candidates.map((c) => store.commit(c)));
+      expect(won.filter(Boolean), `round ${round}`).toHaveLength(1);
+      const winner = candidates[won.indexOf(true)]!;
+      await store.drain();
+      const read = await store.findById(current.id);
+      expect(read, `round ${round}`).toEqual(winner);
+      current = winner;
+    }
+  });
+});
+
+describe('inserted versions', () => {
+  it('a read follows the versions beyond a session document that lags behind, and brings it up to date', async () => {
+    const store = new SessionStore(models, new InsertedVersions(models));
+    const first = await newSession(store);
+    const second = rivals(first, 2)[1]!;
+    const third = ended(second, 'REVOKED', new Date());
+    expect(await store.commit(second)).toBe(true);
+    expect(await store.commit(third)).toBe(true);
+    await store.drain();
+    // As a race between two cache updates could leave it: the session document set back to version 1.
+    await models.Session.updateOne({ _id: first.id }, { $set: { version: 1, endedAt: null, endReason: null } });
+    expect(await store.findById(first.id)).toEqual(third);
+    await store.drain();
+    expect((await models.Session.findById(first.id).lean())?.version).toBe(3);
+  });
+
+  it('a writer of a version that exists loses, even if the session document does not show it yet', async () => {
+    const store = new SessionStore(models, new InsertedVersions(models));
+    const first = await newSession(store);
+    const [end, renewal] = rivals(first, 2);
+    expect(await store.commit(end!)).toBe(true);
+    await store.drain();
+    await models.Session.updateOne({ _id: first.id }, { $set: { version: 1, endedAt: null, endReason: null } });
+    expect(await store.commit(renewal!)).toBe(false);
+    expect((await store.findById(first.id))?.endReason).toBe('LOGGED_OUT');
+  });
+});
+
+describe('choosing the write path', () => {
+  const log = () => {};
+
+  it('the first process records what its probe found, and later processes follow the record', async () => {
+    const db = createModels(conn.useDb(`wp_${Date.now()}`));
+    expect((await chooseVersionWriter(db, { atomicUpdates: false, uniqueInserts: true }, log)).name).toBe('inserted-versions');
+    expect((await chooseVersionWriter(db, { atomicUpdates: true, uniqueInserts: true }, log)).name).toBe('inserted-versions');
+    await db.Session.db.dropDatabase();
+  });
+
+  it('a process whose database does not apply updates atomically refuses to join one written with atomic updates', async () => {
+    const db = createModels(conn.useDb(`wp_${Date.now()}`));
+    expect((await chooseVersionWriter(db, { atomicUpdates: true, uniqueInserts: true }, log)).name).toBe('atomic-updates');
+    await expect(chooseVersionWriter(db, { atomicUpdates: false, uniqueInserts: true }, log)).rejects.toThrow(UnsafeDatabaseError);
+    await db.Session.db.dropDatabase();
+  });
+
+  it('refuses to start where concurrent inserts of one _id can both succeed', async () => {
+    await expect(chooseVersionWriter(models, { atomicUpdates: true, uniqueInserts: false }, log)).rejects.toThrow(/refusing to start/);
+  });
+});
