@@ -8,6 +8,7 @@ import { SessionStore } from '../../src/store/sessionStore.js';
 import { InsertedVersions } from '../../src/store/versionWriters.js';
 import { ended } from '../../src/sessions/transitions.js';
 import { sleep, testDatabaseUri } from '../helpers/server.js';
+import { newStoredSession } from '../helpers/store.js';
 
 let conn: mongoose.Connection;
 let models: Models;
@@ -24,17 +25,6 @@ afterAll(async () => {
   await conn?.close();
 });
 
-function newSession(): Promise<Session> {
-  const now = new Date();
-  return store.create({
-    id: new mongoose.Types.ObjectId().toHexString(),
-    userId: new mongoose.Types.ObjectId().toHexString(),
-    secretHash: 'x'.repeat(64),
-    expiry: { spec: { policy: 'SECONDS', seconds: 60, date: null }, createdAt: now, lastSavedAt: now, expiresAt: new Date(now.getTime() + 60_000), limitedBy: 'POLICY' },
-    userAgent: null,
-    clientAddress: null,
-  });
-}
 
 async function collect(feed: PollingFeed) {
   const seen: Session[] = [];
@@ -47,7 +37,7 @@ describe('the polling change feed', () => {
     const feed = new PollingFeed(store, 50, logger, 100, 500);
     const seen = await collect(feed);
     try {
-      const written = await newSession();
+      const written = await newStoredSession(store);
       const loggedOut = ended(written, 'LOGGED_OUT', new Date());
       expect(await store.commit(loggedOut)).toBe(true);
       await sleep(300);
@@ -70,7 +60,7 @@ describe('the polling change feed', () => {
     await collect(trimmer);
     const seen = await collect(slow);
     try {
-      const written = await newSession();
+      const written = await newStoredSession(store);
       await sleep(1100);
       expect(await models.SessionChange.countDocuments({ 'session._id': new mongoose.Types.ObjectId(written.id) })).toBe(0);
       await sleep(800);
@@ -84,7 +74,7 @@ describe('the polling change feed', () => {
     const feed = new PollingFeed(store, 60_000, logger);
     const seen = await collect(feed);
     try {
-      const written = await newSession();
+      const written = await newStoredSession(store);
       expect(seen).toEqual([]);
       await feed.catchUp();
       expect(seen.map((s) => s.id)).toEqual([written.id]);

@@ -6,6 +6,7 @@ import { createModels, type Models } from '../../src/store/models.js';
 import { SessionStore } from '../../src/store/sessionStore.js';
 import { AtomicUpdates, chooseVersionWriter, InsertedVersions, UnsafeDatabaseError, type VersionWriter } from '../../src/store/versionWriters.js';
 import { testDatabaseUri } from '../helpers/server.js';
+import { newStoredSession } from '../helpers/store.js';
 
 let conn: mongoose.Connection;
 let models: Models;
@@ -20,17 +21,6 @@ afterAll(async () => {
   await conn?.close();
 });
 
-function newSession(store: SessionStore): Promise<Session> {
-  const now = new Date();
-  return store.create({
-    id: new mongoose.Types.ObjectId().toHexString(),
-    userId: new mongoose.Types.ObjectId().toHexString(),
-    secretHash: 'x'.repeat(64),
-    expiry: { spec: { policy: 'SECONDS', seconds: 60, date: null }, createdAt: now, lastSavedAt: now, expiresAt: new Date(now.getTime() + 60_000), limitedBy: 'POLICY' },
-    userAgent: null,
-    clientAddress: null,
-  });
-}
 
 /** `writers` versions that all follow `from`: one ends it, the others renew it to distinct expiries. */
 function rivals(from: Session, writers: number): Session[] {
@@ -49,7 +39,7 @@ const writers: Array<[string, (m: Models) => VersionWriter, boolean]> = [
 describe.each(writers)('commits with %s', (_name, makeWriter, safeHere) => {
   it.skipIf(!safeHere)('exactly one of 30 concurrent writers of a version wins, and every read returns the winner, over 10 rounds', async () => {
     const store = new SessionStore(models, makeWriter(models));
-    let current = await newSession(store);
+    let current = await newStoredSession(store);
     for (let round = 0; round < 10 && !current.endedAt; round++) {
       const candidates = rivals(current, 30);
       const won = await Promise.all(candidates.map((c) => store.commit(c)));
@@ -66,7 +56,7 @@ describe.each(writers)('commits with %s', (_name, makeWriter, safeHere) => {
 describe('inserted versions', () => {
   it('a read follows the versions beyond a session document that lags behind, and brings it up to date', async () => {
     const store = new SessionStore(models, new InsertedVersions(models));
-    const first = await newSession(store);
+    const first = await newStoredSession(store);
     const second = rivals(first, 2)[1]!;
     const third = ended(second, 'REVOKED', new Date());
     expect(await store.commit(second)).toBe(true);
@@ -81,7 +71,7 @@ describe('inserted versions', () => {
 
   it('a writer of a version that exists loses, even if the session document does not show it yet', async () => {
     const store = new SessionStore(models, new InsertedVersions(models));
-    const first = await newSession(store);
+    const first = await newStoredSession(store);
     const [end, renewal] = rivals(first, 2);
     expect(await store.commit(end!)).toBe(true);
     await store.drain();
