@@ -1,6 +1,6 @@
 import type { mongo } from 'mongoose';
 import type { Logger } from '../logger.js';
-import type { Models, SessionDoc } from '../store/models.js';
+import type { SessionDoc } from '../store/models.js';
 import type { ChangeFeed, Session, SessionListener } from '../session.js';
 import { toSession, type SessionStore } from '../store/sessionStore.js';
 
@@ -11,17 +11,13 @@ export class ChangeStreamFeed implements ChangeFeed {
   private stopped = false;
 
   constructor(
-    private readonly models: Models,
     private readonly store: SessionStore,
     private readonly logger: Logger,
   ) {}
 
   async start(listener: SessionListener): Promise<void> {
     this.stopped = false;
-    const stream = this.models.Session.collection.watch<SessionDoc>(
-      [{ $match: { operationType: { $in: ['insert', 'update', 'replace'] } } }],
-      { fullDocument: 'updateLookup', ...(this.resumeToken ? { resumeAfter: this.resumeToken } : {}) },
-    );
+    const stream = this.store.watchChanges(this.resumeToken);
     this.stream = stream;
     stream.on('change', (change) => {
       this.resumeToken = change._id;
@@ -100,8 +96,8 @@ export class PollingFeed implements ChangeFeed {
     if (missedSome) this.logger.warn('the change poller fell behind the change log: rescanning the sessions');
     const changes = missedSome ? await this.store.updatedSince(from) : await this.store.changesSince(from);
     this.lastReadAt = Math.max(this.lastReadAt, startedAt);
-    for (const session of changes) {
-      if (session.updatedAt > this.since) this.since = session.updatedAt;
+    for (const { at, session } of changes) {
+      if (at > this.since) this.since = at;
       this.listener.sessionChanged(session);
     }
   }

@@ -1,5 +1,6 @@
 import type { Logger } from '../logger.js';
 import type { ChangeFeed, EndReason, Session, SessionListener } from '../session.js';
+import { within } from '../timeLimit.js';
 import { EventQueue } from './eventQueue.js';
 import { liveEvent, terminalEvent, type SessionEvent } from './events.js';
 import type { Scheduler } from './scheduler.js';
@@ -23,18 +24,28 @@ export interface SubscriptionPresence {
   detach(sessionId: string): void;
 }
 
+/** Whether the database is there at all (SessionStore). */
+export interface DatabaseHealth {
+  /** True when the database answers a ping within `ms`. */
+  answers(ms: number): Promise<boolean>;
+}
+
 export interface HubDeps {
   /** Where the hub reads what other processes changed before deciding that a deadline has passed. */
   feed: ChangeFeed;
   sessions: SessionTimeouts;
+  database: DatabaseHealth;
   presence: SubscriptionPresence;
   scheduler: Scheduler;
   now: () => number;
   loginUrl: string;
   logger: Logger;
-  /** How long the re-check at expiry may wait for the database before the session ends on what is known. */
+  /** How long the re-check at expiry waits for the database before asking whether it is there at all. */
   recheckTimeoutMs: number;
 }
+
+/** A database that does not answer a ping within this is taken to be out of reach. */
+const PING_TIMEOUT_MS = 500;
 
 export interface SubscribeOptions {
   /** Seconds before expiry at which EXPIRING_SOON is sent; 0 sends none. */
@@ -117,7 +128,9 @@ export class EventHub implements SessionListener {
    * stream completes; one whose expiry has passed ends at once through the usual deadline.
    */
   subscribe(own: Session, options: SubscribeOptions, others: Session[] = [], listedAt = this.deps.now()): EventQueue<SessionEvent> {
-    const last = own.endedAt ? own : this.ended.get(own.id)?.session;
+    // Read after this process last heard of it: the subscribers it already has learn of the end first.
+    if (own.endedAt) this.sessionChanged(own);
+    const last = this.ended.get(own.id)?.session;
     if (last) {
       const queue = new EventQueue<SessionEvent>();
       queue.push(terminalEvent(last, last.endReason!, new Date(this.deps.now()), this.deps.loginUrl));
@@ -233,20 +246,21 @@ export class EventHub implements SessionListener {
    * Followed sessions reached their expiry. The database decides: changes it holds that this
    * process has not seen yet (a renewal in another process) are applied first and move the
    * deadline; each session still due is ended with TIMEOUT in the database, or found ended or
-   * renewed by another writer, and only then announced. If the database does not answer in time,
-   * the sessions end on what this process knows, never kept alive past their last known expiry,
-   * and that end is made to stick once the database answers again.
+   * renewed by another writer, and only then announced. A database that is slow but there is waited
+   * for. One that is out of reach (the re-check fails, or takes over `recheckTimeoutMs` and a ping
+   * goes unanswered) cannot keep a session alive: the sessions end on what this process knows, never
+   * past their last known expiry, and that end is made to stick once the database answers again.
    */
   private async recheck(ids: string[]): Promise<void> {
+    const settled = (async () => {
+      for (const session of await this.deps.feed.catchUp(ids)) this.sessionChanged(session);
+      const due = this.dueSessions(ids);
+      if (due.length > 0) for (const session of await this.deps.sessions.expireDue(due)) this.sessionChanged(session);
+    })();
     try {
-      await withTimeout(
-        (async () => {
-          for (const session of await this.deps.feed.catchUp(ids)) this.sessionChanged(session);
-          const due = this.dueSessions(ids);
-          if (due.length > 0) for (const session of await this.deps.sessions.expireDue(due)) this.sessionChanged(session);
-        })(),
-        this.deps.recheckTimeoutMs,
-      );
+      while (!(await within(settled.then(() => true), this.deps.recheckTimeoutMs, false))) {
+        if (!(await this.deps.database.answers(PING_TIMEOUT_MS))) throw new Error('the database does not answer');
+      }
     } catch (err) {
       this.deps.logger.warn({ err: String(err), sessions: ids.length }, 'expiry re-check failed: ending sessions on their last known expiry');
     }
@@ -317,11 +331,3 @@ export class EventHub implements SessionListener {
 
 const expiryKey = (sessionId: string) => `expire:${sessionId}`;
 const soonKey = (sub: Subscriber, sessionId: string) => `soon:${sub.id}:${sessionId}`;
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}

@@ -2,7 +2,7 @@ import { serialize } from 'cookie';
 import type { Settings } from '../config.js';
 import type { EventHub } from '../engine/hub.js';
 import { apiError } from '../errors.js';
-import type { SessionService } from '../sessions/service.js';
+import type { Decided, SessionService } from '../sessions/service.js';
 import type { Session } from '../session.js';
 import { expiryAge } from '../expiry/rules.js';
 
@@ -23,19 +23,23 @@ export interface GraphQLContext {
   clientAddress: string;
   userAgent: string | null;
   cookies: CookieJar | null;
-  session?: Promise<Session>;
+  served?: Promise<Decided>;
 }
 
-/** The session that authenticates this request, checked once per request. */
-export function currentSession(ctx: GraphQLContext): Promise<Session> {
-  ctx.session ??= ctx.token
+/** The session that authenticates this request, checked once per request, and when it was found valid. */
+export function servedSession(ctx: GraphQLContext): Promise<Decided> {
+  ctx.served ??= ctx.token
     ? ctx.service.authenticate(ctx.token)
     : Promise.reject(
         apiError('UNAUTHENTICATED', 'Log in first: send the session token as a Bearer token or the session cookie.', {
           loginUrl: ctx.settings.loginUrl,
         }),
       );
-  return ctx.session;
+  return ctx.served;
+}
+
+export async function currentSession(ctx: GraphQLContext): Promise<Session> {
+  return (await servedSession(ctx)).session;
 }
 
 /**

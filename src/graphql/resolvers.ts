@@ -1,6 +1,6 @@
 import { Arg, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
 import type { Session } from '../session.js';
-import { clearedSessionCookie, currentSession, sessionCookie, type GraphQLContext } from './context.js';
+import { clearedSessionCookie, currentSession, servedSession, sessionCookie, type GraphQLContext } from './context.js';
 import {
   DateTime,
   ExpiryInput,
@@ -12,8 +12,9 @@ import {
   UserType,
 } from './types.js';
 
-function describe(ctx: GraphQLContext, session: Session, current: Session): SessionType {
-  return toSessionType(session, ctx.service.clock(), ctx.settings, current.id);
+/** A session as of `at`: when the request's session was found valid, or when a write decided it. */
+function describe(ctx: GraphQLContext, session: Session, current: Session, at: Date): SessionType {
+  return toSessionType(session, at, ctx.settings, current.id);
 }
 
 /** After a save over the cookie transport, the cookie's Max-Age follows the new expiry. */
@@ -27,15 +28,15 @@ function refreshCookie(ctx: GraphQLContext, session: Session): void {
 export class SessionResolver {
   @Query(() => SessionType, { description: 'The session that makes this request. Reading it does not move its expiry.' })
   async session(@Ctx() ctx: GraphQLContext): Promise<SessionType> {
-    const session = await currentSession(ctx);
-    return describe(ctx, session, session);
+    const { session, at } = await servedSession(ctx);
+    return describe(ctx, session, session, at);
   }
 
   @Query(() => [SessionType], { description: "All of this user's valid sessions, newest first." })
   async sessions(@Ctx() ctx: GraphQLContext): Promise<SessionType[]> {
-    const current = await currentSession(ctx);
-    const all = await ctx.service.listSessions(current);
-    return all.map((s) => describe(ctx, s, current));
+    const { session: current, at } = await servedSession(ctx);
+    const all = await ctx.service.listSessions(current, at);
+    return all.map((s) => describe(ctx, s, current, at));
   }
 
   @Query(() => UserType, { description: 'The user of the session that makes this request.' })
@@ -102,7 +103,7 @@ export class SessionResolver {
     const user = await ctx.service.findUser(session.userId);
     return Object.assign(new LoginResult(), {
       token,
-      session: describe(ctx, session, session),
+      session: describe(ctx, session, session, session.updatedAt),
       user: toUserType(user!),
     });
   }
@@ -117,17 +118,16 @@ export class SessionResolver {
     @Arg('at', () => DateTime, { nullable: true, description: 'A fixed expiry instant.' }) at: Date | null,
     @Ctx() ctx: GraphQLContext,
   ): Promise<SessionType> {
-    const current = await currentSession(ctx);
-    const saved = await ctx.service.setExpiry(current, { seconds, date: at });
-    refreshCookie(ctx, saved);
-    return describe(ctx, saved, saved);
+    const saved = await ctx.service.setExpiry(await currentSession(ctx), { seconds, date: at });
+    refreshCookie(ctx, saved.session);
+    return describe(ctx, saved.session, saved.session, saved.at);
   }
 
   @Mutation(() => SessionType, { description: 'Renews the session: saves it now with the expiry policy it has (a fixed date does not move).' })
   async touch(@Ctx() ctx: GraphQLContext): Promise<SessionType> {
     const saved = await ctx.service.touch(await currentSession(ctx));
-    refreshCookie(ctx, saved);
-    return describe(ctx, saved, saved);
+    refreshCookie(ctx, saved.session);
+    return describe(ctx, saved.session, saved.session, saved.at);
   }
 
   @Mutation(() => Boolean, { description: 'Ends this session (LOGGED_OUT) and clears its cookie.' })

@@ -4,7 +4,7 @@ import { expiryAge, type ExpiryLimit, type ExpiryPolicy } from '../expiry/rules.
 import type { Settings } from '../config.js';
 import type { SessionEvent, SessionEventKind } from '../engine/events.js';
 import type { EndReason, Session } from '../session.js';
-import type { User } from '../sessions/service.js';
+import type { User } from '../store/userStore.js';
 
 export const DateTime = GraphQLDateTimeISO;
 

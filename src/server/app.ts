@@ -20,6 +20,7 @@ import { SessionService, type Clock } from '../sessions/service.js';
 import { detectCapabilities, type DatabaseCapabilities } from '../store/capabilities.js';
 import { createModels, ensureTtlIndex } from '../store/models.js';
 import { SessionStore } from '../store/sessionStore.js';
+import { UserStore } from '../store/userStore.js';
 import { chooseVersionWriter } from '../store/versionWriters.js';
 import { PresenceStore } from '../store/presenceStore.js';
 import { formatError } from './errors.js';
@@ -87,9 +88,9 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
 
   const scheduler = new Scheduler();
   const store = new SessionStore(models, writer, { recordChanges: !capabilities.changeStreams });
-  const service = new SessionService(models, store, settings, clock);
+  const service = new SessionService(new UserStore(models), store, settings, clock);
   const feed: ChangeFeed = capabilities.changeStreams
-    ? new ChangeStreamFeed(models, store, logger)
+    ? new ChangeStreamFeed(store, logger)
     : new PollingFeed(store, settings.changePollIntervalMs, logger);
   const presence = new Presence({
     store: new PresenceStore(conn),
@@ -104,6 +105,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   const hub = new EventHub({
     feed,
     sessions: service,
+    database: store,
     presence,
     scheduler,
     now,

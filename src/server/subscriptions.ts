@@ -23,6 +23,11 @@ export const SESSION_ENDED_CLOSE = CloseCode.Unauthorized;
 
 /** graphql-ws's default: a socket that has not sent connection_init by then is closed with 4408. */
 const CONNECTION_INIT_WAIT_MS = 3_000;
+/**
+ * When a session ends, how long a socket of it that has not subscribed yet stays open: a subscription
+ * on its way still gets the terminal event (then the socket closes at once).
+ */
+const UNSUBSCRIBED_CLOSE_DELAY_MS = 1_000;
 /** Parsed and validated documents kept, by query text (most subscriptions send the same few). */
 const DOCUMENT_CACHE_SIZE = 100;
 
@@ -53,6 +58,12 @@ class Connection {
   initTimer: NodeJS.Timeout | null = null;
   /** A keep-alive ping went out and no pong has come back yet. */
   awaitingPong = false;
+  /** Subscriptions between subscribe and their first result: the socket is not closed under them. */
+  settingUp = 0;
+  /** A subscription has been set up on this socket. */
+  subscribed = false;
+  /** The session has ended: the socket closes once no subscription of it is being set up. */
+  sessionOver = false;
 
   constructor(
     readonly socket: WebSocket,
@@ -207,9 +218,25 @@ export function attachSubscriptions(options: {
     }
   };
 
+  /** The socket each subscription's context came from, while it is being set up. */
+  const settingUpOn = new WeakMap<object, Connection>();
+  const closeEnded = (conn: Connection) => conn.close(SESSION_ENDED_CLOSE, 'Session ended');
+
   const server = makeServer<Record<string, unknown>, Connection>({
     schema,
-    subscribe,
+    // A subscription set up while its session ends still gets the terminal event before the socket closes.
+    subscribe: async (args) => {
+      const conn = settingUpOn.get(args.contextValue as object);
+      if (conn) {
+        conn.settingUp++;
+        conn.subscribed = true;
+      }
+      try {
+        return await subscribe(args);
+      } finally {
+        if (conn && --conn.settingUp === 0 && conn.sessionOver) setImmediate(closeEnded, conn);
+      }
+    },
     // Timed here instead, so that no timer stays referenced for the socket's life.
     connectionInitWaitTimeout: 0,
     onSubscribe: (ctx, _id, payload) => {
@@ -239,6 +266,7 @@ export function attachSubscriptions(options: {
         userAgent: conn.userAgent,
         cookies: null,
       };
+      settingUpOn.set(contextValue, conn);
       return {
         schema,
         document: cached.document,
@@ -360,7 +388,13 @@ export function attachSubscriptions(options: {
   return {
     /** Closes the sockets of a session that has ended (after its terminal event went out). */
     sessionEnded(sessionId: string) {
-      for (const socket of socketsOf(sessionId)) socket.close(SESSION_ENDED_CLOSE, 'Session ended');
+      for (const socket of socketsOf(sessionId)) {
+        const conn = connections.get(socket);
+        if (!conn) continue;
+        conn.sessionOver = true;
+        if (!conn.subscribed) setTimeout(closeEnded, UNSUBSCRIBED_CLOSE_DELAY_MS, conn).unref();
+        else if (conn.settingUp === 0) closeEnded(conn);
+      }
       socketsBySession.delete(sessionId);
     },
     /** Closes every socket with 1001 (clients reconnect, to another process if there is one) and stops listening. */

@@ -14,8 +14,8 @@ import {
   type ExpirySpec,
 } from '../expiry/rules.js';
 import type { EndReason, Session, SessionListener } from '../session.js';
-import type { Models, UserDoc } from '../store/models.js';
 import type { SessionStore } from '../store/sessionStore.js';
+import type { User, UserStore } from '../store/userStore.js';
 import { ended, renewed } from './transitions.js';
 
 export type Clock = () => Date;
@@ -25,22 +25,20 @@ export interface ExpiryRequest {
   date?: Date | null;
 }
 
-export interface User {
-  id: string;
-  username: string;
-  createdAt: Date;
-}
-
 const USERNAME = /^[a-z0-9_.@-]{3,64}$/;
 const PASSWORD_MIN = 8;
 const PASSWORD_MAX = 1024;
 /** Writers of one session that keep losing to others give up after this many tries. */
 const MAX_WRITE_ATTEMPTS = 50;
 
+/** A version of a session, and the instant at which it was decided (found valid, or written). */
+export interface Decided {
+  session: Session;
+  at: Date;
+}
+
 const sameSpec = (a: ExpirySpec, b: ExpirySpec) =>
   a.policy === b.policy && a.seconds === b.seconds && a.date?.getTime() === b.date?.getTime();
-
-const toUser = (doc: UserDoc): User => ({ id: doc._id.toHexString(), username: doc.username, createdAt: doc.createdAt });
 
 /**
  * Everything a client can do with users and sessions. Every change to a session goes through
@@ -53,7 +51,7 @@ export class SessionService {
   private listener: SessionListener = { sessionChanged() {} };
 
   constructor(
-    private readonly models: Models,
+    private readonly users: UserStore,
     readonly store: SessionStore,
     private readonly settings: Settings,
     readonly clock: Clock = () => new Date(),
@@ -82,20 +80,13 @@ export class SessionService {
       throw apiError('INVALID_PASSWORD', `A password is ${PASSWORD_MIN} to ${PASSWORD_MAX} characters long.`);
     }
     const passwordHash = await this.hasher.hash(password);
-    try {
-      const doc = await this.models.User.create({ username, passwordHash, createdAt: this.clock() });
-      return toUser(doc.toObject());
-    } catch (err) {
-      if ((err as { code?: number }).code === 11000) {
-        throw apiError('USERNAME_TAKEN', `The username "${username}" is taken.`);
-      }
-      throw err;
-    }
+    const user = await this.users.create(username, passwordHash, this.clock());
+    if (!user) throw apiError('USERNAME_TAKEN', `The username "${username}" is taken.`);
+    return user;
   }
 
-  async findUser(id: string): Promise<User | null> {
-    const doc = await this.models.User.findById(id).lean<UserDoc>();
-    return doc ? toUser(doc) : null;
+  findUser(id: string): Promise<User | null> {
+    return this.users.findById(id);
   }
 
   async login(input: {
@@ -111,7 +102,7 @@ export class SessionService {
     if (wait > 0) {
       throw apiError('RATE_LIMITED', `Too many failed logins. Try again in ${wait} s.`, { retryAfter: wait });
     }
-    const user = await this.models.User.findOne({ username }).lean<UserDoc>();
+    const user = await this.users.findForLogin(username);
     const ok = user
       ? await this.hasher.verify(input.password, user.passwordHash)
       : await this.hasher.verifyAgainstNobody(input.password);
@@ -125,7 +116,7 @@ export class SessionService {
     const { token, secretHash } = newSessionToken(id);
     const session = await this.store.create({
       id,
-      userId: user._id.toHexString(),
+      userId: user.id,
       secretHash,
       expiry: computeExpiry(spec, now, now, this.settings.expiry),
       userAgent: input.userAgent?.slice(0, 256) ?? null,
@@ -136,36 +127,37 @@ export class SessionService {
   }
 
   /**
-   * The session a token stands for, if it may be served now. An expired session is ended on the
-   * spot (so its subscribers hear of it) and refused with SESSION_EXPIRED.
+   * The session a token stands for, if it may be served now, and the instant it was found valid
+   * (the answer's serverTime). An expired session is ended on the spot (so its subscribers hear of
+   * it) and refused with SESSION_EXPIRED.
    */
-  async authenticate(token: string): Promise<Session> {
+  async authenticate(token: string): Promise<Decided> {
     const found = await this.store.findByToken(token);
-    const session = found && (await this.settle(found));
-    if (!session) throw this.unknownSession();
+    if (!found) throw this.unknownSession();
+    const settled = await this.change(found, () => null);
+    const { session } = settled;
     if (session.endedAt) throw this.endedError(session);
-    if (!slideOnRequest(session.expiry, this.clock(), this.settings.expiry)) return session;
+    if (!slideOnRequest(session.expiry, settled.at, this.settings.expiry)) return settled;
     const slid = await this.change(session, (current, now) => {
       const expiry = slideOnRequest(current.expiry, now, this.settings.expiry);
       return expiry ? renewed(current, expiry, now) : null;
     });
-    if (slid.endedAt) throw this.endedError(slid);
+    if (slid.session.endedAt) throw this.endedError(slid.session);
     return slid;
   }
 
   /** The latest version of a session (null when there is none), with a passed expiry recorded as its end. */
   async current(id: string): Promise<Session | null> {
     const session = await this.store.findById(id);
-    return session && this.settle(session);
+    return session && (await this.settle(session));
   }
 
   /**
    * For the event hub: `sessions` reached their expiry. Each is ended with TIMEOUT unless another
    * process got there first or renewed it in time; returns the latest version of each.
    */
-  async expireDue(sessions: Session[]): Promise<Session[]> {
-    const latest = await Promise.all(sessions.map((s) => this.settle(s)));
-    return latest.filter((s): s is Session => s !== null);
+  expireDue(sessions: Session[]): Promise<Session[]> {
+    return Promise.all(sessions.map((s) => this.settle(s)));
   }
 
   /**
@@ -205,17 +197,17 @@ export class SessionService {
   }
 
   /** Django's set_expiry: saves the session now with a new policy. */
-  async setExpiry(session: Session, request: ExpiryRequest): Promise<Session> {
+  async setExpiry(session: Session, request: ExpiryRequest): Promise<Decided> {
     const spec = this.parseExpiry(request);
     return this.renewOrRefuse(session, () => spec);
   }
 
   /** Renews the session: saves it now with the policy it has. */
-  async touch(session: Session): Promise<Session> {
+  async touch(session: Session): Promise<Decided> {
     return this.renewOrRefuse(session, (current) => current.expiry.spec);
   }
 
-  private async renewOrRefuse(session: Session, specOf: (current: Session) => ExpirySpec): Promise<Session> {
+  private async renewOrRefuse(session: Session, specOf: (current: Session) => ExpirySpec): Promise<Decided> {
     const askedAt = this.clock();
     const saved = await this.change(session, (current, now) => {
       const spec = specOf(current);
@@ -223,7 +215,7 @@ export class SessionService {
       if (current.version > session.version && current.expiry.lastSavedAt >= askedAt && sameSpec(current.expiry.spec, spec)) return null;
       return renewed(current, computeExpiry(spec, current.createdAt, now, this.settings.expiry), now);
     });
-    if (saved.endedAt) throw this.endedError(saved);
+    if (saved.session.endedAt) throw this.endedError(saved.session);
     return saved;
   }
 
@@ -236,7 +228,7 @@ export class SessionService {
       if (reason === 'BROWSER_CLOSED' && current.expiry.spec.policy !== 'BROWSER_CLOSE') return null;
       return (mine = ended(current, reason, now));
     });
-    return result === mine ? result : null;
+    return result.session === mine ? mine : null;
   }
 
   /** Ends a browser-close session whose browser has gone (engine/presence.ts decides when). True for the winner. */
@@ -267,8 +259,8 @@ export class SessionService {
    * `session` as it is now, with a passed expiry recorded as its end: the first to see it commits
    * the TIMEOUT, and nobody refuses or announces an expiry before one is committed.
    */
-  private async settle(session: Session): Promise<Session | null> {
-    return this.change(session, () => null);
+  private async settle(session: Session): Promise<Session> {
+    return (await this.change(session, () => null)).session;
   }
 
   /**
@@ -277,16 +269,16 @@ export class SessionService {
    * and decides again. A session found past its expiry is first ended with TIMEOUT, and an ended
    * one is returned as it is: nothing follows an end. `decide` returning null changes nothing.
    */
-  private async change(known: Session, decide: (current: Session, now: Date) => Session | null): Promise<Session> {
+  private async change(known: Session, decide: (current: Session, now: Date) => Session | null): Promise<Decided> {
     let current = known;
     for (let attempt = 1; ; attempt++) {
-      if (current.endedAt) return current;
       const now = this.clock();
+      if (current.endedAt) return { session: current, at: now };
       const next = isValid(current.expiry.expiresAt, now) ? decide(current, now) : ended(current, 'TIMEOUT', now);
-      if (!next) return current;
+      if (!next) return { session: current, at: now };
       if (await this.store.commit(next)) {
         this.listener.sessionChanged(next);
-        return next;
+        return { session: next, at: now };
       }
       if (attempt >= MAX_WRITE_ATTEMPTS) {
         throw apiError('SESSION_BUSY', 'This session is being changed by too many requests at once: try again.');
@@ -299,8 +291,7 @@ export class SessionService {
   }
 
   /** The user's sessions that are valid now, newest first. */
-  async listSessions(session: Session): Promise<Session[]> {
-    const now = this.clock();
+  async listSessions(session: Session, now = this.clock()): Promise<Session[]> {
     return (await this.store.listOpen(session.userId)).filter((s) => isValid(s.expiry.expiresAt, now));
   }
 }

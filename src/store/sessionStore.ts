@@ -1,8 +1,9 @@
-import mongoose from 'mongoose';
+import mongoose, { type mongo } from 'mongoose';
 import { parseSessionToken, secretMatches } from '../auth/tokens.js';
 import type { ExpiryState } from '../expiry/rules.js';
 import type { EndReason, Session } from '../session.js';
 import type { Models, SessionChangeDoc, SessionDoc, SessionState } from './models.js';
+import { within } from '../timeLimit.js';
 import type { VersionWriter } from './versionWriters.js';
 
 /** An id as one flat string: bson's toHexString() builds it from concatenated pieces, which the hub would keep for each followed session. */
@@ -66,23 +67,33 @@ export class SessionStore {
   private async recordChange(id: string, userId: string, doc: SessionState & Pick<SessionDoc, 'createdAt' | 'userAgent' | 'clientAddress'>): Promise<void> {
     if (!this.options.recordChanges) return;
     const session = { ...doc, _id: oid(id), userId: oid(userId) };
-    await this.models.SessionChange.create({ at: doc.updatedAt, session });
+    // Stamped when logged, not when decided: a poller reads the log by this time, and a write may
+    // reach the log long after it was decided.
+    await this.models.SessionChange.create({ at: new Date(), session });
   }
 
-  /** Changes logged at or after `from`, oldest first. */
-  async changesSince(from: Date): Promise<Session[]> {
+  /** A MongoDB change stream of the session documents as written, after `resumeAfter` when given. */
+  watchChanges(resumeAfter?: mongo.ResumeToken): mongo.ChangeStream<SessionDoc> {
+    return this.models.Session.collection.watch<SessionDoc>(
+      [{ $match: { operationType: { $in: ['insert', 'update', 'replace'] } } }],
+      { fullDocument: 'updateLookup', ...(resumeAfter ? { resumeAfter } : {}) },
+    );
+  }
+
+  /** Changes logged at or after `from`, oldest first, with when each was logged. */
+  async changesSince(from: Date): Promise<Array<{ at: Date; session: Session }>> {
     const docs = await this.models.SessionChange.find({ at: { $gte: from } }).sort({ at: 1 }).lean<SessionChangeDoc[]>();
-    return docs.map((d) => toSession(d.session));
+    return docs.map((d) => ({ at: d.at, session: toSession(d.session) }));
   }
 
   async forgetChangesBefore(before: Date): Promise<void> {
     await this.models.SessionChange.deleteMany({ at: { $lt: before } });
   }
 
-  /** Sessions written after `from`, oldest first: a scan of the sessions collection on FerretDB. */
-  async updatedSince(from: Date): Promise<Session[]> {
+  /** Sessions written after `from`, oldest first, as `changesSince` gives them: a scan of the sessions collection on FerretDB. */
+  async updatedSince(from: Date): Promise<Array<{ at: Date; session: Session }>> {
     const docs = await this.models.Session.find({ updatedAt: { $gt: from } }).sort({ updatedAt: 1 }).lean<SessionDoc[]>();
-    return this.latestOf(docs);
+    return (await this.latestOf(docs)).map((session) => ({ at: session.updatedAt, session }));
   }
 
   async create(input: {
@@ -161,6 +172,12 @@ export class SessionStore {
     const result = await this.models.Session.deleteMany({ _id: { $in: ids } });
     await this.models.SessionVersion.deleteMany({ sessionId: { $in: ids } });
     return result.deletedCount;
+  }
+
+  /** True when the database answers a ping within `ms`. */
+  answers(ms: number): Promise<boolean> {
+    const ping = this.models.Session.db.db!.admin().ping().then(() => true, () => false);
+    return within(ping, ms, false);
   }
 
   /** Waits for the writes still in flight (at shutdown). */
