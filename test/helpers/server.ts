@@ -25,6 +25,55 @@ export interface TestServer extends RunningServer {
 export interface RequestOptions {
   token?: string;
   headers?: Record<string, string>;
+  /** Give up after this long (default 30 s). */
+  timeoutMs?: number;
+}
+
+/** One GraphQL request over HTTP POST; an answer that is not JSON is an error naming `who`. */
+export async function postGraphQL<T>(
+  url: string,
+  query: string,
+  variables: Record<string, unknown>,
+  options: RequestOptions,
+  who = url,
+): Promise<GqlResponse<T>> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+      ...options.headers,
+    },
+    body: JSON.stringify({ query, variables }),
+    signal: AbortSignal.timeout(options.timeoutMs ?? 30_000),
+  });
+  const text = await res.text();
+  let body: { data: T; errors?: GqlResponse<T>['errors'] };
+  try {
+    body = JSON.parse(text) as typeof body;
+  } catch {
+    throw new Error(`${who}: HTTP ${res.status} without a JSON body: ${text.slice(0, 200)}`);
+  }
+  return { status: res.status, data: body.data, errors: body.errors, headers: res.headers };
+}
+
+/** A graphql-ws client that connects at once, never retries, and tells `onClosed` how its socket closed. */
+export function graphqlWsClient(wsUrl: string, token: string | null, onClosed?: (code: number, reason: string) => void): Client {
+  return createClient({
+    url: wsUrl,
+    webSocketImpl: WebSocket,
+    connectionParams: token ? { token } : {},
+    retryAttempts: 0,
+    lazy: false,
+    // The default prints every close it did not ask for (a 4401 after a terminal event is expected here).
+    onNonLazyError: () => {},
+    on: {
+      closed: (event) => {
+        const { code, reason } = event as { code: number; reason?: string };
+        onClosed?.(code, String(reason ?? ''));
+      },
+    },
+  });
 }
 
 export interface GqlResponse<T> {
@@ -59,31 +108,8 @@ export async function startTestServer(env: Record<string, string> = {}, mongoUri
     ...server,
     logs,
     mongoUri,
-    async gql(query, variables = {}, options = {}) {
-      const res = await fetch(server.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-          ...options.headers,
-        },
-        body: JSON.stringify({ query, variables }),
-      });
-      const body = (await res.json()) as { data: any; errors?: any[] };
-      return { status: res.status, data: body.data, errors: body.errors, headers: res.headers };
-    },
-    wsClient(token, options = {}) {
-      return createClient({
-        url: wsUrl,
-        webSocketImpl: WebSocket,
-        connectionParams: token ? { token } : {},
-        retryAttempts: 0,
-        lazy: false,
-        // The default prints every close it did not ask for (a 4401 after a terminal event is expected here).
-        onNonLazyError: () => {},
-        on: { closed: (event) => options.onClosed?.((event as { code: number }).code) },
-      });
-    },
+    gql: (query, variables = {}, options = {}) => postGraphQL(server.url, query, variables, options),
+    wsClient: (token, options = {}) => graphqlWsClient(wsUrl, token, options.onClosed),
   };
 }
 

@@ -15,9 +15,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createClient, type Client } from 'graphql-ws';
-import WebSocket from 'ws';
-import type { GqlResponse, RequestOptions } from './server.js';
+import type { Client } from 'graphql-ws';
+import { graphqlWsClient, postGraphQL, type GqlResponse, type RequestOptions } from './server.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '../..');
@@ -70,7 +69,7 @@ export interface ServerProcess {
   /** False once the child has exited. */
   readonly running: boolean;
   /** A GraphQL request over HTTP. Throws only when there is no HTTP answer with a JSON body (connection refused, timeout). */
-  gql<T = any>(query: string, variables?: Record<string, unknown>, options?: ProcessRequestOptions): Promise<GqlResponse<T>>;
+  gql<T = any>(query: string, variables?: Record<string, unknown>, options?: RequestOptions): Promise<GqlResponse<T>>;
   /** A graphql-ws client on this process (not lazy, no retries); token null for none. */
   wsClient(token: string | null, options?: { onClosed?: (code: number, reason: string) => void }): Client;
   /** Sends `signal` (default SIGKILL) and resolves once the child has exited. */
@@ -79,11 +78,6 @@ export interface ServerProcess {
   stop(graceMs?: number): Promise<ExitStatus>;
   /** Prints the kept log lines to stderr, prefixed with the name (the last `lastLines` of them). */
   printLogs(lastLines?: number): void;
-}
-
-export interface ProcessRequestOptions extends RequestOptions {
-  /** Abort the request after this long (default 30 s). */
-  timeoutMs?: number;
 }
 
 const liveChildren = new Set<ChildProcess>();
@@ -182,43 +176,8 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
     get running() {
       return exitStatus === null;
     },
-    async gql(query, variables = {}, requestOptions = {}) {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          ...(requestOptions.token ? { authorization: `Bearer ${requestOptions.token}` } : {}),
-          ...requestOptions.headers,
-        },
-        body: JSON.stringify({ query, variables }),
-        signal: AbortSignal.timeout(requestOptions.timeoutMs ?? 30_000),
-      });
-      const text = await res.text();
-      let body: { data: any; errors?: any[] };
-      try {
-        body = JSON.parse(text) as typeof body;
-      } catch {
-        throw new Error(`${name}: HTTP ${res.status} without a JSON body: ${text.slice(0, 200)}`);
-      }
-      return { status: res.status, data: body.data, errors: body.errors, headers: res.headers };
-    },
-    wsClient(token, clientOptions = {}) {
-      return createClient({
-        url: wsUrl,
-        webSocketImpl: WebSocket,
-        connectionParams: token ? { token } : {},
-        retryAttempts: 0,
-        lazy: false,
-        // The close reaches `onClosed` and the subscription's error sink; no console output.
-        onNonLazyError: () => {},
-        on: {
-          closed: (event) => {
-            const { code, reason } = event as { code: number; reason: string };
-            clientOptions.onClosed?.(code, String(reason ?? ''));
-          },
-        },
-      });
-    },
+    gql: (query, variables = {}, requestOptions = {}) => postGraphQL(url, query, variables, requestOptions, name),
+    wsClient: (token, clientOptions = {}) => graphqlWsClient(wsUrl, token, clientOptions.onClosed),
     kill: (signal = 'SIGKILL') => signalAndWait(signal),
     async stop(graceMs = 10_000) {
       if (exitStatus) return exitStatus;
