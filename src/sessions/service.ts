@@ -156,8 +156,16 @@ export class SessionService {
    * For the event hub: `sessions` reached their expiry. Each is ended with TIMEOUT unless another
    * process got there first or renewed it in time; returns the latest version of each.
    */
-  expireDue(sessions: Session[]): Promise<Session[]> {
-    return Promise.all(sessions.map((s) => this.settle(s)));
+  async expireDue(sessions: Session[]): Promise<Session[]> {
+    const now = this.clock();
+    const ends = sessions.filter((s) => !s.endedAt && !isValid(s.expiry.expiresAt, now)).map((s) => ended(s, 'TIMEOUT', now));
+    const won = await this.store.commitMany(ends);
+    const written = ends.filter((_, i) => won[i]);
+    for (const end of written) this.listener.sessionChanged(end);
+    // Renewed or ended by another writer meanwhile: their latest version decides.
+    const writtenIds = new Set(written.map((s) => s.id));
+    const others = await Promise.all(sessions.filter((s) => !writtenIds.has(s.id)).map((s) => this.current(s.id)));
+    return [...written, ...others.filter((s): s is Session => s !== null)];
   }
 
   /**

@@ -129,14 +129,19 @@ export class SessionStore {
    * read (sessions/transitions.ts), and on false reads again.
    */
   async commit(next: Session): Promise<boolean> {
-    const state = stateFields(next);
-    if (!(await this.writer.commit(oid(next.id), state))) return false;
+    return (await this.commitMany([next]))[0]!;
+  }
+
+  /** `commit` for many sessions at once (a burst of expiries): which of them this writer wrote. */
+  async commitMany(nexts: Session[]): Promise<boolean[]> {
+    const won = await this.writer.commitMany(nexts.map((next) => ({ id: oid(next.id), next: stateFields(next) })));
     // Every process that follows a session has its own deadline for it, so a timeout needs no record.
-    if (next.endReason !== 'TIMEOUT') {
+    const logged = nexts.filter((next, i) => won[i] && next.endReason !== 'TIMEOUT');
+    for (const next of logged) {
       const fixed = { createdAt: next.createdAt, userAgent: next.userAgent, clientAddress: next.clientAddress };
-      await this.recordChange(next.id, next.userId, { ...fixed, ...state });
+      await this.recordChange(next.id, next.userId, { ...fixed, ...stateFields(next) });
     }
-    return true;
+    return won;
   }
 
   /** The session a token stands for, read by its primary key; null when there is none or the secret is wrong. */

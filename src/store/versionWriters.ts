@@ -13,6 +13,8 @@ export interface VersionWriter {
   latest(head: SessionDoc): Promise<SessionDoc>;
   /** Writes `next.version` over `next.version - 1`; true for the one writer that did. */
   commit(id: mongoose.Types.ObjectId, next: SessionState): Promise<boolean>;
+  /** `commit` for many sessions at once (a burst of expiries), in as few round trips as the path allows. */
+  commitMany(writes: Array<{ id: mongoose.Types.ObjectId; next: SessionState }>): Promise<boolean[]>;
   /** Waits for the housekeeping writes still in flight. */
   drain(): Promise<void>;
 }
@@ -35,7 +37,16 @@ export class AtomicUpdates implements VersionWriter {
     return result.matchedCount === 1;
   }
 
+  commitMany(writes: Array<{ id: mongoose.Types.ObjectId; next: SessionState }>): Promise<boolean[]> {
+    return Promise.all(writes.map(({ id, next }) => this.commit(id, next)));
+  }
+
   async drain(): Promise<void> {}
+}
+
+interface WriteError {
+  index: number;
+  code: number;
 }
 
 const versionId = (id: mongoose.Types.ObjectId, version: number) => `${id.toHexString()}:${version}`;
@@ -67,14 +78,23 @@ export class InsertedVersions implements VersionWriter {
   }
 
   async commit(id: mongoose.Types.ObjectId, next: SessionState): Promise<boolean> {
+    return (await this.commitMany([{ id, next }]))[0]!;
+  }
+
+  /** One unordered insert for all: each document goes in or fails on its own, a duplicate key only for the loser. */
+  async commitMany(writes: Array<{ id: mongoose.Types.ObjectId; next: SessionState }>): Promise<boolean[]> {
+    const won = writes.map(() => true);
+    const docs = writes.map(({ id, next }) => ({ _id: versionId(id, next.version), sessionId: id, state: next }));
     try {
-      await this.models.SessionVersion.collection.insertOne({ _id: versionId(id, next.version), sessionId: id, state: next } as never);
+      await this.models.SessionVersion.collection.insertMany(docs as never[], { ordered: false });
     } catch (err) {
-      if ((err as { code?: number }).code === 11000) return false;
-      throw err;
+      const { code, writeErrors } = err as { code?: number; writeErrors?: WriteError[] | WriteError };
+      const failed = writeErrors === undefined ? (code === 11000 && writes.length === 1 ? [{ index: 0, code }] : []) : [writeErrors].flat();
+      if (failed.length === 0 || failed.some((e) => e.code !== 11000)) throw err;
+      for (const e of failed) won[e.index] = false;
     }
-    this.updateHead(id, next);
-    return true;
+    writes.forEach(({ id, next }, i) => won[i] && this.updateHead(id, next));
+    return won;
   }
 
   async drain(): Promise<void> {

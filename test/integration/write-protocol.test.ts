@@ -53,6 +53,21 @@ describe.each(writers)('commits with %s', (_name, makeWriter, safeHere) => {
   });
 });
 
+describe.each(writers)('a burst of commits with %s', (_name, makeWriter, safeHere) => {
+  it.skipIf(!safeHere)('says for each session of the burst whether this writer wrote it', async () => {
+    const store = new SessionStore(models, makeWriter(models));
+    const sessions = await Promise.all([1, 2, 3].map(() => newStoredSession(store)));
+    const taken = rivals(sessions[1]!, 2)[1]!;
+    expect(await store.commit(taken)).toBe(true);
+    const burst = sessions.map((s) => ended(s, 'TIMEOUT', new Date()));
+    expect(await store.commitMany(burst)).toEqual([true, false, true]);
+    await store.drain();
+    expect((await store.findById(sessions[1]!.id))?.version).toBe(2);
+    expect((await store.findById(sessions[1]!.id))?.endedAt).toBeNull();
+    expect((await store.findById(sessions[2]!.id))?.endReason).toBe('TIMEOUT');
+  });
+});
+
 describe('inserted versions', () => {
   it('a read follows the versions beyond a session document that lags behind, and brings it up to date', async () => {
     const store = new SessionStore(models, new InsertedVersions(models));
