@@ -81,7 +81,7 @@ export class Presence {
   }
 
   /** Waits for the writes in flight. */
-  async drain(): Promise<void> {
+  private async drain(): Promise<void> {
     while (this.writing.size > 0) await Promise.all(this.writing.values());
   }
 

@@ -227,40 +227,42 @@ export class SessionService {
     return saved;
   }
 
-  /** Ends a session once: the winner's end is the one that counts; null when it had already ended (or cannot end so). */
-  async end(id: string, reason: EndReason): Promise<Session | null> {
-    const session = await this.store.findById(id);
-    if (!session) return null;
+  /**
+   * Ends a session once, starting from a version read earlier: the winner's end is the one that
+   * counts. True when this call's end won; false when it had already ended (or cannot end so).
+   */
+  private async end(known: Session, reason: EndReason): Promise<boolean> {
     let mine: Session | null = null;
-    const result = await this.change(session, (current, now) => {
+    const result = await this.change(known, (current, now) => {
       if (reason === 'BROWSER_CLOSED' && current.expiry.spec.policy !== 'BROWSER_CLOSE') return null;
       return (mine = ended(current, reason, now));
     });
-    return result.session === mine ? mine : null;
+    return result.session === mine;
   }
 
   /** Ends a browser-close session whose browser has gone (engine/presence.ts decides when). True for the winner. */
   async endBrowserClosed(id: string): Promise<boolean> {
-    return (await this.end(id, 'BROWSER_CLOSED')) !== null;
+    const session = await this.store.findById(id);
+    return session !== null && (await this.end(session, 'BROWSER_CLOSED'));
   }
 
   async logout(session: Session): Promise<void> {
-    await this.end(session.id, 'LOGGED_OUT');
+    await this.end(session, 'LOGGED_OUT');
   }
 
   /** Ends all of the user's other sessions with REVOKED, and this one with LOGGED_OUT unless kept. */
   async logoutAll(session: Session, keepCurrent: boolean): Promise<number> {
     const others = (await this.store.listOpen(session.userId)).filter((s) => s.id !== session.id);
-    const ended = await Promise.all(others.map((s) => this.end(s.id, 'REVOKED')));
+    const revoked = await Promise.all(others.map((s) => this.end(s, 'REVOKED')));
     if (!keepCurrent) await this.logout(session);
-    return ended.filter(Boolean).length + (keepCurrent ? 0 : 1);
+    return revoked.filter(Boolean).length + (keepCurrent ? 0 : 1);
   }
 
   /** Ends another of the user's own sessions. False when there is no such valid session. */
   async revoke(session: Session, id: string): Promise<boolean> {
     const target = await this.store.findById(id);
     if (!target || target.userId !== session.userId) return false;
-    return (await this.end(id, id === session.id ? 'LOGGED_OUT' : 'REVOKED')) !== null;
+    return this.end(target, id === session.id ? 'LOGGED_OUT' : 'REVOKED');
   }
 
   /**
