@@ -113,6 +113,12 @@ export const BENCH_SERVER_ENV = {
   LOG_LEVEL: 'warn',
   PASSWORD_HASH_COST: '10',
   LOGIN_RATE_LIMIT: '1000000',
+  LOGIN_USER_RATE_LIMIT: '1000000',
+  LOGIN_ADDRESS_RATE_LIMIT: '1000000',
+  REGISTRATION_RATE_LIMIT: '1000000',
+  // The scenarios open up to 100 sockets per session, thousands at once from one address.
+  WS_MAX_SOCKETS_PER_SESSION: '1000000',
+  WS_MAX_UNAUTHENTICATED_PER_ADDRESS: '1000000',
 };
 
 /** Counts the subscriptions the server's hub takes (they are in place from then on), by wrapping its `subscribe`. */

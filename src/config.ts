@@ -1,10 +1,12 @@
 import { z } from 'zod';
+import { parseAllowedOrigins } from './server/origin.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const seconds = z.coerce.number().int().nonnegative();
 const positiveSeconds = z.coerce.number().int().positive();
+const positiveCount = positiveSeconds;
 
 /** Environment variables, their defaults and what they mean (also listed in the README). */
 const schema = z.object({
@@ -14,6 +16,19 @@ const schema = z.object({
   MONGODB_URI: z.string().optional(),
   /** Express "trust proxy": which proxies may set X-Forwarded-For (the client address used for rate limits). */
   TRUST_PROXY: z.string().default('false'),
+  /**
+   * Origins besides the server's own whose pages may open a websocket authenticated by the session
+   * cookie, comma-separated `scheme://host[:port]` (e.g. `https://app.example.com,http://localhost:5173`).
+   */
+  ALLOWED_ORIGINS: z
+    .string()
+    .default('')
+    .transform((list, ctx) => {
+      const parsed = parseAllowedOrigins(list);
+      if ('origins' in parsed) return parsed.origins;
+      ctx.addIssue({ code: 'custom', message: parsed.error });
+      return z.NEVER;
+    }),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
   /** Django's SESSION_COOKIE_AGE: the global policy, used when the expiry is null. */
@@ -44,11 +59,31 @@ const schema = z.object({
   COOKIE_SECURE: bool.default(false),
   COOKIE_SAMESITE: z.enum(['lax', 'strict', 'none']).default('lax'),
 
-  /** Failed logins allowed per username and per client address within LOGIN_RATE_WINDOW seconds. */
-  LOGIN_RATE_LIMIT: positiveSeconds.default(5),
-  LOGIN_RATE_WINDOW: positiveSeconds.default(300),
+  /**
+   * Login limits (auth/attemptLimiter.ts): attempts that did not succeed, counted before the password
+   * is checked, allowed per window of seconds. LOGIN_RATE_*: per username from one client address;
+   * LOGIN_USER_RATE_*: per username from all addresses; LOGIN_ADDRESS_RATE_*: per client address
+   * across usernames. An IPv6 address counts as its /64.
+   */
+  LOGIN_RATE_LIMIT: z.coerce.number().int().positive().default(5),
+  LOGIN_RATE_WINDOW: positiveSeconds.default(900),
+  LOGIN_USER_RATE_LIMIT: z.coerce.number().int().positive().default(50),
+  LOGIN_USER_RATE_WINDOW: positiveSeconds.default(3600),
+  LOGIN_ADDRESS_RATE_LIMIT: z.coerce.number().int().positive().default(50),
+  LOGIN_ADDRESS_RATE_WINDOW: positiveSeconds.default(900),
+  /** Registrations (each one expensive password hash, whatever its outcome) allowed per client address per window of seconds. */
+  REGISTRATION_RATE_LIMIT: z.coerce.number().int().positive().default(10),
+  REGISTRATION_RATE_WINDOW: positiveSeconds.default(3600),
   /** graphql-ws keep-alive ping interval, in seconds. */
   WS_PING_INTERVAL: positiveSeconds.default(20),
+  /** Seconds a client has to send a whole HTTP request (its headers within at most 10 s of it). */
+  HTTP_REQUEST_TIMEOUT: positiveSeconds.default(15),
+  /** Operations (queries, mutations, subscriptions) that may run at once on one websocket. */
+  WS_MAX_OPERATIONS_PER_SOCKET: positiveCount.default(20),
+  /** Websockets one session may hold open in one process. */
+  WS_MAX_SOCKETS_PER_SESSION: positiveCount.default(20),
+  /** Websockets from one client address that may wait for connection_init at once. */
+  WS_MAX_UNAUTHENTICATED_PER_ADDRESS: positiveCount.default(20),
   /** Polling interval of the change feed when the database has no change streams, in ms. */
   CHANGE_POLL_INTERVAL_MS: positiveSeconds.default(100),
   /** scrypt cost as log2(N): 15 is 32 MiB per hash. Lower it only for tests and benchmarks. */
@@ -66,6 +101,8 @@ export interface Settings {
   port: number;
   mongodbUri: string | undefined;
   trustProxy: boolean | string;
+  /** Canonical origins (ALLOWED_ORIGINS) allowed to use the session cookie on a websocket, besides the server's own. */
+  allowedOrigins: string[];
   logLevel: Env['LOG_LEVEL'];
   expiry: ExpirySettings;
   browserCloseGraceMs: number;
@@ -78,10 +115,19 @@ export interface Settings {
   registrationEnabled: boolean;
   graphiqlEnabled: boolean;
   cookie: { name: string; secure: boolean; sameSite: 'lax' | 'strict' | 'none' };
-  loginRateLimit: { points: number; windowSeconds: number };
+  loginRateLimit: { perUserAndAddress: RateBudget; perUser: RateBudget; perAddress: RateBudget };
+  registrationRateLimit: RateBudget;
   wsPingIntervalMs: number;
+  httpRequestTimeoutMs: number;
+  websocket: { operationsPerSocket: number; socketsPerSession: number; unauthenticatedPerAddress: number };
   changePollIntervalMs: number;
   passwordHashCost: number;
+}
+
+/** At most `limit` attempts per `windowSeconds` (auth/attemptLimiter.ts). */
+export interface RateBudget {
+  limit: number;
+  windowSeconds: number;
 }
 
 /** The inputs of the pure expiry rules (src/expiry). All durations in seconds. */
@@ -112,6 +158,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     port: e.PORT,
     mongodbUri: e.MONGODB_URI,
     trustProxy: e.TRUST_PROXY === 'true' ? true : e.TRUST_PROXY === 'false' ? false : e.TRUST_PROXY,
+    allowedOrigins: e.ALLOWED_ORIGINS,
     logLevel: e.LOG_LEVEL,
     expiry: {
       cookieAge: e.SESSION_COOKIE_AGE,
@@ -130,8 +177,19 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     registrationEnabled: e.REGISTRATION_ENABLED,
     graphiqlEnabled: e.GRAPHIQL_ENABLED ?? e.NODE_ENV !== 'production',
     cookie: { name: e.COOKIE_NAME, secure: e.COOKIE_SECURE, sameSite: e.COOKIE_SAMESITE },
-    loginRateLimit: { points: e.LOGIN_RATE_LIMIT, windowSeconds: e.LOGIN_RATE_WINDOW },
+    loginRateLimit: {
+      perUserAndAddress: { limit: e.LOGIN_RATE_LIMIT, windowSeconds: e.LOGIN_RATE_WINDOW },
+      perUser: { limit: e.LOGIN_USER_RATE_LIMIT, windowSeconds: e.LOGIN_USER_RATE_WINDOW },
+      perAddress: { limit: e.LOGIN_ADDRESS_RATE_LIMIT, windowSeconds: e.LOGIN_ADDRESS_RATE_WINDOW },
+    },
+    registrationRateLimit: { limit: e.REGISTRATION_RATE_LIMIT, windowSeconds: e.REGISTRATION_RATE_WINDOW },
     wsPingIntervalMs: e.WS_PING_INTERVAL * 1000,
+    httpRequestTimeoutMs: e.HTTP_REQUEST_TIMEOUT * 1000,
+    websocket: {
+      operationsPerSocket: e.WS_MAX_OPERATIONS_PER_SOCKET,
+      socketsPerSession: e.WS_MAX_SOCKETS_PER_SESSION,
+      unauthenticatedPerAddress: e.WS_MAX_UNAUTHENTICATED_PER_ADDRESS,
+    },
     changePollIntervalMs: e.CHANGE_POLL_INTERVAL_MS,
     passwordHashCost: e.PASSWORD_HASH_COST,
   };

@@ -16,7 +16,9 @@ export type ErrorCode =
   | 'USERNAME_TAKEN'
   | 'INVALID_USERNAME'
   | 'INVALID_PASSWORD'
-  | 'INVALID_ARGUMENT';
+  | 'INVALID_ARGUMENT'
+  | 'DATABASE_UNAVAILABLE'
+  | 'TOO_MANY_OPERATIONS';
 
 export function apiError(code: ErrorCode, message: string, extensions: Record<string, unknown> = {}): GraphQLError {
   return new GraphQLError(message, { extensions: { code, ...extensions } });

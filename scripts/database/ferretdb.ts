@@ -10,7 +10,7 @@ import mongoose from 'mongoose';
 import type { DatabaseKind, ResolvedDatabase, StartOptions } from './index.js';
 import { CACHE, REPO, shortPath } from './paths.js';
 import { createPostgresDatabase, dropPostgresDatabase, postgresUrl, splitPassword, type PostgresBackend } from './postgres.js';
-import { canConnect, freePort, message, once, run } from './process.js';
+import { canConnect, freePort, message, once, run, supervise, type RunningProcess } from './process.js';
 import { redact } from './uri.js';
 
 export const FERRETDB_VERSION = 'v1.24.2';
@@ -54,10 +54,14 @@ async function findGo(): Promise<string> {
 // Runs ferretdb under a tiny sh watchdog in its own process group: when our end of its stdin pipe closes
 // (stop(), or this process dying in any way, even SIGKILL) the watchdog kills ferretdb, so none is orphaned.
 // Its own process group keeps a terminal's Ctrl-C away from it while the app shuts down gracefully.
-// A temporary data dir ($REMOVE_DIR) goes with it, and so does a temporary PostgreSQL database
-// ($DROP_PG_DATABASE, through psql to $DROP_PG_URL; WITH (FORCE) needs PostgreSQL 13, hence the retry without).
+// Only then (the owner is done: $STOP_FILE says so) does a temporary data dir ($REMOVE_DIR) go with it,
+// and so does a temporary PostgreSQL database ($DROP_PG_DATABASE, through psql to $DROP_PG_URL; WITH (FORCE)
+// needs PostgreSQL 13, hence the retry without). A ferretdb that dies by itself leaves its data for the
+// restart (supervise() in process.ts). The watchdog writes ferretdb's own pid to $PID_FILE.
 const WATCHDOG =
-  'exec 3<&0; "$@" </dev/null & pid=$!; (read _ <&3; kill $pid 2>/dev/null) & wait $pid; status=$?; ' +
+  'exec 3<&0; rm -f "$STOP_FILE"; "$@" </dev/null & pid=$!; echo $pid >"$PID_FILE"; ' +
+  '(read _ <&3; : >"$STOP_FILE"; kill $pid 2>/dev/null) & reader=$!; wait $pid; status=$?; kill $reader 2>/dev/null; ' +
+  '[ -e "$STOP_FILE" ] || exit $status; rm -f "$STOP_FILE"; ' +
   '[ -z "$REMOVE_DIR" ] || rm -rf "$REMOVE_DIR"; ' +
   'if [ -n "$DROP_PG_DATABASE" ]; then ' +
   'psql -X -q -d "$DROP_PG_URL" -c "DROP DATABASE IF EXISTS \\"$DROP_PG_DATABASE\\" WITH (FORCE)" >/dev/null 2>&1 || ' +
@@ -82,11 +86,11 @@ export async function startFerretDB(o: StartOptions, pg?: PostgresBackend): Prom
       // Created on every attempt: the watchdog of a failed one drops a temporary database as it exits.
       if (pg) await createPostgresDatabase(pg.database, pg.adminUrl);
       const child = launchFerretDB(bin, dir, port, !o.persistent, pg);
-      const stopChild = once(() => stopProcessGroup(child));
+      const first = ferretdbProcess(child, dir);
       try {
         await waitUntilReady(child, port, uri, path.join(dir, 'ferretdb.log'));
       } catch (err) {
-        await stopChild();
+        await first.stop();
         // Another process may grab the port between freePort() and ferretdb's bind.
         if (attempt < 3 && /address already in use/.test(message(err))) continue;
         throw err;
@@ -95,14 +99,30 @@ export async function startFerretDB(o: StartOptions, pg?: PostgresBackend): Prom
       const storage = pg
         ? `PostgreSQL database ${redact(postgresUrl(pg.adminUrl, pg.database))}${pg.temporary ? ', dropped on stop' : ''}; state in ${where}`
         : `SQLite in ${where}`;
+      // Restarted on the same port and data when it dies; a restart that fails is abandoned without
+      // its watchdog's clean-up, which would delete the very data the next attempt needs.
+      const supervisor = supervise(
+        first,
+        async () => {
+          const again = launchFerretDB(bin, dir, port, !o.persistent, pg);
+          const restarted = ferretdbProcess(again, dir);
+          await waitUntilReady(again, port, uri, path.join(dir, 'ferretdb.log')).catch(async (err: unknown) => {
+            await abandonProcessGroup(again);
+            throw err;
+          });
+          return restarted;
+        },
+        { name: `embedded FerretDB on port ${port}`, log: o.log, minDelayMs: o.restartDelayMs },
+      );
       return {
         kind,
         uri,
         description: `FerretDB ${FERRETDB_VERSION.slice(1)} (${storage}) at ${uri}`,
         dataDir: dir,
         postgresDatabase: pg?.database,
+        supervisor,
         stop: once(async () => {
-          await stopChild(); // its watchdog drops a temporary database; this makes sure, had it been cut short
+          await supervisor.stop(); // its watchdog drops a temporary database; this makes sure, had it been cut short
           if (!o.persistent) await fsp.rm(dir, { recursive: true, force: true });
           await dropTemporary();
         }),
@@ -125,7 +145,13 @@ function launchFerretDB(bin: string, dir: string, port: number, temporary: boole
     '--debug-addr=-', // its default 127.0.0.1:8088 would clash between instances
     '--log-level=warn',
   ];
-  const env: NodeJS.ProcessEnv = { ...process.env, REMOVE_DIR: temporary ? dir : '', DROP_PG_DATABASE: '' };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    REMOVE_DIR: temporary ? dir : '',
+    DROP_PG_DATABASE: '',
+    PID_FILE: path.join(dir, 'ferretdb.pid'),
+    STOP_FILE: path.join(dir, 'ferretdb.stopping'),
+  };
   if (pg) {
     // FerretDB reads its PostgreSQL URL from the environment, so a password never shows in `ps`.
     env.FERRETDB_POSTGRESQL_URL = postgresUrl(pg.adminUrl, pg.database);
@@ -165,6 +191,50 @@ async function waitUntilReady(child: ChildProcess, port: number, uri: string, lo
   } finally {
     await client.close();
   }
+}
+
+/** A FerretDB run for supervise(): `child` is its watchdog, whose exit status is ferretdb's. */
+function ferretdbProcess(child: ChildProcess, dir: string): RunningProcess {
+  const exited = new Promise<string>((resolve) =>
+    child.once('exit', (code, signal) => {
+      child.stdin?.destroy();
+      resolve(exitDescription(code, signal));
+    }),
+  );
+  let pid: number | undefined;
+  return {
+    pid: () => {
+      if (child.exitCode !== null || child.signalCode !== null) return undefined;
+      try {
+        pid ??= Number(fs.readFileSync(path.join(dir, 'ferretdb.pid'), 'utf8')) || undefined;
+      } catch {
+        // not written yet
+      }
+      return pid;
+    },
+    exited,
+    stop: once(() => stopProcessGroup(child)),
+  };
+}
+
+/** How a watchdog exited, in ferretdb's terms: sh reports a child killed by signal N as status 128 + N. */
+function exitDescription(code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal) return `signal ${signal}`;
+  const name = code !== null && code > 128 ? Object.entries(os.constants.signals).find(([, n]) => n === code - 128)?.[0] : undefined;
+  return name ? `signal ${name}` : `exit code ${code}`;
+}
+
+/** Ends a watchdog and its ferretdb without the watchdog's clean-up (a restart that failed: the data stays). */
+async function abandonProcessGroup(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  await exited;
+  child.stdin?.destroy();
 }
 
 async function stopProcessGroup(child: ChildProcess): Promise<void> {

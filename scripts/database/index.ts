@@ -6,7 +6,7 @@ import { startFerretDB } from './ferretdb.js';
 import { mongodBinary, startMongod } from './mongod.js';
 import { REPO } from './paths.js';
 import { postgresBackend } from './postgres.js';
-import { message } from './process.js';
+import { message, type Supervisor } from './process.js';
 import { redact, withDbName } from './uri.js';
 
 export { ensureFerretDB, FERRETDB_VERSION } from './ferretdb.js';
@@ -18,6 +18,7 @@ export {
   postgresDatabaseExists,
   postgresUnavailable,
 } from './postgres.js';
+export type { Supervisor } from './process.js';
 export { redact, withDbName } from './uri.js';
 
 export type DatabaseKind = 'external' | 'mongod' | 'ferretdb' | 'ferretdb-postgresql';
@@ -32,6 +33,11 @@ export interface ResolvedDatabase {
   dataDir?: string;
   /** ferretdb-postgresql: the PostgreSQL database holding the data (dropped on stop unless persistent). */
   postgresDatabase?: string;
+  /**
+   * Embedded databases: the server process, restarted with backoff when it dies (same port, same
+   * data) until `stop()`. `supervisor.kill('SIGKILL')` crashes it on purpose (tests).
+   */
+  supervisor?: Supervisor;
   stop(): Promise<void>;
 }
 
@@ -48,10 +54,12 @@ export interface ResolveOptions {
   dataRoot?: string;
   /** Force a kind instead of MONGODB_URI / SESSIONS_EMBEDDED_DB / automatic choice. */
   kind?: DatabaseKind;
+  /** Embedded databases: the first delay before restarting a server process that died (default 100 ms; doubles up to 5 s). */
+  restartDelayMs?: number;
 }
 
 /** ResolveOptions with its defaults filled in. */
-export type StartOptions = { persistent: boolean; dbName: string; log: (line: string) => void; dataRoot: string };
+export type StartOptions = { persistent: boolean; dbName: string; log: (line: string) => void; dataRoot: string; restartDelayMs: number };
 
 export async function resolveDatabase(opts: ResolveOptions): Promise<ResolvedDatabase> {
   const o = {
@@ -59,6 +67,7 @@ export async function resolveDatabase(opts: ResolveOptions): Promise<ResolvedDat
     dbName: opts.dbName ?? 'sessions',
     log: opts.log ?? ((line: string) => console.log(line)),
     dataRoot: opts.dataRoot ?? path.join(REPO, '.data'),
+    restartDelayMs: opts.restartDelayMs ?? 100,
   };
   const kind = opts.kind ?? (process.env.MONGODB_URI ? 'external' : embeddedChoice());
   if (kind === 'external') return external(o.dbName);

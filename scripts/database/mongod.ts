@@ -1,8 +1,9 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import type { MongoMemoryServer } from 'mongodb-memory-server';
 import type { ResolvedDatabase, StartOptions } from './index.js';
 import { CACHE, shortPath } from './paths.js';
-import { freePort, message, once } from './process.js';
+import { freePort, message, once, supervise, type RunningProcess } from './process.js';
 import { redact, withDbName } from './uri.js';
 
 const MONGOD_UNAVAILABLE = path.join(CACHE, 'mongod-unavailable');
@@ -55,11 +56,41 @@ export async function startMongod(o: StartOptions): Promise<ResolvedDatabase> {
   const uri = withDbName(rs.getUri(), o.dbName);
   const where = dbPath ? `data in ${shortPath(dbPath)}` : 'temporary data';
   const dataDir = rs.servers[0]?.instanceInfo?.dbPath ?? dbPath;
+  const member = rs.servers[0]!;
+  // Restarted on the same port and dbPath (which holds the replica set's config) when mongod dies.
+  const supervisor = supervise(
+    mongodProcess(member),
+    async () => {
+      await member.stop({ doCleanup: false, force: false }); // resets what is left of the dead process (its killer)
+      await member.start(true);
+      return mongodProcess(member);
+    },
+    { name: `embedded mongod on port ${member.instanceInfo?.port}`, log: o.log, minDelayMs: o.restartDelayMs },
+  );
   return {
     kind: 'mongod',
     uri,
     description: `mongod single-node replica set (${where}) at ${redact(uri)}`,
     dataDir,
-    stop: once(() => rs.stop({ doCleanup: !o.persistent, force: !o.persistent }).then(() => undefined)),
+    supervisor,
+    stop: once(async () => {
+      await supervisor.stop();
+      await rs.stop({ doCleanup: !o.persistent, force: !o.persistent });
+    }),
+  };
+}
+
+/** The mongod that `member` runs now, for supervise(); stopping it is rs.stop()'s job. */
+function mongodProcess(member: MongoMemoryServer): RunningProcess {
+  const instance = member.instanceInfo!.instance;
+  const child = instance.mongodProcess!;
+  const exited = new Promise<string>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve(`exit code ${child.exitCode ?? child.signalCode}`);
+    else child.once('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `exit code ${code}`));
+  });
+  return {
+    pid: () => (child.exitCode === null && child.signalCode === null ? child.pid : undefined),
+    exited,
+    stop: async () => {},
   };
 }

@@ -44,3 +44,102 @@ export function once<T>(fn: () => Promise<T>): () => Promise<T> {
 export function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** One run of a supervised database server process. */
+export interface RunningProcess {
+  /** The server process itself (not a wrapper), while it runs. */
+  pid(): number | undefined;
+  /** Settles when the process has exited, with how (e.g. "signal SIGKILL", "exit code 1"). */
+  exited: Promise<string>;
+  /** Stops it gracefully (a no-op once it has exited). */
+  stop(): Promise<void>;
+}
+
+export interface Supervisor {
+  /** The server process running now, if any. */
+  pid(): number | undefined;
+  /** Sends `signal` to the server process, as a crash or an operator would; supervision goes on. False when none runs. */
+  kill(signal?: NodeJS.Signals): boolean;
+  /** How many times it was restarted. */
+  restarts(): number;
+  /** Stops supervising, then the process (waiting for a restart in progress first). */
+  stop(): Promise<void>;
+}
+
+export interface SuperviseOptions {
+  /** Names the server in log lines, e.g. "FerretDB on 127.0.0.1:27017". */
+  name: string;
+  log: (line: string) => void;
+  /** The first delay before a restart; it doubles with every restart that follows within `stableMs`, up to `maxDelayMs`. */
+  minDelayMs?: number;
+  maxDelayMs?: number;
+  /** A process that ran this long resets the delay to `minDelayMs`. */
+  stableMs?: number;
+}
+
+/**
+ * Keeps a database server running: when the process exits without `stop()` having been called, it
+ * is started again by `restart` (same port, same data) after a delay that doubles from 100 ms to
+ * 5 s while restarts keep failing or the process keeps dying young. One log line per restart.
+ */
+export function supervise(first: RunningProcess, restart: () => Promise<RunningProcess>, options: SuperviseOptions): Supervisor {
+  const { name, log, minDelayMs = 100, maxDelayMs = 5_000, stableMs = 10_000 } = options;
+  let current: RunningProcess | null = first;
+  let restarting: Promise<RunningProcess> | null = null;
+  let stopped = false;
+  let count = 0;
+  let wake = () => {};
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      timer.unref(); // supervision never keeps the process alive by itself
+      wake = () => (clearTimeout(timer), resolve());
+    });
+
+  void (async () => {
+    let delay = minDelayMs;
+    let startedAt = Date.now();
+    let why = `exited unexpectedly (${await first.exited})`;
+    while (!stopped) {
+      if (Date.now() - startedAt >= stableMs) delay = minDelayMs;
+      count++;
+      current = null;
+      log(`${name} ${why}; restarting it in ${delay} ms (restart ${count})`);
+      await pause(delay);
+      delay = Math.min(delay * 2, maxDelayMs);
+      if (stopped) return;
+      startedAt = Date.now();
+      try {
+        current = await (restarting = restart());
+      } catch (err) {
+        why = `did not restart (${message(err).replace(/\s+/g, ' ').slice(0, 300)})`;
+        continue;
+      } finally {
+        restarting = null;
+      }
+      if (stopped) return; // stop() stops it
+      why = `exited unexpectedly (${await current.exited})`;
+    }
+  })();
+
+  return {
+    pid: () => current?.pid(),
+    kill: (signal = 'SIGKILL') => {
+      const pid = current?.pid();
+      if (pid === undefined) return false;
+      try {
+        process.kill(pid, signal);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    restarts: () => count,
+    stop: async () => {
+      stopped = true;
+      wake();
+      await restarting?.catch(() => {}); // a restart in progress finishes, then is stopped
+      await current?.stop();
+    },
+  };
+}

@@ -86,6 +86,8 @@ class Subscriber extends EventQueue<SessionEvent> {
 interface Watched {
   session: Session;
   subscribers: Set<Subscriber>;
+  /** This process holds sockets authenticated with the session (subscribed or not): they close when it ends. */
+  sockets: boolean;
 }
 
 /** How long the hub remembers a session it has seen end, so that a change feed re-delivering older versions cannot revive it. */
@@ -114,12 +116,15 @@ export class EventHub implements SessionListener {
     this.sockets = sockets;
   }
 
-  get watchedCount(): number {
-    return this.watched.size;
+  /** How many sessions have a subscriber in this process. */
+  get subscribedCount(): number {
+    let count = 0;
+    for (const w of this.watched.values()) if (w.subscribers.size > 0) count++;
+    return count;
   }
 
-  isWatching(sessionId: string): boolean {
-    return this.watched.has(sessionId);
+  hasSubscribers(sessionId: string): boolean {
+    return (this.watched.get(sessionId)?.subscribers.size ?? 0) > 0;
   }
 
   /**
@@ -176,13 +181,45 @@ export class EventHub implements SessionListener {
     }
   }
 
-  private follow(sub: Subscriber, session: Session): void {
+  /**
+   * This process holds sockets of `session`: it is followed so that they close when it ends, whether
+   * or not they subscribed. Those of a session already ended close at once.
+   */
+  socketsOpened(session: Session): void {
+    if (session.endedAt) {
+      this.rememberEnded(session);
+      this.closeSocketsSoon(session.id);
+    } else {
+      this.watch(session).sockets = true;
+    }
+  }
+
+  /** The last socket of the session in this process closed. */
+  socketsClosed(sessionId: string): void {
+    const w = this.watched.get(sessionId);
+    if (!w) return;
+    w.sockets = false;
+    this.unwatchIfUnused(w);
+  }
+
+  private watch(session: Session): Watched {
     let w = this.watched.get(session.id);
     if (!w) {
-      w = { session, subscribers: new Set() };
+      w = { session, subscribers: new Set(), sockets: false };
       this.watched.set(session.id, w);
       this.armExpiry(w);
     }
+    return w;
+  }
+
+  private unwatchIfUnused(w: Watched): void {
+    if (w.subscribers.size > 0 || w.sockets) return;
+    this.watched.delete(w.session.id);
+    this.deps.scheduler.cancel(expiryKey(w.session.id));
+  }
+
+  private follow(sub: Subscriber, session: Session): void {
+    const w = this.watch(session);
     w.subscribers.add(sub);
     if (session.id !== sub.ownSessionId) sub.others?.add(session.id);
     this.armExpiringSoon(sub, w);
@@ -195,10 +232,7 @@ export class EventHub implements SessionListener {
       const w = this.watched.get(id);
       if (!w) continue;
       w.subscribers.delete(sub);
-      if (w.subscribers.size === 0) {
-        this.watched.delete(id);
-        this.deps.scheduler.cancel(expiryKey(id));
-      }
+      this.unwatchIfUnused(w);
     }
     sub.others = null;
     if (sub.present) this.deps.presence.detach(sub.ownSessionId);

@@ -17,6 +17,11 @@ function describe(ctx: GraphQLContext, session: Session, current: Session, at: D
   return toSessionType(session, at, ctx.settings, current.id);
 }
 
+/** The cookie is cleared only when it holds the session that ended: a request by Bearer token leaves another session's cookie alone. */
+function clearCookie(ctx: GraphQLContext): void {
+  if (ctx.cookies?.fromCookie) ctx.cookies.set(clearedSessionCookie(ctx.settings));
+}
+
 /** After a save over the cookie transport, the cookie's Max-Age follows the new expiry. */
 function refreshCookie(ctx: GraphQLContext, session: Session): void {
   if (ctx.cookies?.fromCookie && ctx.token) {
@@ -68,13 +73,13 @@ export class SessionResolver {
     });
   }
 
-  @Mutation(() => UserType, { description: 'Creates a user (unless registration is switched off). Does not log in.' })
+  @Mutation(() => UserType, { description: 'Creates a user (unless registration is switched off). Does not log in. Registrations per client address are limited (RATE_LIMITED with retryAfter).' })
   async register(
     @Arg('username', () => String) username: string,
     @Arg('password', () => String, { description: 'At least 8 characters.' }) password: string,
     @Ctx() ctx: GraphQLContext,
   ): Promise<UserType> {
-    return toUserType(await ctx.service.register(username, password));
+    return toUserType(await ctx.service.register(username, password, ctx.clientAddress));
   }
 
   @Mutation(() => LoginResult, {
@@ -133,7 +138,7 @@ export class SessionResolver {
   @Mutation(() => Boolean, { description: 'Ends this session (LOGGED_OUT) and clears its cookie.' })
   async logout(@Ctx() ctx: GraphQLContext): Promise<boolean> {
     await ctx.service.logout(await currentSession(ctx));
-    ctx.cookies?.set(clearedSessionCookie(ctx.settings));
+    clearCookie(ctx);
     return true;
   }
 
@@ -146,7 +151,7 @@ export class SessionResolver {
     @Ctx() ctx: GraphQLContext,
   ): Promise<number> {
     const count = await ctx.service.logoutAll(await currentSession(ctx), keepCurrent);
-    if (!keepCurrent) ctx.cookies?.set(clearedSessionCookie(ctx.settings));
+    if (!keepCurrent) clearCookie(ctx);
     return count;
   }
 

@@ -1,12 +1,11 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
+import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { expressMiddleware } from '@as-integrations/express5';
-import { ApolloArmor } from '@escape.tech/graphql-armor';
-import { parse as parseCookies } from 'cookie';
 import express, { type Request, type Response } from 'express';
 import mongoose from 'mongoose';
+import { readCredentials } from '../auth/credentials.js';
 import type { Settings } from '../config.js';
 import { ChangeStreamFeed, PollingFeed } from '../engine/changeFeed.js';
 import type { ChangeFeed } from '../session.js';
@@ -14,24 +13,31 @@ import { EventHub } from '../engine/hub.js';
 import { Presence } from '../engine/presence.js';
 import { Scheduler } from '../engine/scheduler.js';
 import type { GraphQLContext } from '../graphql/context.js';
+import { OperationPipeline } from '../graphql/operations.js';
 import { createSchema } from '../graphql/schema.js';
 import type { Logger } from '../logger.js';
 import { SessionService, type Clock } from '../sessions/service.js';
 import { detectCapabilities, type DatabaseCapabilities } from '../store/capabilities.js';
 import { createModels, ensureTtlIndex } from '../store/models.js';
+import { connectDatabase, DatabaseHealth } from '../store/databaseHealth.js';
 import { SessionStore } from '../store/sessionStore.js';
 import { UserStore } from '../store/userStore.js';
+import { MongoAttemptStore } from '../store/attemptStore.js';
 import { chooseVersionWriter } from '../store/versionWriters.js';
 import { PresenceStore } from '../store/presenceStore.js';
-import { formatError } from './errors.js';
+import { clientAddress, trustProxy } from './clientAddress.js';
+import { mountHealth } from './health.js';
+import { databaseUnavailableIs503, jsonErrors, refuseSubscriptionsOverHttp } from './httpErrors.js';
 import { mountPages } from './pages.js';
-import { attachSubscriptions } from './subscriptions.js';
+import { attachSessionSockets } from './sessionSockets.js';
 
 const PURGE_INTERVAL_MS = 60_000;
 /** The largest HTTP body or websocket message accepted. */
 const MAX_REQUEST_BYTES = 64 * 1024;
 /** How long the expiry re-check waits for the database before ending sessions on what it knows. */
 const RECHECK_TIMEOUT_MS = 1_000;
+/** A client must have sent its headers within this, and its whole request within HTTP_REQUEST_TIMEOUT (Node's defaults: 60 s, 300 s). */
+const HEADERS_TIMEOUT_MS = 10_000;
 
 export interface RunningServer {
   url: string;
@@ -48,14 +54,6 @@ export interface StartOptions {
   mongoUri: string;
   logger: Logger;
   clock?: Clock;
-}
-
-/** The session token of an HTTP request: a Bearer token, else the session cookie. */
-function requestToken(req: Request, cookieName: string): { token: string | null; fromCookie: boolean } {
-  const auth = req.headers.authorization;
-  if (auth?.startsWith('Bearer ')) return { token: auth.slice(7).trim() || null, fromCookie: false };
-  const cookie = req.headers.cookie ? parseCookies(req.headers.cookie)[cookieName] : undefined;
-  return { token: cookie || null, fromCookie: Boolean(cookie) };
 }
 
 async function prepareStorage(conn: mongoose.Connection, settings: Settings, logger: Logger) {
@@ -79,7 +77,7 @@ function startPurging(service: SessionService, settings: Settings, logger: Logge
 }
 
 export async function startServer({ settings, mongoUri, logger, clock = () => new Date() }: StartOptions): Promise<RunningServer> {
-  const conn = await mongoose.createConnection(mongoUri, { serverSelectionTimeoutMS: 10_000 }).asPromise();
+  const conn = await connectDatabase(mongoUri);
   const { models, capabilities, writer } = await prepareStorage(conn, settings, logger).catch(async (err: unknown) => {
     await conn.close();
     throw err;
@@ -88,7 +86,8 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
 
   const scheduler = new Scheduler();
   const store = new SessionStore(models, writer, { recordChanges: !capabilities.changeStreams });
-  const service = new SessionService(new UserStore(models), store, settings, clock);
+  const attempts = await MongoAttemptStore.open(conn, capabilities, { onPurgeError: (err) => logger.error({ err }, 'purging expired login attempts failed') });
+  const service = new SessionService(new UserStore(models), store, settings, clock, attempts);
   const feed: ChangeFeed = capabilities.changeStreams
     ? new ChangeStreamFeed(store, logger)
     : new PollingFeed(store, settings.changePollIntervalMs, logger);
@@ -120,66 +119,74 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
 
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', settings.trustProxy);
+  const trust = trustProxy(settings.trustProxy);
+  app.set('trust proxy', trust);
   mountPages(app, settings);
-  const httpServer = createServer(app);
+  const httpServer = createServer(
+    {
+      requestTimeout: settings.httpRequestTimeoutMs,
+      headersTimeout: Math.min(HEADERS_TIMEOUT_MS, settings.httpRequestTimeoutMs),
+      // How often Node checks those timeouts (default 30 s, which would let a slow request run well past them).
+      connectionsCheckingInterval: 1_000,
+    },
+    app,
+  );
   const schema = await createSchema();
-  const subscriptions = attachSubscriptions({
+  const pipeline = new OperationPipeline(schema, { env: settings.env, logger });
+  const sockets = attachSessionSockets({
     httpServer,
     schema,
+    pipeline,
     service,
     hub,
     settings,
+    trust,
     maxMessageBytes: MAX_REQUEST_BYTES,
     logger,
   });
-  hub.closeSocketsWith(subscriptions);
-  const armor = new ApolloArmor({
-    maxDepth: { n: 8 },
-    costLimit: { maxCost: 5000 },
-    maxAliases: { n: 15 },
-    blockFieldSuggestion: { enabled: settings.env === 'production' },
-  });
-  const protection = armor.protect();
+  hub.closeSocketsWith(sockets);
   const apollo = new ApolloServer<GraphQLContext>({
     schema,
     csrfPrevention: true,
     // scripts/start.ts owns the signals: it stops the whole server, not only Apollo.
     stopOnTerminationSignals: false,
     includeStacktraceInErrorResponses: settings.env === 'development',
-    formatError: formatError(settings, logger),
-    validationRules: protection.validationRules,
-    // graphql-armor's typings come from Apollo's CommonJS build; the plugins are plain objects either way.
+    // The pipeline's rules, the same as over graphql-ws (they refuse introspection in production).
+    parseOptions: pipeline.parseOptions,
+    validationRules: pipeline.validationRules,
+    documentStore: pipeline.documents,
+    introspection: true,
+    formatError: pipeline.formatError,
     plugins: [
-      ...(protection.plugins as ApolloServerPlugin<GraphQLContext>[]),
+      refuseSubscriptionsOverHttp,
+      databaseUnavailableIs503,
       ApolloServerPluginDrainHttpServer({ httpServer }),
-      { serverWillStart: async () => ({ drainServer: async () => void (await subscriptions.dispose()) }) },
+      { serverWillStart: async () => ({ drainServer: async () => void (await sockets.dispose()) }) },
     ],
   });
   await apollo.start();
 
-  app.get('/healthz', (_req, res) => {
-    res.json({ ok: conn.readyState === 1 });
-  });
+  mountHealth(app, DatabaseHealth.monitor({ database: store, connection: conn, logger }));
   app.use(
     '/graphql',
     express.json({ limit: MAX_REQUEST_BYTES }),
     expressMiddleware(apollo, {
       context: async ({ req, res }: { req: Request; res: Response }): Promise<GraphQLContext> => {
-        const { token, fromCookie } = requestToken(req, settings.cookie.name);
+        const { token, fromCookie } = readCredentials({ authorization: req.headers.authorization, cookieHeader: req.headers.cookie }, settings.cookie.name);
         return {
           service,
           hub,
           settings,
           token,
           socketSessionId: null,
-          clientAddress: req.ip ?? req.socket.remoteAddress ?? 'unknown',
+          clientAddress: clientAddress(req, trust),
           userAgent: req.headers['user-agent'] ?? null,
           cookies: { fromCookie, set: (value) => res.append('Set-Cookie', value) },
         };
       },
     }),
   );
+  app.use(jsonErrors(logger));
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);

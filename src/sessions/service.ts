@@ -1,6 +1,6 @@
 import type { Settings } from '../config.js';
 import { apiError } from '../errors.js';
-import { LoginLimiter } from '../auth/loginLimiter.js';
+import { AuthLimits } from '../auth/attemptLimiter.js';
 import { PasswordHasher } from '../auth/passwords.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mongoose from 'mongoose';
@@ -14,6 +14,7 @@ import {
   type ExpirySpec,
 } from '../expiry/rules.js';
 import type { EndReason, Session, SessionListener } from '../session.js';
+import { MemoryAttemptStore, type AttemptStore } from '../store/attemptStore.js';
 import type { SessionStore } from '../store/sessionStore.js';
 import type { User, UserStore } from '../store/userStore.js';
 import { ended, renewed } from './transitions.js';
@@ -47,7 +48,7 @@ const sameSpec = (a: ExpirySpec, b: ExpirySpec) =>
  */
 export class SessionService {
   private readonly hasher: PasswordHasher;
-  private readonly limiter: LoginLimiter;
+  private readonly limits: AuthLimits;
   private listener: SessionListener = { sessionChanged() {} };
 
   constructor(
@@ -55,9 +56,11 @@ export class SessionService {
     readonly store: SessionStore,
     private readonly settings: Settings,
     readonly clock: Clock = () => new Date(),
+    /** Where login and registration attempts are counted: the database (shared by all processes); memory only in unit tests. */
+    attempts: AttemptStore = new MemoryAttemptStore(),
   ) {
     this.hasher = new PasswordHasher(settings.passwordHashCost);
-    this.limiter = new LoginLimiter(settings.loginRateLimit.points, settings.loginRateLimit.windowSeconds);
+    this.limits = new AuthLimits(attempts, settings, clock);
   }
 
   /** Who hears of every change this process makes (set once at start-up: the hub is built after the service). */
@@ -65,7 +68,7 @@ export class SessionService {
     this.listener = listener;
   }
 
-  async register(rawUsername: string, password: string): Promise<User> {
+  async register(rawUsername: string, password: string, clientAddress: string): Promise<User> {
     if (!this.settings.registrationEnabled) {
       throw apiError('REGISTRATION_DISABLED', 'Registration is switched off on this server.');
     }
@@ -78,6 +81,13 @@ export class SessionService {
     }
     if (password.length < PASSWORD_MIN || password.length > PASSWORD_MAX) {
       throw apiError('INVALID_PASSWORD', `A password is ${PASSWORD_MIN} to ${PASSWORD_MAX} characters long.`);
+    }
+    // Charged before the hash, whatever comes of it: the hash is what the limit protects.
+    const admission = await this.limits.admitRegistration(clientAddress);
+    if (!admission.admitted) {
+      throw apiError('RATE_LIMITED', `Too many registrations from this address. Try again in ${admission.retryAfter} s.`, {
+        retryAfter: admission.retryAfter,
+      });
     }
     const passwordHash = await this.hasher.hash(password);
     const user = await this.users.create(username, passwordHash, this.clock());
@@ -98,30 +108,32 @@ export class SessionService {
   }): Promise<{ token: string; session: Session }> {
     const username = input.username.trim().toLowerCase();
     const spec = this.parseExpiry(input.expiry ?? {});
-    const wait = await this.limiter.retryAfter(username, input.clientAddress);
-    if (wait > 0) {
+    // Charged before the password is checked (so a burst cannot have more checked than the budgets
+    // allow), refunded once it proves right; unknown users are charged and hashed like known ones.
+    const admission = await this.limits.admitLogin(username, input.clientAddress);
+    if (!admission.admitted) {
+      const wait = admission.retryAfter;
       throw apiError('RATE_LIMITED', `Too many failed logins. Try again in ${wait} s.`, { retryAfter: wait });
     }
     const user = await this.users.findForLogin(username);
     const ok = user
       ? await this.hasher.verify(input.password, user.passwordHash)
       : await this.hasher.verifyAgainstNobody(input.password);
-    if (!user || !ok) {
-      await this.limiter.recordFailure(username, input.clientAddress);
-      throw apiError('INVALID_CREDENTIALS', 'Unknown username or wrong password.');
-    }
-    await this.limiter.recordSuccess(username);
+    if (!user || !ok) throw apiError('INVALID_CREDENTIALS', 'Unknown username or wrong password.');
     const now = this.clock();
     const id = new mongoose.Types.ObjectId().toHexString();
     const { token, secretHash } = newSessionToken(id);
-    const session = await this.store.create({
-      id,
-      userId: user.id,
-      secretHash,
-      expiry: computeExpiry(spec, now, now, this.settings.expiry),
-      userAgent: input.userAgent?.slice(0, 256) ?? null,
-      clientAddress: input.clientAddress,
-    });
+    const [session] = await Promise.all([
+      this.store.create({
+        id,
+        userId: user.id,
+        secretHash,
+        expiry: computeExpiry(spec, now, now, this.settings.expiry),
+        userAgent: input.userAgent?.slice(0, 256) ?? null,
+        clientAddress: input.clientAddress,
+      }),
+      this.limits.loginSucceeded(admission.attempt, username, input.clientAddress),
+    ]);
     this.listener.sessionChanged(session);
     return { token, session };
   }

@@ -210,7 +210,7 @@ describe.skipIf(browserMissing)('GraphiQL at /graphiql', () => {
     await expect.poll(() => response(page)).toContain('"policy": "SECONDS"');
 
     await run(page, 'SessionEvents');
-    await expect.poll(() => server.hub.watchedCount).toBeGreaterThan(0);
+    await expect.poll(() => server.hub.subscribedCount).toBeGreaterThan(0);
     const touched = await server.gql('mutation { touch { expiryDate } }', {}, { token });
     await expect.poll(() => response(page)).toContain('"kind": "EXPIRY_CHANGED"');
     expect(await response(page)).toContain(touched.data.touch.expiryDate);

@@ -84,7 +84,7 @@ export class EventRecorder {
   /** Resolves once the server follows `sessionId` for a subscriber (the subscription is in place). */
   async ready(server: TestServer, sessionId: string): Promise<void> {
     const deadline = Date.now() + 5000;
-    while (!server.hub.isWatching(sessionId)) {
+    while (!server.hub.hasSubscribers(sessionId)) {
       if (Date.now() > deadline || this.closeCode !== null) throw new Error(`subscription not in place (close code ${this.closeCode})`);
       await new Promise((r) => setTimeout(r, 10));
     }

@@ -1,12 +1,14 @@
 import { describe, expect, inject, it } from 'vitest';
 import { resolveDatabase } from '../../scripts/database.js';
 import { EventRecorder } from '../helpers/events.js';
-import { newUserSession, startTestServer } from '../helpers/server.js';
+import { login, newUserSession, sleep, startTestServer, type TestServer } from '../helpers/server.js';
+
+const embeddedKind = () => inject('dbKind') as 'ferretdb' | 'mongod' | 'ferretdb-postgresql';
 
 // Needs a database of its own to kill: an embedded one (not an external MONGODB_URI).
 describe.skipIf(inject('dbKind') === 'external')('while the database is unreachable', () => {
   it('a session still ends at its last known expiry (security first)', async () => {
-    const db = await resolveDatabase({ persistent: false, kind: inject('dbKind') as 'ferretdb' | 'mongod' });
+    const db = await resolveDatabase({ persistent: false, kind: embeddedKind(), log: () => {} });
     const server = await startTestServer({}, db.uri);
     try {
       const { token, session } = await newUserSession(server, { seconds: 2 });
@@ -25,4 +27,219 @@ describe.skipIf(inject('dbKind') === 'external')('while the database is unreacha
       await db.stop();
     }
   });
+
+  it('a killed database: not ready (503) while down, requests fail fast with DATABASE_UNAVAILABLE, restarted, nothing acknowledged lost', async () => {
+    // The supervisor waits this long before its first restart, so the outage is long enough to look at.
+    const RESTART_DELAY_MS = 4_000;
+    const dbLog: string[] = [];
+    const db = await resolveDatabase({ persistent: false, kind: embeddedKind(), log: (line) => dbLog.push(line), restartDelayMs: RESTART_DELAY_MS });
+    const server = await startTestServer({}, db.uri);
+    const origin = new URL(server.url).origin;
+    const address = new URL(db.uri);
+    const leaks = (text: string) => text.includes(address.host) || text.includes(address.hostname) || text.includes(`:${address.port}`);
+    const load = new Load(server);
+    const events: EventRecorder[] = [];
+    try {
+      const steady = await newUserSession(server, { seconds: 600 });
+      const writer = await newUserSession(server, { seconds: 600 });
+      const steadyEvents = new EventRecorder(server, steady.token);
+      events.push(steadyEvents);
+      await steadyEvents.ready(server, steady.session.id);
+
+      // Steady load: health probes, reads, and writes whose acknowledgements are remembered.
+      load.loop(() => load.probe(`${origin}/livez`, `${origin}/readyz`, `${origin}/healthz`), 50);
+      for (let i = 0; i < 3; i++) load.loop(() => load.call('read', '{ session { id expiryAge } }', {}, steady.token), 40);
+      load.loop(async () => {
+        const seconds = 1_000 + load.writes.length;
+        const created = await load.call('login', LOGIN, { u: writer.username, p: writer.password });
+        if (!created.ok) return;
+        const token = created.data.login.token as string;
+        load.writes.push({ token, seconds: null });
+        const set = await load.call('setExpiry', SET_EXPIRY, { s: seconds }, token);
+        if (set.ok) load.writes.at(-1)!.seconds = seconds;
+      }, 60);
+
+      // A session whose expiry passes while the database is down, with a subscriber and a client polling it.
+      const short = await newUserSession(server, { seconds: 4 });
+      const expiresAt = Date.parse(short.session.expiryDate);
+      const shortEvents = new EventRecorder(server, short.token);
+      events.push(shortEvents);
+      await shortEvents.ready(server, short.session.id);
+      const shortAnswers: Array<{ serverTime: number }> = [];
+      load.loop(async () => {
+        const res = await load.call('readShort', '{ session { serverTime } }', {}, short.token);
+        if (res.ok) shortAnswers.push({ serverTime: Date.parse(res.data.session.serverTime) });
+      }, 50);
+
+      await sleep(Math.max(0, expiresAt - 1_500 - Date.now()));
+      const pidBefore = db.supervisor!.pid();
+      const killedAt = Date.now();
+      expect(db.supervisor!.kill('SIGKILL')).toBe(true);
+      expect(expiresAt - killedAt).toBeGreaterThan(500); // the expiry passes during the outage
+
+      const down = await load.until(() => load.probes.find((p) => p.path === '/readyz' && p.at > killedAt && p.status === 503), 5_000, '/readyz 503');
+      const back = await load.until(() => load.probes.find((p) => p.path === '/readyz' && p.at > down.at && p.status === 200), 15_000, '/readyz 200 again');
+      const recovered = () => load.calls.filter((c) => c.start > back.at && c.ok);
+      await load.until(() => (recovered().filter((c) => c.op === 'read').length >= 5 && recovered().some((c) => c.op === 'setExpiry') ? true : undefined), 5_000, 'reads and writes again');
+      await load.stop();
+      const restartedPid = db.supervisor!.pid();
+
+      // Readiness: 200 before, 503 while down (a JSON body naming no address), 200 after; liveness 200 throughout.
+      const ready = load.probes.filter((p) => p.path !== '/livez');
+      expect(ready.filter((p) => p.at < killedAt).every((p) => p.status === 200)).toBe(true);
+      for (const path of ['/readyz', '/healthz']) {
+        expect(ready.some((p) => p.path === path && p.status === 503 && p.at > killedAt && p.at < back.at)).toBe(true);
+        expect(ready.filter((p) => p.path === path).at(-1)!.status).toBe(200);
+      }
+      const unready = ready.find((p) => p.status === 503)!;
+      expect(JSON.parse(unready.body)).toMatchObject({ ok: false, database: 'unreachable' });
+      expect(leaks(unready.body)).toBe(false);
+      expect(ready.every((p) => p.status === 200 || p.status === 503)).toBe(true);
+      expect(load.probes.filter((p) => p.path === '/livez').every((p) => p.status === 200)).toBe(true);
+
+      // Requests: every failure is DATABASE_UNAVAILABLE (never INTERNAL_SERVER_ERROR), names no address,
+      // and comes within 1.5 s; every request sent while the database was certainly down failed so.
+      const expiredAnswers = load.calls.filter((c) => c.op === 'readShort' && c.code === 'SESSION_EXPIRED');
+      expect(expiredAnswers.every((c) => c.end >= expiresAt)).toBe(true);
+      const failed = load.calls.filter((c) => !c.ok && !expiredAnswers.includes(c));
+      expect(failed.length).toBeGreaterThan(0);
+      for (const call of failed) {
+        expect({ op: call.op, code: call.code, status: call.status }).toEqual({ op: call.op, code: 'DATABASE_UNAVAILABLE', status: 503 });
+        expect(leaks(call.message)).toBe(false);
+        expect(call.end - call.start).toBeLessThan(1_500);
+      }
+      const whileDown = load.calls.filter((c) => c.start > killedAt + 200 && c.start < killedAt + RESTART_DELAY_MS - 1_000);
+      expect(whileDown.length).toBeGreaterThanOrEqual(6);
+      expect(whileDown.filter((c) => c.ok)).toEqual([]);
+      const slowest = Math.max(...load.calls.filter((c) => c.start > killedAt && c.start < back.at).map((c) => c.end - c.start));
+      expect(slowest).toBeLessThan(1_500);
+
+      // No session served past its expiry; its subscriber told on time.
+      expect(shortAnswers.every((a) => a.serverTime < expiresAt)).toBe(true);
+      const expired = await shortEvents.untilEvent('EXPIRED', 1_000);
+      expect(expired.reason).toBe('TIMEOUT');
+      expect(expired.receivedAt).toBeGreaterThanOrEqual(expiresAt);
+      expect(expired.receivedAt - expiresAt).toBeLessThan(2_000);
+      const afterwards = await server.gql('{ session { id } }', {}, { token: short.token });
+      expect(afterwards.errors?.[0]?.extensions?.code).toBe('SESSION_EXPIRED');
+
+      // The supervisor restarted the database (one log line), the API recovered by itself, and the
+      // subscriber of a session that did not end heard of no end.
+      expect(restartedPid).toBeDefined();
+      expect(restartedPid).not.toBe(pidBefore);
+      expect(db.supervisor!.restarts()).toBe(1);
+      expect(dbLog.filter((line) => /exited unexpectedly \(signal SIGKILL\); restarting it in 4000 ms \(restart 1\)/.test(line))).toHaveLength(1);
+      expect(steadyEvents.kinds()).toEqual([]);
+      expect(steadyEvents.closeCode).toBeNull();
+      const fresh = await login(server, writer.username, writer.password, { seconds: 600 });
+      const freshEvents = new EventRecorder(server, fresh.token);
+      events.push(freshEvents);
+      await freshEvents.ready(server, fresh.session.id);
+
+      // No acknowledged write lost: every login answered before or after the kill still stands, with
+      // the expiry its acknowledged setExpiry gave it.
+      expect(load.calls.some((c) => c.op === 'setExpiry' && c.ok && c.end < killedAt)).toBe(true);
+      expect(load.calls.some((c) => c.op === 'setExpiry' && c.ok && c.start > back.at)).toBe(true);
+      for (const write of load.writes) {
+        const res = await server.gql('{ session { policySeconds } }', {}, { token: write.token });
+        expect(res.errors).toBeUndefined();
+        if (write.seconds !== null) expect(res.data.session.policySeconds).toBe(write.seconds);
+      }
+      expect(server.logs.some((line) => line.includes('database unreachable'))).toBe(true);
+      expect(server.logs.some((line) => line.includes('database reachable again'))).toBe(true);
+    } finally {
+      await load.stop();
+      await Promise.all(events.map((e) => e.dispose()));
+      await Promise.race([server.stop(), sleep(5000)]);
+      await db.stop();
+    }
+  });
 });
+
+const LOGIN = 'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token } }';
+const SET_EXPIRY = 'mutation($s:Int){ setExpiry(seconds:$s){ policySeconds } }';
+
+interface Call {
+  op: string;
+  start: number;
+  end: number;
+  ok: boolean;
+  status?: number;
+  code?: string;
+  message: string;
+  data?: any;
+}
+
+interface Probe {
+  path: string;
+  at: number;
+  status: number;
+  body: string;
+}
+
+/** Loops of requests that run until stop(), each recording what it got and how long it took. */
+class Load {
+  readonly calls: Call[] = [];
+  readonly probes: Probe[] = [];
+  /** Sessions created by an acknowledged login, with the seconds of their acknowledged setExpiry (null: none acknowledged). */
+  readonly writes: Array<{ token: string; seconds: number | null }> = [];
+  private running = true;
+  private readonly loops: Promise<void>[] = [];
+
+  constructor(private readonly server: TestServer) {}
+
+  loop(step: () => Promise<unknown>, pauseMs: number): void {
+    this.loops.push(
+      (async () => {
+        while (this.running) {
+          await step();
+          await sleep(pauseMs);
+        }
+      })(),
+    );
+  }
+
+  async call(op: string, query: string, variables: Record<string, unknown>, token?: string): Promise<Call> {
+    const start = Date.now();
+    let call: Call;
+    try {
+      const res = await this.server.gql(query, variables, { token, timeoutMs: 10_000 });
+      const error = res.errors?.[0];
+      call = { op, start, end: Date.now(), ok: !error, status: res.status, code: error?.extensions?.code, message: error?.message ?? '', data: res.data };
+    } catch (err) {
+      call = { op, start, end: Date.now(), ok: false, code: 'NO_ANSWER', message: String(err) };
+    }
+    this.calls.push(call);
+    return call;
+  }
+
+  async probe(...urls: string[]): Promise<void> {
+    await Promise.all(
+      urls.map(async (url) => {
+        const at = Date.now();
+        try {
+          const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+          this.probes.push({ path: new URL(url).pathname, at, status: res.status, body: await res.text() });
+        } catch (err) {
+          this.probes.push({ path: new URL(url).pathname, at, status: 0, body: String(err) });
+        }
+      }),
+    );
+  }
+
+  /** The value of `find` once it has one, polling; rejects after `timeoutMs`. */
+  async until<T>(find: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = find();
+      if (found !== undefined) return found;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await sleep(20);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+  }
+}

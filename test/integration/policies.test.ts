@@ -18,7 +18,7 @@ afterEach(async () => {
 
 describe('login rate limit', () => {
   it('refuses further attempts per username once the failures are used up, even with the right password', async () => {
-    const server = await start({ LOGIN_RATE_LIMIT: '3', LOGIN_RATE_WINDOW: '60', TRUST_PROXY: 'loopback' });
+    const server = await start({ LOGIN_RATE_LIMIT: '3', LOGIN_USER_RATE_LIMIT: '3', LOGIN_RATE_WINDOW: '60', LOGIN_USER_RATE_WINDOW: '60', TRUST_PROXY: 'loopback' });
     const { username, password } = await newUserSession(server);
     for (let i = 0; i < 3; i++) {
       const res = await server.gql(LOGIN, { u: username, p: 'wrong password' }, { headers: { 'x-forwarded-for': `10.0.0.${i}` } });
@@ -30,7 +30,7 @@ describe('login rate limit', () => {
   });
 
   it('refuses further attempts per client address, whatever the username', async () => {
-    const server = await start({ LOGIN_RATE_LIMIT: '3', LOGIN_RATE_WINDOW: '60', TRUST_PROXY: 'loopback' });
+    const server = await start({ LOGIN_RATE_LIMIT: '3', LOGIN_ADDRESS_RATE_LIMIT: '3', LOGIN_RATE_WINDOW: '60', LOGIN_ADDRESS_RATE_WINDOW: '60', TRUST_PROXY: 'loopback' });
     const { username, password } = await newUserSession(server);
     const from = { headers: { 'x-forwarded-for': '10.1.1.1' } };
     for (let i = 0; i < 3; i++) {

@@ -1,0 +1,157 @@
+import { createHash } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
+import type { RateBudget, Settings } from '../config.js';
+import type { AttemptStore } from '../store/attemptStore.js';
+
+/** One budget an attempt is charged to: at most `budget.limit` attempts of `key` per `budget.windowSeconds`. */
+export interface Charge {
+  key: string;
+  budget: RateBudget;
+}
+
+/** An attempt that was let through: its records, by key, until it is refunded or its window passes. */
+export interface Attempt {
+  readonly ids: ReadonlyMap<string, string>;
+}
+
+export type Admission = { admitted: true; attempt: Attempt } | { admitted: false; retryAfter: number };
+
+/**
+ * Budgets of attempts that hold under concurrency and across processes: an attempt is charged
+ * *before* the work it guards (a password hash), by writing one record per key, and goes ahead
+ * only if, counted after its own record was written, the key has no more records in its window
+ * than its budget allows. Of k attempts racing for one key, the last one to be written counts all
+ * k, so no more than the budget ever go ahead; in a tight race a few more may be refused than
+ * strictly needed (each counts the others' records before they are taken back).
+ * A refused attempt takes its records back at once: refusals cost nothing and do not extend a
+ * lock-out. A failed attempt keeps its records for its window; a successful one is refunded.
+ */
+export class AttemptLimiter {
+  constructor(
+    private readonly store: AttemptStore,
+    private readonly clock: () => Date,
+  ) {}
+
+  async admit(charges: Charge[]): Promise<Admission> {
+    const now = this.clock();
+    const ms = now.getTime();
+    const ids = await this.store.insert(
+      charges.map((c) => ({ key: c.key, at: now, expiresAt: new Date(ms + c.budget.windowSeconds * 1000) })),
+      now,
+    );
+    const counts = await this.store.count(charges.map((c) => ({ key: c.key, since: windowStart(c, ms) })));
+    const over = charges.filter((c) => counts.get(c.key)! > c.budget.limit);
+    if (over.length === 0) return { admitted: true, attempt: { ids: new Map(charges.map((c, i) => [c.key, ids[i]!])) } };
+    await this.store.remove(ids);
+    const waits = await Promise.all(over.map((c) => this.secondsUntilRoom(c)));
+    return { admitted: false, retryAfter: Math.max(1, ...waits) };
+  }
+
+  /** Takes the attempt back from the budgets of `keys` (default: all of them); `clearKeys` lose every record, others' too. */
+  async refund(attempt: Attempt, options: { keys?: string[]; clearKeys?: string[] } = {}): Promise<void> {
+    const clear = new Set(options.clearKeys ?? []);
+    const keys = (options.keys ?? [...attempt.ids.keys()]).filter((k) => !clear.has(k));
+    const ids = keys.map((k) => attempt.ids.get(k)).filter((id): id is string => id !== undefined);
+    await Promise.all([this.store.remove(ids), ...[...clear].map((k) => this.store.removeKey(k))]);
+  }
+
+  /**
+   * Seconds until one more attempt of the charge's key would fit in its budget, on the records there
+   * are now (records of attempts refused at the same moment are on their way out, hence a recount).
+   */
+  private async secondsUntilRoom(charge: Charge): Promise<number> {
+    const ms = this.clock().getTime();
+    const since = windowStart(charge, ms);
+    const n = (await this.store.count([{ key: charge.key, since }])).get(charge.key)!;
+    if (n < charge.budget.limit) return 1;
+    // Room for one more once n - limit + 1 of the records have left the window.
+    const [at] = await this.store.oldest(charge.key, since, n - charge.budget.limit, 1);
+    if (!at) return 1;
+    return Math.max(1, Math.ceil((at.getTime() + charge.budget.windowSeconds * 1000 - ms) / 1000));
+  }
+}
+
+const windowStart = (c: Charge, nowMs: number) => new Date(nowMs - c.budget.windowSeconds * 1000);
+
+/**
+ * The client's address as rate limits see it: an IPv4-mapped IPv6 address is its IPv4 address, and
+ * an IPv6 address stands for its /64 (one host usually has a whole /64 to pick addresses from).
+ */
+export function addressBucket(address: string): string {
+  const bare = address.split('%')[0]!;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(bare);
+  if (mapped && isIPv4(mapped[1]!)) return mapped[1]!;
+  if (!isIPv6(bare)) return bare;
+  return `${expandIPv6(bare).slice(0, 4).join(':')}::/64`;
+}
+
+/** The eight 16-bit groups of an IPv6 address, as lower-case hex without leading zeros. */
+function expandIPv6(address: string): string[] {
+  let text = address.toLowerCase();
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (v4) {
+    const [a, b, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, v4.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const middle = tail === undefined ? [] : Array<string>(8 - left.length - right.length).fill('0');
+  return [...left, ...middle, ...right].map((g) => parseInt(g, 16).toString(16));
+}
+
+/** A key that names whose attempts it counts without storing them: usernames may be passwords typed in the wrong field. */
+function key(kind: string, ...parts: string[]): string {
+  return `${kind}:${createHash('sha256').update(parts.join('\0')).digest('base64url').slice(0, 32)}`;
+}
+
+export type LoginLimitSettings = Pick<Settings, 'loginRateLimit' | 'registrationRateLimit'>;
+
+/**
+ * The product's limits, after OWASP's authentication cheat sheet: each login attempt is charged to
+ * the (username, client address) pair (a small budget: the real user's own typos, or one attacker
+ * on one account), to the username from everywhere (a larger budget: bounds a distributed guess at
+ * one account without letting a few addresses lock its owner out) and to the client address
+ * across usernames (credential stuffing). Unknown usernames are charged like known ones. A
+ * successful login clears its pair (the user proved who they are from that address) and takes
+ * itself back from the other two, without clearing failures others caused. Registrations (one
+ * expensive hash each, whatever the outcome) are charged to the client address and never refunded.
+ */
+export class AuthLimits {
+  private readonly limiter: AttemptLimiter;
+
+  constructor(
+    store: AttemptStore,
+    private readonly settings: LoginLimitSettings,
+    clock: () => Date,
+  ) {
+    this.limiter = new AttemptLimiter(store, clock);
+  }
+
+  loginCharges(username: string, address: string): { pair: Charge; user: Charge; address: Charge } {
+    const bucket = addressBucket(address);
+    const limits = this.settings.loginRateLimit;
+    return {
+      pair: { key: key('login-pair', username, bucket), budget: limits.perUserAndAddress },
+      user: { key: key('login-user', username), budget: limits.perUser },
+      address: { key: key('login-addr', bucket), budget: limits.perAddress },
+    };
+  }
+
+  /** Charges a login before its password is checked. */
+  admitLogin(username: string, address: string): Promise<Admission> {
+    const { pair, user, address: addr } = this.loginCharges(username, address);
+    return this.limiter.admit([pair, user, addr]);
+  }
+
+  /** The password was right: the pair starts afresh, and this attempt is taken back from the username's and the address's budgets. */
+  loginSucceeded(attempt: Attempt, username: string, address: string): Promise<void> {
+    const { pair } = this.loginCharges(username, address);
+    return this.limiter.refund(attempt, { clearKeys: [pair.key] });
+  }
+
+  /** Charges a registration before its password is hashed. */
+  admitRegistration(address: string): Promise<Admission> {
+    return this.limiter.admit([{ key: key('register-addr', addressBucket(address)), budget: this.settings.registrationRateLimit }]);
+  }
+}

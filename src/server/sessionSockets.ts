@@ -1,0 +1,238 @@
+import type { IncomingMessage, Server } from 'node:http';
+import { CloseCode } from 'graphql-ws';
+import type { GraphQLSchema } from 'graphql';
+import type { WebSocket } from 'ws';
+import { readCredentials } from '../auth/credentials.js';
+import type { Settings } from '../config.js';
+import type { EventHub } from '../engine/hub.js';
+import { apiError } from '../errors.js';
+import type { GraphQLContext } from '../graphql/context.js';
+import type { OperationPipeline } from '../graphql/operations.js';
+import { subscribe } from '../graphql/subscribe.js';
+import type { Logger } from '../logger.js';
+import type { SessionService } from '../sessions/service.js';
+import { clientAddress, type TrustProxy } from './clientAddress.js';
+import { cookieOriginAllowed, upgradeRequestOrigin } from './origin.js';
+import { Connection, serveGraphQLWs } from './ws/adapter.js';
+
+/** The graphql-ws close code for "your session is over": the graphql-ws client does not retry it. */
+export const SESSION_ENDED_CLOSE = CloseCode.Unauthorized;
+/** A socket over the per-session limit: the graphql-ws client does not retry it either. */
+export const TOO_MANY_SOCKETS_CLOSE = CloseCode.TooManyInitialisationRequests;
+
+/** graphql-ws's default: a socket that has not sent connection_init by then is closed with 4408. */
+const CONNECTION_INIT_WAIT_MS = 3_000;
+/**
+ * When a session ends, how long a socket of it that has not subscribed yet stays open: a subscription
+ * on its way still gets the terminal event (then the socket closes at once).
+ */
+const UNSUBSCRIBED_CLOSE_DELAY_MS = 1_000;
+
+/** A socket of this API: graphql-ws's connection plus the session it authenticated with. */
+class SessionSocket extends Connection {
+  /** The upgrade request, only until connection_init: the cookie and Origin are read from it, then it is let go (it is large). */
+  request: IncomingMessage | null;
+  token: string | null = null;
+  sessionId: string | null = null;
+  /** Counted among its address's unauthenticated sockets until connection_init is answered or the socket closes. */
+  unauthenticated = true;
+  /** Subscriptions between subscribe and their first result: the socket is not closed under them. */
+  settingUp = 0;
+  /** A subscription has been set up on this socket. */
+  subscribed = false;
+  /** The session has ended: the socket closes once no subscription of it is being set up. */
+  sessionOver = false;
+
+  constructor(
+    socket: WebSocket,
+    request: IncomingMessage,
+    readonly clientAddress: string,
+  ) {
+    super(socket);
+    this.request = request;
+  }
+
+  userAgent: string | null = null;
+}
+
+const closeEnded = (socket: SessionSocket) => socket.close(SESSION_ENDED_CLOSE, 'Session ended');
+
+/**
+ * The API's websockets: graphql-ws on the HTTP server's port and path (./ws/adapter.ts), where each
+ * socket belongs to the session it authenticated with in connection_init (a token in
+ * connectionParams, or the session cookie of the upgrade request from an allowed Origin). Operations
+ * go through the same pipeline as over HTTP. Once the session ends (and its subscribers have had
+ * the terminal event) its sockets close with 4401, which the graphql-ws client does not retry.
+ */
+export function attachSessionSockets(options: {
+  httpServer: Server;
+  schema: GraphQLSchema;
+  pipeline: OperationPipeline;
+  service: SessionService;
+  hub: EventHub;
+  settings: Settings;
+  trust: TrustProxy;
+  maxMessageBytes: number;
+  logger: Logger;
+}) {
+  const { schema, pipeline, service, hub, settings, trust } = options;
+  const limits = settings.websocket;
+  /** A session's sockets: the socket itself while it has one (the usual case), a Set from the second on. */
+  const socketsBySession = new Map<string, SessionSocket | Set<SessionSocket>>();
+  const unauthenticated = new Map<string, number>();
+  /** The socket each subscription's context came from, while it is being set up. */
+  const settingUpOn = new WeakMap<object, SessionSocket>();
+
+  const countOf = (sessionId: string) => {
+    const sockets = socketsBySession.get(sessionId);
+    return sockets instanceof Set ? sockets.size : sockets ? 1 : 0;
+  };
+  const remember = (socket: SessionSocket) => {
+    const id = socket.sessionId!;
+    const sockets = socketsBySession.get(id);
+    if (!sockets) {
+      socketsBySession.set(id, socket);
+      return true;
+    }
+    if (sockets instanceof Set) sockets.add(socket);
+    else socketsBySession.set(id, new Set([sockets, socket]));
+    return false;
+  };
+  const forget = (socket: SessionSocket) => {
+    const id = socket.sessionId!;
+    const sockets = socketsBySession.get(id);
+    if (sockets === socket) socketsBySession.delete(id);
+    else if (sockets instanceof Set) {
+      sockets.delete(socket);
+      if (sockets.size === 0) socketsBySession.delete(id);
+    }
+    if (!socketsBySession.has(id)) hub.socketsClosed(id);
+  };
+  const authenticated = (socket: SessionSocket) => {
+    if (!socket.unauthenticated) return;
+    socket.unauthenticated = false;
+    const left = (unauthenticated.get(socket.clientAddress) ?? 1) - 1;
+    if (left > 0) unauthenticated.set(socket.clientAddress, left);
+    else unauthenticated.delete(socket.clientAddress);
+  };
+
+  const adapter = serveGraphQLWs<SessionSocket>({
+    httpServer: options.httpServer,
+    path: '/graphql',
+    maxPayload: options.maxMessageBytes,
+    keepAliveMs: settings.wsPingIntervalMs,
+    connectionInitWaitMs: CONNECTION_INIT_WAIT_MS,
+    production: settings.env === 'production',
+    logger: options.logger,
+    admit(request) {
+      const waiting = unauthenticated.get(clientAddress(request, trust)) ?? 0;
+      return waiting >= limits.unauthenticatedPerAddress
+        ? { status: 429, message: 'Too many websockets from this address waiting for connection_init' }
+        : null;
+    },
+    opened(socket, request) {
+      const conn = new SessionSocket(socket, request, clientAddress(request, trust));
+      unauthenticated.set(conn.clientAddress, (unauthenticated.get(conn.clientAddress) ?? 0) + 1);
+      return conn;
+    },
+    graphql: {
+      schema,
+      // A subscription set up while its session ends still gets the terminal event before the socket closes.
+      subscribe: async (args) => {
+        const conn = settingUpOn.get(args.contextValue as object);
+        if (conn) {
+          conn.settingUp++;
+          conn.subscribed = true;
+        }
+        try {
+          return await subscribe(args);
+        } finally {
+          if (conn && --conn.settingUp === 0 && conn.sessionOver) setImmediate(closeEnded, conn);
+        }
+      },
+      onSubscribe: (ctx, _id, payload) => {
+        if (Object.keys(ctx.subscriptions).length > limits.operationsPerSocket) {
+          return [apiError('TOO_MANY_OPERATIONS', `At most ${limits.operationsPerSocket} operations may run at once on one socket.`)];
+        }
+        const prepared = pipeline.prepare(payload.query);
+        if (prepared.errors) return prepared.errors;
+        // graphql-ws keeps the message for the subscription's life: let it hold the cached document's text.
+        (payload as { query: string }).query = prepared.document.loc?.source.body ?? payload.query;
+        const conn = ctx.extra;
+        const contextValue: GraphQLContext = {
+          service,
+          hub,
+          settings,
+          token: conn.token,
+          socketSessionId: conn.sessionId,
+          clientAddress: conn.clientAddress,
+          userAgent: conn.userAgent,
+          cookies: null,
+        };
+        settingUpOn.set(contextValue, conn);
+        return {
+          schema,
+          document: prepared.document,
+          operationName: payload.operationName,
+          variableValues: payload.variables,
+          rootValue: undefined,
+          contextValue,
+        };
+      },
+      onNext: (_ctx, _id, _payload, _args, result) =>
+        result.errors ? { ...result, errors: pipeline.formatErrors(result.errors) } : undefined,
+      onError: (_ctx, _id, _payload, errors) => pipeline.formatErrors(errors),
+      onConnect: async (ctx) => {
+        const conn = ctx.extra;
+        const request = conn.request!;
+        conn.userAgent = request.headers['user-agent'] ?? null;
+        conn.request = null;
+        authenticated(conn);
+        const { token, fromCookie } = readCredentials(
+          { cookieHeader: request.headers.cookie, connectionParams: ctx.connectionParams },
+          settings.cookie.name,
+        );
+        if (fromCookie && !cookieOriginAllowed(upgradeRequestOrigin(request, trust), settings.allowedOrigins)) {
+          conn.close(CloseCode.Forbidden, 'The session cookie may not be used from this Origin');
+          return false;
+        }
+        const session = token ? await service.store.findByToken(token) : null;
+        if (!token || !session) {
+          conn.close(CloseCode.Unauthorized, token ? 'Unknown session' : 'Missing session token');
+          return false;
+        }
+        if (countOf(session.id) >= limits.socketsPerSession) {
+          conn.close(TOO_MANY_SOCKETS_CLOSE, `Too many sockets for this session (at most ${limits.socketsPerSession})`);
+          return false;
+        }
+        // An ended session is let in: a subscription yields the terminal event, then the socket closes.
+        conn.token = token;
+        conn.sessionId = session.id;
+        if (remember(conn)) hub.socketsOpened(session);
+        return { sessionId: session.id };
+      },
+    },
+    closed(conn) {
+      authenticated(conn);
+      if (conn.sessionId) forget(conn);
+    },
+  });
+
+  const socketsOf = (sessionId: string): Iterable<SessionSocket> => {
+    const sockets = socketsBySession.get(sessionId);
+    return sockets instanceof Set ? sockets : sockets ? [sockets] : [];
+  };
+
+  return {
+    /** Closes the sockets of a session that has ended (after its terminal event went out). */
+    sessionEnded(sessionId: string) {
+      for (const conn of socketsOf(sessionId)) {
+        conn.sessionOver = true;
+        if (!conn.subscribed) setTimeout(closeEnded, UNSUBSCRIBED_CLOSE_DELAY_MS, conn).unref();
+        else if (conn.settingUp === 0) closeEnded(conn);
+      }
+      socketsBySession.delete(sessionId);
+    },
+    dispose: adapter.dispose,
+  };
+}

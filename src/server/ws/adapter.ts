@@ -1,0 +1,184 @@
+import type { IncomingMessage, Server } from 'node:http';
+import { CloseCode, DEPRECATED_GRAPHQL_WS_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import type { Logger } from '../../logger.js';
+
+/**
+ * One socket, kept small since an idle subscribed socket is mostly this: graphql-ws talks through
+ * it (its `WebSocket` interface, with methods on the prototype rather than closures per socket)
+ * and gets it back as `ctx.extra`. Whoever uses the adapter subclasses it with its own state.
+ */
+export class Connection {
+  /** graphql-ws's message handler, and what it wants called once the socket has closed. */
+  receive: ((data: string) => Promise<void>) | null = null;
+  closed: ((code?: number, reason?: string) => Promise<void>) | null = null;
+  initTimer: NodeJS.Timeout | null = null;
+  /** A keep-alive ping went out and no pong has come back yet. */
+  awaitingPong = false;
+
+  constructor(readonly socket: WebSocket) {}
+
+  get protocol(): string {
+    return this.socket.protocol;
+  }
+
+  /**
+   * Hands the message to the socket without waiting for it to be flushed, so that a terminal event
+   * and its completion are both queued before the socket closes; a socket that fails to write
+   * closes anyway.
+   */
+  send(data: string): Promise<void> {
+    if (this.socket.readyState === WebSocket.OPEN) this.socket.send(data);
+    return Promise.resolve();
+  }
+
+  close(code?: number, reason?: string): void {
+    this.socket.close(code, reason);
+  }
+
+  onMessage(cb: (data: string) => Promise<void>): void {
+    this.receive = cb;
+  }
+}
+
+export interface AdapterOptions<C extends Connection> {
+  httpServer: Server;
+  path: string;
+  /** Larger messages close the socket with 1009. */
+  maxPayload: number;
+  /** Keep-alive ping interval; a socket that has not answered the previous ping by the next is terminated. */
+  keepAliveMs: number;
+  /** A socket that has not sent connection_init by then is closed with 4408. */
+  connectionInitWaitMs: number;
+  production: boolean;
+  logger: Logger;
+  /** Refuses an upgrade before the handshake with an HTTP status, or lets it through (null). */
+  admit(request: IncomingMessage): { status: number; message: string } | null;
+  /** The Connection of a new socket. */
+  opened(socket: WebSocket, request: IncomingMessage): C;
+  /** A socket closed, whatever its state. */
+  closed(conn: C): void;
+  /** graphql-ws's server options (the connection init timeout is the adapter's). */
+  graphql: ServerOptions<Record<string, unknown>, C>;
+}
+
+const limitCloseReason = (reason: string, whenTooLong: string) => (reason.length < 124 ? reason : whenTooLong);
+
+/**
+ * graphql-ws over `ws` on the HTTP server's port and path: graphql-ws's own `use/ws` adapter,
+ * adjusted (as its docs invite) to hold less per idle socket: one keep-alive timer for all sockets,
+ * listeners shared by all sockets (`this` is the socket), no permessage-deflate (a zlib context per
+ * socket for messages of a few hundred bytes). It knows nothing of sessions.
+ */
+export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>) {
+  const { logger, production } = options;
+  const wss = new WebSocketServer({
+    server: options.httpServer,
+    path: options.path,
+    perMessageDeflate: false,
+    maxPayload: options.maxPayload,
+    handleProtocols,
+    verifyClient: ({ req }, done) => {
+      const refusal = options.admit(req);
+      if (refusal) done(false, refusal.status, refusal.message);
+      else done(true);
+    },
+  });
+  const server = makeServer<Record<string, unknown>, C>({
+    ...options.graphql,
+    // Timed here instead, so that no timer stays referenced for the socket's life.
+    connectionInitWaitTimeout: 0,
+    onConnect: (ctx) => {
+      clearInitTimer(ctx.extra);
+      return options.graphql.onConnect?.(ctx);
+    },
+  });
+  const connections = new Map<WebSocket, C>();
+
+  const internalReason = (err: unknown) =>
+    production ? 'Internal server error' : limitCloseReason(err instanceof Error ? err.message : String(err), 'Internal server error');
+
+  function onMessage(this: WebSocket, data: RawData) {
+    connections.get(this)?.receive?.(String(data)).catch((err: unknown) => {
+      logger.error({ err }, 'handling a websocket message failed');
+      this.close(CloseCode.InternalServerError, internalReason(err));
+    });
+  }
+  function onPong(this: WebSocket) {
+    const conn = connections.get(this);
+    if (conn) conn.awaitingPong = false;
+  }
+  /**
+   * Mostly a client breaking the websocket protocol (a bad frame, a message over the size limit):
+   * ws is then already closing the socket with the fitting code (1002, 1009) and this close does
+   * nothing; any other error closes it with 1011.
+   */
+  function onError(this: WebSocket, err: Error) {
+    logger.debug({ err }, 'websocket protocol error');
+    this.close(CloseCode.InternalServerError, internalReason(err));
+  }
+  function onClose(this: WebSocket, code: number, reason: Buffer) {
+    const conn = connections.get(this);
+    if (!conn) return;
+    connections.delete(this);
+    clearInitTimer(conn);
+    if (!production && code === CloseCode.SubprotocolNotAcceptable && this.protocol === DEPRECATED_GRAPHQL_WS_PROTOCOL) {
+      logger.warn(`Client provided the unsupported and deprecated subprotocol "${this.protocol}" used by subscriptions-transport-ws.`);
+    }
+    options.closed(conn);
+    void conn.closed?.(code, String(reason));
+  }
+  function initTimeout(conn: C) {
+    conn.initTimer = null;
+    conn.socket.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
+  }
+
+  wss.once('error', (err) => {
+    logger.error({ err }, 'the websocket server failed: closing every socket');
+    for (const client of wss.clients) client.close(CloseCode.InternalServerError, internalReason(err));
+  });
+
+  wss.on('connection', (socket: WebSocket, request: IncomingMessage) => {
+    const conn = options.opened(socket, request);
+    connections.set(socket, conn);
+    socket.on('error', onError);
+    socket.on('pong', onPong);
+    socket.on('message', onMessage);
+    socket.on('close', onClose);
+    if (socket.protocol === GRAPHQL_TRANSPORT_WS_PROTOCOL) conn.initTimer = setTimeout(initTimeout, options.connectionInitWaitMs, conn);
+    conn.closed = server.opened(conn, conn);
+  });
+
+  const heartbeat =
+    options.keepAliveMs > 0 && Number.isFinite(options.keepAliveMs)
+      ? setInterval(() => {
+          for (const [socket, conn] of connections) {
+            if (conn.awaitingPong) {
+              socket.terminate();
+            } else if (socket.readyState === WebSocket.OPEN) {
+              conn.awaitingPong = true;
+              socket.ping();
+            }
+          }
+        }, options.keepAliveMs)
+      : null;
+  heartbeat?.unref();
+
+  return {
+    /** The Connection of an open socket. */
+    connectionOf: (socket: WebSocket): C | undefined => connections.get(socket),
+    /** Closes every socket with 1001 (clients reconnect, to another process if there is one) and stops listening. */
+    async dispose() {
+      if (heartbeat) clearInterval(heartbeat);
+      for (const client of wss.clients) client.close(1001, 'Going away');
+      wss.removeAllListeners();
+      await new Promise<void>((resolve, reject) => wss.close((err) => (err ? reject(err) : resolve())));
+    },
+  };
+}
+
+/** connection_init arrived (or the socket closed): the initialisation timeout no longer applies. */
+function clearInitTimer(conn: Connection): void {
+  if (conn.initTimer) clearTimeout(conn.initTimer);
+  conn.initTimer = null;
+}

@@ -1,0 +1,160 @@
+import mongoose from 'mongoose';
+import type { DatabaseCapabilities } from './capabilities.js';
+
+/**
+ * One attempt charged to one key (auth/attemptLimiter.ts): a login or a registration, counted
+ * against a budget of attempts per window. An attempt is a document of its own, never an
+ * increment of a counter: FerretDB 1.x loses concurrent `$inc`s of one document (capabilities.ts),
+ * while every committed insert is there to be counted.
+ */
+export interface AttemptRecord {
+  key: string;
+  at: Date;
+  /** When the record no longer counts under any budget of its key: the TTL index (or the purge) removes it then. */
+  expiresAt: Date;
+}
+
+/** Where attempts are kept: in the database (MongoAttemptStore), or one process's memory (MemoryAttemptStore, for unit tests). */
+export interface AttemptStore {
+  /** Writes the records; returns their ids, in order. */
+  insert(records: AttemptRecord[], now: Date): Promise<string[]>;
+  /** How many records each key has with `at` after its `since`. */
+  count(windows: Array<{ key: string; since: Date }>): Promise<Map<string, number>>;
+  /** The `at` of the key's records after `since`, oldest first, the first `skip` left out, at most `limit`. */
+  oldest(key: string, since: Date, skip: number, limit: number): Promise<Date[]>;
+  remove(ids: string[]): Promise<void>;
+  /** Removes every record of the key. */
+  removeKey(key: string): Promise<void>;
+}
+
+interface AttemptDoc {
+  _id: mongoose.Types.ObjectId;
+  key: string;
+  at: Date;
+  expiresAt: Date;
+}
+
+/** Without a TTL index, expired records are deleted at most this often, by the inserts that come along. */
+const PURGE_INTERVAL_MS = 60_000;
+const COLLECTION = 'auth_attempts';
+
+export interface MongoAttemptStoreOptions {
+  /** Told of a failed purge (the next insert after PURGE_INTERVAL_MS tries again). */
+  onPurgeError?: (err: unknown) => void;
+}
+
+/** Attempts in the `auth_attempts` collection, shared by every process on the database. */
+export class MongoAttemptStore implements AttemptStore {
+  private readonly collection: mongoose.mongo.Collection<AttemptDoc>;
+  private lastPurge = 0;
+
+  private constructor(
+    conn: mongoose.Connection,
+    private readonly capabilities: Pick<DatabaseCapabilities, 'ttlIndexes'>,
+    private readonly options: MongoAttemptStoreOptions,
+  ) {
+    if (!conn.db) throw new Error('MongoAttemptStore needs an open connection');
+    this.collection = conn.db.collection<AttemptDoc>(COLLECTION);
+  }
+
+  /** The store, with its indexes: a TTL index where the database has them, else expired records are purged as attempts come. */
+  static async open(
+    conn: mongoose.Connection,
+    capabilities: Pick<DatabaseCapabilities, 'ttlIndexes'>,
+    options: MongoAttemptStoreOptions = {},
+  ): Promise<MongoAttemptStore> {
+    const store = new MongoAttemptStore(conn, capabilities, options);
+    await store.collection.createIndex({ key: 1, at: 1 }, { name: 'key_at' });
+    if (capabilities.ttlIndexes) await store.collection.createIndex({ expiresAt: 1 }, { name: 'expiresAt_ttl', expireAfterSeconds: 0 });
+    return store;
+  }
+
+  async insert(records: AttemptRecord[], now: Date): Promise<string[]> {
+    if (!this.capabilities.ttlIndexes) this.purgeNowAndThen(now);
+    const result = await this.collection.insertMany(records.map((r) => ({ ...r }) as AttemptDoc), { ordered: true });
+    return records.map((_, i) => String(result.insertedIds[i]));
+  }
+
+  async count(windows: Array<{ key: string; since: Date }>): Promise<Map<string, number>> {
+    const counts = new Map(windows.map((w) => [w.key, 0]));
+    if (windows.length === 0) return counts;
+    const rows = await this.collection
+      .aggregate<{ _id: string; n: number }>([
+        { $match: { $or: windows.map((w) => ({ key: w.key, at: { $gt: w.since } })) } },
+        { $group: { _id: '$key', n: { $sum: 1 } } },
+      ])
+      .toArray();
+    for (const row of rows) counts.set(row._id, row.n);
+    return counts;
+  }
+
+  async oldest(key: string, since: Date, skip: number, limit: number): Promise<Date[]> {
+    const docs = await this.collection
+      .find({ key, at: { $gt: since } }, { projection: { at: 1 } })
+      .sort({ at: 1 })
+      .skip(skip)
+      .limit(limit)
+      .toArray();
+    return docs.map((d) => d.at);
+  }
+
+  async remove(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.collection.deleteMany({ _id: { $in: ids.map((id) => new mongoose.Types.ObjectId(id)) } });
+  }
+
+  async removeKey(key: string): Promise<void> {
+    await this.collection.deleteMany({ key });
+  }
+
+  /** What the TTL index would do, done by the attempts themselves (not awaited: it delays no attempt). */
+  private purgeNowAndThen(now: Date): void {
+    if (now.getTime() - this.lastPurge < PURGE_INTERVAL_MS) return;
+    this.lastPurge = now.getTime();
+    this.collection.deleteMany({ expiresAt: { $lte: now } }).catch((err: unknown) => this.options.onPurgeError?.(err));
+  }
+}
+
+/** Attempts in this process's memory: for unit tests, and for a service built without a database store. */
+export class MemoryAttemptStore implements AttemptStore {
+  private readonly records = new Map<string, AttemptRecord>();
+  private nextId = 0;
+
+  async insert(records: AttemptRecord[], now: Date): Promise<string[]> {
+    for (const [id, r] of this.records) if (r.expiresAt <= now) this.records.delete(id);
+    return records.map((r) => {
+      const id = String(++this.nextId);
+      this.records.set(id, { ...r });
+      return id;
+    });
+  }
+
+  async count(windows: Array<{ key: string; since: Date }>): Promise<Map<string, number>> {
+    const counts = new Map(windows.map((w) => [w.key, 0]));
+    for (const r of this.records.values()) {
+      for (const w of windows) if (r.key === w.key && r.at > w.since) counts.set(w.key, counts.get(w.key)! + 1);
+    }
+    return counts;
+  }
+
+  async oldest(key: string, since: Date, skip: number, limit: number): Promise<Date[]> {
+    return [...this.records.values()]
+      .filter((r) => r.key === key && r.at > since)
+      .map((r) => r.at)
+      .sort((a, b) => a.getTime() - b.getTime())
+      .slice(skip, skip + limit);
+  }
+
+  async remove(ids: string[]): Promise<void> {
+    for (const id of ids) this.records.delete(id);
+  }
+
+  async removeKey(key: string): Promise<void> {
+    for (const [id, r] of this.records) if (r.key === key) this.records.delete(id);
+  }
+
+  /** How many records are kept (expired ones go at the next insert). */
+  get size(): number {
+    return this.records.size;
+  }
+}

@@ -1,0 +1,54 @@
+import type { GraphQLError } from 'graphql';
+import { apiError } from '../errors.js';
+
+/** What a client is told when the database is out of reach: never the driver's message, which names the address. */
+export const DATABASE_UNAVAILABLE_MESSAGE = 'The database is unavailable; try again shortly.';
+
+/** Driver and mongoose errors that mean "the database cannot be reached", not "the database refused this". */
+const UNREACHABLE = new Set([
+  'MongoServerSelectionError', // no server answered within serverSelectionTimeoutMS
+  'MongooseServerSelectionError', // the same, from mongoose's initial connection
+  'MongoNetworkError', // the connection broke (server killed, network gone)
+  'MongoNetworkTimeoutError',
+  'MongoPoolClearedError', // the pool was cleared after a network error while the operation waited for it
+  'MongoServerClosedError',
+  'MongoNotConnectedError',
+  'MongoTopologyClosedError',
+  'DatabaseUnavailableError', // ours, below
+]);
+
+/** Socket errors that reach the caller unwrapped (e.g. a write to a connection the server closed: EPIPE). */
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTCONN', 'ECONNABORTED']);
+
+/** Mongoose's own messages for operations it could not send (buffering, a closed connection). */
+const MONGOOSE_UNREACHABLE = /buffering timed out|Connection was force closed|before initial connection is complete/;
+
+/** Thrown by code that knows the database is out of reach before asking it. */
+export class DatabaseUnavailableError extends Error {
+  override readonly name = 'DatabaseUnavailableError';
+  constructor(message = 'the database is out of reach') {
+    super(message);
+  }
+}
+
+/**
+ * True when `err`, or an error it wraps, says that the database could not be reached: a
+ * GraphQLError's originalError, an error's cause, and the driver error a MongoBulkWriteError
+ * (insertMany) wraps in its errorResponse. By name, since mongoose may bring a copy of the driver of its own.
+ */
+export function isDatabaseUnreachable(err: unknown, depth = 0): boolean {
+  if (!(err instanceof Error) || depth > 4) return false;
+  if (UNREACHABLE.has(err.name)) return true;
+  if (err.name === 'MongooseError' && MONGOOSE_UNREACHABLE.test(err.message)) return true;
+  if (NETWORK_CODES.has(String((err as { code?: unknown }).code))) return true;
+  const wrapped = err as { originalError?: unknown; cause?: unknown; errorResponse?: unknown };
+  return [wrapped.originalError, wrapped.cause, wrapped.errorResponse].some((inner) => inner !== err && isDatabaseUnreachable(inner, depth + 1));
+}
+
+/**
+ * The error a client gets for `err` when it means the database is out of reach (code
+ * DATABASE_UNAVAILABLE, a message without address, host or port); null for any other error.
+ */
+export function asDatabaseUnavailable(err: unknown): GraphQLError | null {
+  return isDatabaseUnreachable(err) ? apiError('DATABASE_UNAVAILABLE', DATABASE_UNAVAILABLE_MESSAGE) : null;
+}

@@ -1,0 +1,161 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import mongoose from 'mongoose';
+import type { Logger } from '../logger.js';
+import { isDatabaseUnreachable } from './databaseErrors.js';
+
+/**
+ * How long an operation waits for a reachable server before it fails. The driver's default (30 s)
+ * and mongoose's buffering (10 s) made every request hang that long while the database was out of
+ * reach; with this a request fails within about a second with DATABASE_UNAVAILABLE (an operation
+ * caught by the outage mid-flight is retried once by the driver, and may wait twice). A database
+ * that is there is found again within a few milliseconds after a dropped connection, well within it.
+ */
+export const SERVER_SELECTION_TIMEOUT_MS = 750;
+/** How long start-up waits for the database to answer at all. */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * Opens the connection every database access goes through. Operations fail within
+ * SERVER_SELECTION_TIMEOUT_MS once the database is out of reach, instead of being buffered, and
+ * the driver reconnects by itself when it is back; start-up alone waits up to `connectTimeoutMs`.
+ */
+export async function connectDatabase(uri: string, connectTimeoutMs = CONNECT_TIMEOUT_MS): Promise<mongoose.Connection> {
+  const deadline = Date.now() + connectTimeoutMs;
+  for (;;) {
+    const conn = mongoose.createConnection(uri, { serverSelectionTimeoutMS: SERVER_SELECTION_TIMEOUT_MS, bufferCommands: false });
+    try {
+      return await conn.asPromise();
+    } catch (err) {
+      await conn.close().catch(() => {});
+      if (!isDatabaseUnreachable(err) || Date.now() >= deadline) throw err;
+      await sleep(250);
+    }
+  }
+}
+
+/** Whether the database answers (SessionStore). */
+export interface Pingable {
+  /** True when the database answers a ping within `ms`. */
+  answers(ms: number): Promise<boolean>;
+}
+
+export interface DatabaseStatus {
+  ok: boolean;
+  database: 'reachable' | 'unreachable';
+  /** When the database was last found out of reach (ISO 8601), while it is. */
+  since?: string;
+}
+
+export interface DatabaseHealthOptions {
+  database: Pingable;
+  /** The mongoose connection: its 'disconnected' event (the driver lost the server) is heard at once; the monitor stops when it closes. */
+  connection: Pick<mongoose.Connection, 'on'>;
+  logger: Logger;
+  /** Between pings while the database answers. */
+  intervalMs?: number;
+  /** Between pings while it does not: how soon its return is noticed. */
+  downIntervalMs?: number;
+  /** A ping not answered within this counts as "out of reach". */
+  pingTimeoutMs?: number;
+}
+
+/**
+ * Tracks whether the database can be reached, for readiness (server/health.ts): a ping every
+ * `intervalMs` (every `downIntervalMs` while out of reach), and the driver's word at once when it
+ * loses the server. Logs one line when the database goes out of reach and one when it is back.
+ */
+export class DatabaseHealth {
+  private reachableNow = true;
+  private downSince = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private checking = false;
+  private checkAgain = false;
+  private stopped = false;
+  private readonly intervalMs: number;
+  private readonly downIntervalMs: number;
+  private readonly pingTimeoutMs: number;
+
+  constructor(private readonly options: DatabaseHealthOptions) {
+    this.intervalMs = options.intervalMs ?? 1_000;
+    this.downIntervalMs = options.downIntervalMs ?? 250;
+    this.pingTimeoutMs = options.pingTimeoutMs ?? 2_000;
+  }
+
+  /** A started monitor of `connection`, stopped when the connection closes. */
+  static monitor(options: DatabaseHealthOptions): DatabaseHealth {
+    const health = new DatabaseHealth(options);
+    health.start();
+    return health;
+  }
+
+  get reachable(): boolean {
+    return this.reachableNow;
+  }
+
+  status(): DatabaseStatus {
+    return this.reachableNow
+      ? { ok: true, database: 'reachable' }
+      : { ok: false, database: 'unreachable', since: new Date(this.downSince).toISOString() };
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.options.connection.on('disconnected', () => {
+      this.markDown('the driver lost the connection');
+      this.checkNow();
+    });
+    this.options.connection.on('reconnected', () => this.checkNow());
+    // Closing the connection (a graceful stop) is no outage.
+    this.options.connection.on('disconnecting', () => this.stop());
+    this.options.connection.on('close', () => this.stop());
+    this.schedule(this.intervalMs);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Pings now rather than at the next interval (after the ping in flight, if any). */
+  private checkNow(): void {
+    if (this.stopped) return;
+    if (this.checking) {
+      this.checkAgain = true;
+      return;
+    }
+    this.schedule(0);
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.check(), ms);
+    this.timer.unref();
+  }
+
+  private async check(): Promise<void> {
+    this.timer = null;
+    this.checking = true;
+    this.checkAgain = false;
+    const answered = await this.options.database.answers(this.pingTimeoutMs);
+    this.checking = false;
+    if (this.stopped) return;
+    if (answered) this.markUp();
+    else this.markDown(`a ping went unanswered for ${this.pingTimeoutMs} ms or failed`);
+    this.schedule(this.checkAgain ? 0 : this.reachableNow ? this.intervalMs : this.downIntervalMs);
+  }
+
+  private markDown(why: string): void {
+    if (!this.reachableNow || this.stopped) return;
+    this.reachableNow = false;
+    this.downSince = Date.now();
+    this.options.logger.warn({ why }, 'database unreachable: not ready (HTTP 503) and answering DATABASE_UNAVAILABLE until it is back');
+  }
+
+  private markUp(): void {
+    if (this.reachableNow) return;
+    this.reachableNow = true;
+    this.options.logger.info({ outageMs: Date.now() - this.downSince }, 'database reachable again: ready');
+  }
+}

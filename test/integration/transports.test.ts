@@ -1,0 +1,281 @@
+// One set of rules for HTTP and graphql-ws: the same limits, masking, credentials and clear errors on
+// both, and the websocket caps (operations per socket, sockets per session, unauthenticated sockets
+// per address).
+import { connect } from 'node:net';
+import type { Client } from 'graphql-ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { errorCode, newUserSession, sleep, startTestServer, type GqlResponse, type TestServer } from '../helpers/server.js';
+
+interface WsResult {
+  data?: any;
+  errors?: Array<{ message: string; extensions?: Record<string, any> }>;
+}
+
+/** One operation over graphql-ws: its first result, or the errors of an `error` message. */
+function overSocket(client: Client, query: string, variables: Record<string, unknown> = {}): Promise<WsResult> {
+  return new Promise((resolve, reject) => {
+    let first: WsResult | null = null;
+    const dispose = client.subscribe(
+      { query, variables },
+      {
+        next: (value) => {
+          first ??= value as WsResult;
+          dispose();
+          resolve(first);
+        },
+        error: (err) => (Array.isArray(err) ? resolve({ errors: err }) : reject(err instanceof Error ? err : new Error(String((err as { code?: number }).code)))),
+        complete: () => resolve(first ?? {}),
+      },
+    );
+  });
+}
+
+const wsCode = (res: WsResult) => res.errors?.[0]?.extensions?.code;
+
+/** A raw websocket's close code, once it closes (or 'open' after `ms`). */
+function closeOf(ws: WebSocket, ms = 5000): Promise<number | 'open'> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve('open'), ms);
+    ws.on('close', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+}
+
+function rawSocket(server: TestServer, headers: Record<string, string> = {}): WebSocket {
+  const ws = new WebSocket(server.url.replace(/^http/, 'ws'), 'graphql-transport-ws', { headers });
+  ws.on('error', () => {});
+  return ws;
+}
+
+const opened = (ws: WebSocket) => new Promise<void>((resolve, reject) => {
+  ws.once('open', () => resolve());
+  ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+});
+
+/** 16 aliases: one over the limit of 15. */
+const ALIASES = `{ ${Array.from({ length: 16 }, (_, i) => `a${i}: serverTime`).join(' ')} }`;
+/** Over the 1 000-token limit, and still valid GraphQL. */
+const TOKENS = `{ ${Array.from({ length: 1_100 }, () => '__typename').join(' ')} }`;
+/** 51 directives: one over the limit of 50. */
+const DIRECTIVES = `{ serverTime ${'@include(if: true) '.repeat(51)}}`;
+
+describe.each([
+  ['development', 'test'],
+  ['production', 'production'],
+])('the same rules on both transports (%s)', (_label, env) => {
+  let server: TestServer;
+  let token: string;
+  let client: Client;
+  beforeAll(async () => {
+    server = await startTestServer({ NODE_ENV: env });
+    ({ token } = await newUserSession(server));
+    client = server.wsClient(token);
+  });
+  afterAll(async () => {
+    await client?.dispose();
+    await server?.stop();
+  });
+
+  const both = async (query: string) => ({ http: await server.gql(query, {}, { token }), ws: await overSocket(client, query) });
+
+  it('refuses too many aliases with GRAPHQL_VALIDATION_FAILED (HTTP 400) on both', async () => {
+    const { http, ws } = await both(ALIASES);
+    expect([http.status, errorCode(http), wsCode(ws)]).toEqual([400, 'GRAPHQL_VALIDATION_FAILED', 'GRAPHQL_VALIDATION_FAILED']);
+  });
+
+  it('refuses a document over the token limit with GRAPHQL_PARSE_FAILED (HTTP 400) on both', async () => {
+    const { http, ws } = await both(TOKENS);
+    expect([http.status, errorCode(http), wsCode(ws)]).toEqual([400, 'GRAPHQL_PARSE_FAILED', 'GRAPHQL_PARSE_FAILED']);
+  });
+
+  it('answers a syntax error with GRAPHQL_PARSE_FAILED (HTTP 400) on both, and the socket stays usable', async () => {
+    const { http, ws } = await both('{ session { id ');
+    expect([http.status, errorCode(http), wsCode(ws)]).toEqual([400, 'GRAPHQL_PARSE_FAILED', 'GRAPHQL_PARSE_FAILED']);
+    expect((await overSocket(client, '{ session { id } }')).data.session.id).toBeTruthy();
+  });
+
+  it('refuses too many directives with GRAPHQL_VALIDATION_FAILED (HTTP 400) on both', async () => {
+    const { http, ws } = await both(DIRECTIVES);
+    expect([http.status, errorCode(http), wsCode(ws)]).toEqual([400, 'GRAPHQL_VALIDATION_FAILED', 'GRAPHQL_VALIDATION_FAILED']);
+  });
+
+  it(env === 'production' ? 'refuses introspection and names no field in errors, on both' : 'allows introspection and suggests fields, on both', async () => {
+    const introspection = await both('{ __schema { queryType { name } } }');
+    const typo = await both('{ sesion { id } }');
+    if (env === 'production') {
+      expect([errorCode(introspection.http), wsCode(introspection.ws)]).toEqual(['GRAPHQL_VALIDATION_FAILED', 'GRAPHQL_VALIDATION_FAILED']);
+      expect(typo.http.errors![0]!.message).not.toMatch(/Did you mean/);
+      expect(typo.ws.errors![0]!.message).not.toMatch(/Did you mean/);
+    } else {
+      expect(introspection.http.data.__schema.queryType.name).toBe('Query');
+      expect(introspection.ws.data.__schema.queryType.name).toBe('Query');
+      expect(typo.http.errors![0]!.message).toMatch(/Did you mean "session"/);
+      expect(typo.ws.errors![0]!.message).toMatch(/Did you mean "session"/);
+    }
+    expect(typo.ws.errors![0]!.message).toBe(typo.http.errors![0]!.message);
+  });
+});
+
+describe('errors that say what happened', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ HTTP_REQUEST_TIMEOUT: '1' });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('a subscription sent over HTTP is a 400 that says to use the websocket, and logs nothing at error level', async () => {
+    const { token } = await newUserSession(server);
+    const res = await server.gql('subscription { sessionEvents { kind } }', {}, { token });
+    expect(res.status).toBe(400);
+    expect(errorCode(res)).toBe('BAD_REQUEST');
+    expect(res.errors![0]!.message).toMatch(/graphql-ws/);
+    expect(server.logs.filter((line) => JSON.parse(line).level >= 50)).toEqual([]);
+  });
+
+  it('a malformed JSON body is a 400 with a JSON error, no stack, no HTML', async () => {
+    const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query": "{ serverTime }"' });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('content-type')).toMatch(/application\/json/);
+    const body = (await res.json()) as GqlResponse<unknown>;
+    expect(body.errors![0]!.extensions!.code).toBe('BAD_REQUEST');
+    expect(JSON.stringify(body)).not.toMatch(/at .*\.js|<html/i);
+  });
+
+  it('reads the Bearer scheme case-insensitively', async () => {
+    const { token } = await newUserSession(server);
+    for (const scheme of ['bearer', 'BEARER', 'Bearer']) {
+      const res = await server.gql('{ session { id } }', {}, { headers: { authorization: `${scheme} ${token}` } });
+      expect(res.errors).toBeUndefined();
+    }
+  });
+
+  it('a logout by Bearer token leaves the cookie of another session alone; by cookie it clears it', async () => {
+    const a = await newUserSession(server);
+    const b = await newUserSession(server);
+    const byBearer = await server.gql('mutation { logout }', {}, { token: a.token, headers: { cookie: `sessionid=${b.token}` } });
+    expect(byBearer.data).toEqual({ logout: true });
+    expect(byBearer.headers.get('set-cookie')).toBeNull();
+    expect((await server.gql('{ session { id } }', {}, { token: b.token })).errors).toBeUndefined();
+    const byCookie = await server.gql('mutation { logout }', {}, { headers: { cookie: `sessionid=${b.token}` } });
+    expect(byCookie.headers.get('set-cookie')).toMatch(/^sessionid=;.*Max-Age=0/);
+  });
+
+  it('a socket that holds no subscription closes with 4401 when its session is logged out or expires', async () => {
+    for (const end of ['logout', 'expiry'] as const) {
+      const { token } = await newUserSession(server, { seconds: end === 'expiry' ? 1 : 300 });
+      const closed = new Promise<number>((resolve) => {
+        // A query that has completed: the socket is open and holds no subscription.
+        server.wsClient(token, { onClosed: resolve }).subscribe({ query: '{ serverTime }' }, { next() {}, error() {}, complete() {} });
+      });
+      await sleep(200);
+      if (end === 'logout') await server.gql('mutation { logout }', {}, { token });
+      expect(await Promise.race([closed, sleep(4000).then(() => 'still open')])).toBe(4401);
+    }
+  });
+
+  it('a request body sent too slowly is cut off at HTTP_REQUEST_TIMEOUT', async () => {
+    const { port } = new URL(server.url);
+    const socket = connect(Number(port), '127.0.0.1');
+    let answer = '';
+    socket.on('data', (chunk) => (answer += String(chunk)));
+    const ended = new Promise<number>((resolve) => socket.on('close', () => resolve(Date.now())));
+    const start = Date.now();
+    socket.write('POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"query":');
+    const at = await Promise.race([ended, sleep(6000).then(() => null)]);
+    socket.destroy();
+    expect(at).not.toBeNull();
+    expect(at! - start).toBeLessThan(4000);
+    expect(answer).toMatch(/^HTTP\/1.1 408/);
+  });
+});
+
+describe('websocket caps', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ WS_MAX_OPERATIONS_PER_SOCKET: '3', WS_MAX_SOCKETS_PER_SESSION: '2', WS_MAX_UNAUTHENTICATED_PER_ADDRESS: '3' });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('refuses operations beyond the per-socket limit with TOO_MANY_OPERATIONS, and the socket stays usable', async () => {
+    const { token } = await newUserSession(server);
+    const client = server.wsClient(token);
+    const running = Array.from({ length: 3 }, () => client.subscribe({ query: 'subscription { sessionEvents(expiringSoonLead: 0) { kind } }' }, { next() {}, error() {}, complete() {} }));
+    await sleep(300);
+    const refused = await overSocket(client, '{ serverTime }');
+    expect(wsCode(refused)).toBe('TOO_MANY_OPERATIONS');
+    running[0]!();
+    await sleep(100);
+    expect((await overSocket(client, '{ serverTime }')).data.serverTime).toBeTruthy();
+    await client.dispose();
+  });
+
+  it('closes a socket beyond the per-session limit with 4429', async () => {
+    const { token } = await newUserSession(server);
+    const codes: number[] = [];
+    const clients = Array.from({ length: 3 }, () => server.wsClient(token, { onClosed: (code) => codes.push(code) }));
+    const results = await Promise.allSettled(clients.map((c) => overSocket(c, '{ serverTime }')));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(2);
+    expect(codes).toEqual([4429]);
+    await Promise.all(clients.map((c) => c.dispose()));
+  });
+
+  it('refuses the upgrade of unauthenticated sockets beyond the per-address limit with HTTP 429; connection_init frees a place', async () => {
+    const waiting = Array.from({ length: 3 }, () => rawSocket(server));
+    await Promise.all(waiting.map(opened));
+    await expect(opened(rawSocket(server))).rejects.toThrow('HTTP 429');
+    const { token } = await newUserSession(server);
+    const acked = new Promise((resolve) => waiting[0]!.once('message', resolve));
+    waiting[0]!.send(JSON.stringify({ type: 'connection_init', payload: { token } }));
+    await acked;
+    const next = rawSocket(server);
+    await opened(next);
+    for (const ws of [...waiting, next]) ws.close();
+  });
+});
+
+describe('cross-site websocket hijacking', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ ALLOWED_ORIGINS: 'https://app.example.com' });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  const initWithCookie = async (token: string, origin?: string) => {
+    const ws = rawSocket(server, { cookie: `sessionid=${token}`, ...(origin ? { origin } : {}) });
+    await opened(ws);
+    const first = new Promise<string>((resolve) => ws.once('message', (data) => resolve(JSON.parse(String(data)).type)));
+    ws.send(JSON.stringify({ type: 'connection_init' }));
+    const result = await Promise.race([first, closeOf(ws)]);
+    ws.close();
+    return { result };
+  };
+
+  it('refuses a cookie-authenticated socket from a foreign or null Origin with 4403, and accepts its own, a listed and a missing one', async () => {
+    const { token } = await newUserSession(server);
+    const { host } = new URL(server.url);
+    expect((await initWithCookie(token, 'https://evil.example')).result).toBe(4403);
+    expect((await initWithCookie(token, 'null')).result).toBe(4403);
+    expect((await initWithCookie(token, `http://${host}`)).result).toBe('connection_ack');
+    expect((await initWithCookie(token, 'https://app.example.com')).result).toBe('connection_ack');
+    expect((await initWithCookie(token)).result).toBe('connection_ack');
+  });
+
+  it('accepts a token in connectionParams from any Origin', async () => {
+    const { token } = await newUserSession(server);
+    const ws = rawSocket(server, { origin: 'https://evil.example' });
+    await opened(ws);
+    const first = new Promise<string>((resolve) => ws.once('message', (data) => resolve(JSON.parse(String(data)).type)));
+    ws.send(JSON.stringify({ type: 'connection_init', payload: { token } }));
+    expect(await first).toBe('connection_ack');
+    ws.close();
+  });
+});

@@ -1,0 +1,46 @@
+import { GraphQLError } from 'graphql';
+import mongoose from 'mongoose';
+import { describe, expect, it } from 'vitest';
+import { asDatabaseUnavailable, DatabaseUnavailableError, isDatabaseUnreachable } from '../../src/store/databaseErrors.js';
+
+const { mongo } = mongoose;
+
+describe('database errors', () => {
+  it('recognises the errors that mean the database is out of reach, however wrapped', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:27017'), { code: 'ECONNREFUSED' });
+    const unreachable = [
+      new mongo.MongoNetworkError('connection 3 to 127.0.0.1:27017 closed'),
+      new mongo.MongoNetworkTimeoutError('timed out'),
+      new mongo.MongoNotConnectedError('not connected'),
+      new mongo.MongoTopologyClosedError(),
+      new mongoose.Error('Operation `sessions.findOne()` buffering timed out after 10000ms'),
+      new DatabaseUnavailableError(),
+      // insertMany: the driver wraps the socket's own error in a MongoBulkWriteError
+      new mongo.MongoBulkWriteError(Object.assign(new Error('This socket has been ended by the other party'), { code: 'EPIPE' }) as never, {} as never),
+      new mongo.MongoBulkWriteError(refused as never, {} as never),
+      new GraphQLError('wrapped', { originalError: new mongo.MongoNetworkError('reset') }),
+      new Error('outer', { cause: new mongo.MongoNetworkError('reset') }),
+    ];
+    for (const err of unreachable) expect([err.name, isDatabaseUnreachable(err)]).toEqual([err.name, true]);
+  });
+
+  it('leaves every other error alone', () => {
+    const others = [
+      new mongo.MongoServerError({ message: 'E11000 duplicate key error', code: 11000 }),
+      new mongo.MongoBulkWriteError({ message: 'E11000 duplicate key error', code: 11000 }, {} as never),
+      new mongoose.Error('Cast to ObjectId failed'),
+      new GraphQLError('Your session has expired: log in again.', { extensions: { code: 'SESSION_EXPIRED' } }),
+      new TypeError("Cannot read properties of undefined (reading 'expiresAt')"),
+      'a string',
+      null,
+    ];
+    for (const err of others) expect(isDatabaseUnreachable(err)).toBe(false);
+  });
+
+  it('tells the client DATABASE_UNAVAILABLE without the address', () => {
+    const err = asDatabaseUnavailable(new mongo.MongoNetworkError('connect ECONNREFUSED 10.1.2.3:27017'))!;
+    expect(err.extensions.code).toBe('DATABASE_UNAVAILABLE');
+    expect(err.message).toBe('The database is unavailable; try again shortly.');
+    expect(asDatabaseUnavailable(new Error('boom'))).toBeNull();
+  });
+});
