@@ -59,6 +59,8 @@ export class PollingFeed implements ChangeFeed {
   private lastTrimAt = 0;
   private listener: SessionListener = { sessionChanged() {} };
   private polling: Promise<void> | null = null;
+  /** When polls started failing (null while they work). */
+  private failingSince: number | null = null;
 
   constructor(
     private readonly store: SessionStore,
@@ -76,7 +78,17 @@ export class PollingFeed implements ChangeFeed {
     const tick = async () => {
       this.polling = this.read()
         .then(() => this.trim())
-        .catch((err: unknown) => this.logger.warn({ err }, 'polling for session changes failed'));
+        .then(
+          () => {
+            if (this.failingSince !== null) this.logger.info({ failedForMs: Date.now() - this.failingSince }, 'polling for session changes works again');
+            this.failingSince = null;
+          },
+          (err: unknown) => {
+            // One line per outage, not one per poll.
+            if (this.failingSince === null) this.logger.warn({ err: String(err) }, 'polling for session changes failed: retrying');
+            this.failingSince ??= Date.now();
+          },
+        );
       await this.polling;
       if (this.timer) this.timer = setTimeout(tick, this.intervalMs);
     };
