@@ -1,12 +1,38 @@
 import { z } from 'zod';
 import { parseAllowedOrigins } from './server/origin.js';
 
+/** A boolean, case-insensitive (Django's settings are written `True` / `False`). */
 const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.enum(['true', 'false', '1', '0', 'yes', 'no']))
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const seconds = z.coerce.number().int().nonnegative();
 const positiveSeconds = z.coerce.number().int().positive();
 const positiveCount = positiveSeconds;
+
+/** A cookie name: an RFC 6265 token, kept to letters, digits, `_` and `-`. */
+const cookieName = z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only');
+/**
+ * Django's SESSION_COOKIE_SAMESITE: 'Lax', 'Strict', 'None', or False (no SameSite attribute),
+ * case-insensitive. Stored lower-cased, false for none.
+ */
+const sameSite = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.enum(['lax', 'strict', 'none', 'false'], { message: "expected 'Lax', 'Strict', 'None' or 'False'" }))
+  .transform((v) => (v === 'false' ? false : v));
+export type SameSite = 'lax' | 'strict' | 'none' | false;
+/** SESSION_COOKIE_DOMAIN: a host name, optionally with a leading dot; empty means none (Django's None, a host-only cookie). */
+const cookieDomain = z
+  .string()
+  .trim()
+  .regex(/^(\.?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$|^$/i, 'not a domain name')
+  .transform((v) => (v === '' ? null : v));
+/** SESSION_COOKIE_PATH: an absolute path without spaces, `;` or control characters. */
+const cookiePath = z.string().regex(/^\/[\x21-\x3A\x3C-\x7E]*$/, "an absolute path ('/...') without spaces or ';'");
 
 /** Environment variables, their defaults and what they mean (also listed in the README). */
 const schema = z.object({
@@ -33,6 +59,11 @@ const schema = z.object({
 
   /** Django's SESSION_COOKIE_AGE: the global policy, used when the expiry is null. */
   SESSION_COOKIE_AGE: positiveSeconds.default(1_209_600),
+  /**
+   * Django's SESSION_EXPIRE_AT_BROWSER_CLOSE: a session whose expiry is null (the global policy)
+   * expires when the browser closes, as an expiry of 0 does.
+   */
+  SESSION_EXPIRE_AT_BROWSER_CLOSE: bool.default(false),
   /** Django's SESSION_SAVE_EVERY_REQUEST: every authenticated request slides the expiry. */
   SESSION_SAVE_EVERY_REQUEST: bool.default(false),
   /** Absolute cap on any session: createdAt + this, whatever renewals ask for. Unset: no cap. */
@@ -55,9 +86,17 @@ const schema = z.object({
   LOGIN_URL: z.string().default('/app/login'),
   REGISTRATION_ENABLED: bool.default(true),
   GRAPHIQL_ENABLED: bool.optional(),
-  COOKIE_NAME: z.string().regex(/^[A-Za-z0-9_-]+$/).default('sessionid'),
-  COOKIE_SECURE: bool.default(false),
-  COOKIE_SAMESITE: z.enum(['lax', 'strict', 'none']).default('lax'),
+  /** Django's session cookie settings. Unset: Django's defaults (COOKIE_ALIASES names the older names still read). */
+  SESSION_COOKIE_NAME: cookieName.optional(),
+  SESSION_COOKIE_DOMAIN: cookieDomain.optional(),
+  SESSION_COOKIE_PATH: cookiePath.default('/'),
+  SESSION_COOKIE_SECURE: bool.optional(),
+  SESSION_COOKIE_HTTPONLY: bool.default(true),
+  SESSION_COOKIE_SAMESITE: sameSite.optional(),
+  /** Deprecated names of SESSION_COOKIE_NAME, SESSION_COOKIE_SECURE and SESSION_COOKIE_SAMESITE. */
+  COOKIE_NAME: cookieName.optional(),
+  COOKIE_SECURE: bool.optional(),
+  COOKIE_SAMESITE: sameSite.optional(),
 
   /**
    * Login limits (auth/attemptLimiter.ts): attempts that did not succeed, counted before the password
@@ -95,6 +134,16 @@ const PRESENCE_LEASE_HEARTBEATS = 3;
 
 export type Env = z.infer<typeof schema>;
 
+/** The older cookie variables, still read (deprecated) as the Django-named ones they stand for. */
+const COOKIE_ALIASES = [
+  ['SESSION_COOKIE_NAME', 'COOKIE_NAME'],
+  ['SESSION_COOKIE_SECURE', 'COOKIE_SECURE'],
+  ['SESSION_COOKIE_SAMESITE', 'COOKIE_SAMESITE'],
+] as const;
+
+/** Where the API is served: the session cookie must reach it (and the websocket upgrade, on the same path). */
+const API_PATH = '/graphql';
+
 export interface Settings {
   env: Env['NODE_ENV'];
   host: string;
@@ -114,7 +163,7 @@ export interface Settings {
   loginUrl: string;
   registrationEnabled: boolean;
   graphiqlEnabled: boolean;
-  cookie: { name: string; secure: boolean; sameSite: 'lax' | 'strict' | 'none' };
+  cookie: CookieSettings;
   loginRateLimit: { perUserAndAddress: RateBudget; perUser: RateBudget; perAddress: RateBudget };
   registrationRateLimit: RateBudget;
   wsPingIntervalMs: number;
@@ -122,6 +171,23 @@ export interface Settings {
   websocket: { operationsPerSocket: number; socketsPerSession: number; unauthenticatedPerAddress: number };
   changePollIntervalMs: number;
   passwordHashCost: number;
+  /**
+   * What loading the environment found worth a warning but not a refusal: unknown SESSION_*
+   * variables, deprecated names. startServer logs each once at start-up.
+   */
+  warnings: string[];
+}
+
+/** The session cookie's attributes, as Django's SESSION_COOKIE_* settings give them. */
+export interface CookieSettings {
+  name: string;
+  /** The Domain attribute; null for a host-only cookie (Django's None). */
+  domain: string | null;
+  path: string;
+  secure: boolean;
+  httpOnly: boolean;
+  /** The SameSite attribute; false for none. */
+  sameSite: SameSite;
 }
 
 /** At most `limit` attempts per `windowSeconds` (auth/attemptLimiter.ts). */
@@ -133,6 +199,8 @@ export interface RateBudget {
 /** The inputs of the pure expiry rules (src/expiry). All durations in seconds. */
 export interface ExpirySettings {
   cookieAge: number;
+  /** SESSION_EXPIRE_AT_BROWSER_CLOSE: the global policy (a null expiry) expires at browser close. */
+  expireAtBrowserClose: boolean;
   browserCloseAge: number;
   maxLifetime: number | null;
   maxExpiry: number;
@@ -149,9 +217,15 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
-  if (e.COOKIE_SAMESITE === 'none' && !e.COOKIE_SECURE) {
-    throw new ConfigError('Invalid configuration:\n  COOKIE_SAMESITE: "none" requires COOKIE_SECURE=true');
+  const warnings: string[] = [];
+  const unknown = unknownSessionVariables(source);
+  if (unknown.length > 0) {
+    warnings.push(
+      `Unknown SESSION_* environment variables, ignored: ${unknown.join(', ')}. ` +
+        `This server reads: ${KNOWN_SESSION_VARIABLES.join(', ')}.`,
+    );
   }
+  const cookie = cookieSettings(e, warnings);
   return {
     env: e.NODE_ENV,
     host: e.HOST,
@@ -162,6 +236,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     logLevel: e.LOG_LEVEL,
     expiry: {
       cookieAge: e.SESSION_COOKIE_AGE,
+      expireAtBrowserClose: e.SESSION_EXPIRE_AT_BROWSER_CLOSE,
       browserCloseAge: e.SESSION_BROWSER_CLOSE_AGE ?? e.SESSION_COOKIE_AGE,
       maxLifetime: e.SESSION_MAX_LIFETIME ?? null,
       maxExpiry: e.SESSION_MAX_EXPIRY,
@@ -176,7 +251,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     loginUrl: e.LOGIN_URL,
     registrationEnabled: e.REGISTRATION_ENABLED,
     graphiqlEnabled: e.GRAPHIQL_ENABLED ?? e.NODE_ENV !== 'production',
-    cookie: { name: e.COOKIE_NAME, secure: e.COOKIE_SECURE, sameSite: e.COOKIE_SAMESITE },
+    cookie,
     loginRateLimit: {
       perUserAndAddress: { limit: e.LOGIN_RATE_LIMIT, windowSeconds: e.LOGIN_RATE_WINDOW },
       perUser: { limit: e.LOGIN_USER_RATE_LIMIT, windowSeconds: e.LOGIN_USER_RATE_WINDOW },
@@ -192,5 +267,55 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     },
     changePollIntervalMs: e.CHANGE_POLL_INTERVAL_MS,
     passwordHashCost: e.PASSWORD_HASH_COST,
+    warnings,
   };
+}
+
+const KNOWN_SESSION_VARIABLES = Object.keys(schema.shape).filter((name) => name.startsWith('SESSION_'));
+
+/** SESSION_* variables this server does not read: a misspelt or unsupported Django setting is named, never silently ignored. */
+function unknownSessionVariables(source: NodeJS.ProcessEnv): string[] {
+  const known = new Set<string>(KNOWN_SESSION_VARIABLES);
+  return Object.keys(source)
+    .filter((name) => name.startsWith('SESSION_') && !known.has(name))
+    .sort();
+}
+
+/**
+ * The cookie settings, each from its Django name or else from its deprecated alias (with a
+ * warning); both set to different values is an error.
+ */
+function cookieSettings(e: Env, warnings: string[]): CookieSettings {
+  const issues: string[] = [];
+  const pick = <K extends (typeof COOKIE_ALIASES)[number][0]>(name: K): Env[K] => {
+    const alias = COOKIE_ALIASES.find(([current]) => current === name)![1];
+    const value = e[name];
+    const old = e[alias] as Env[K];
+    if (old === undefined) return value;
+    if (value !== undefined && value !== old) {
+      issues.push(`  ${name}: set to ${String(value)}, but its deprecated alias ${alias} to ${String(old)}: remove ${alias}`);
+    } else {
+      warnings.push(`${alias} is deprecated: use ${name}${value === undefined ? '' : ` (both are set: remove ${alias})`}.`);
+    }
+    return value ?? old;
+  };
+  const name = pick('SESSION_COOKIE_NAME') ?? 'sessionid';
+  const secure = pick('SESSION_COOKIE_SECURE') ?? false;
+  const sameSite = pick('SESSION_COOKIE_SAMESITE') ?? 'lax';
+  if (sameSite === 'none' && !secure) {
+    issues.push('  SESSION_COOKIE_SAMESITE: "None" requires SESSION_COOKIE_SECURE=true (browsers refuse the cookie otherwise)');
+  }
+  if (issues.length > 0) throw new ConfigError(`Invalid configuration:\n${issues.join('\n')}`);
+  const path = e.SESSION_COOKIE_PATH;
+  if (!pathMatches(API_PATH, path)) {
+    warnings.push(`SESSION_COOKIE_PATH=${path} does not cover ${API_PATH}: browsers will not send the session cookie to the API.`);
+  }
+  return { name, domain: e.SESSION_COOKIE_DOMAIN ?? null, path, secure, httpOnly: e.SESSION_COOKIE_HTTPONLY, sameSite };
+}
+
+/** RFC 6265, section 5.1.4: whether a cookie with path `cookiePath` is sent with requests for `requestPath`. */
+function pathMatches(requestPath: string, cookiePath: string): boolean {
+  if (requestPath === cookiePath) return true;
+  if (!requestPath.startsWith(cookiePath)) return false;
+  return cookiePath.endsWith('/') || requestPath[cookiePath.length] === '/';
 }

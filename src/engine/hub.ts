@@ -1,3 +1,5 @@
+import type { ExpirySettings } from '../config.js';
+import { expiresAtBrowserClose } from '../expiry/rules.js';
 import type { Logger } from '../logger.js';
 import type { ChangeFeed, EndReason, Session, SessionListener } from '../session.js';
 import { within } from '../timeLimit.js';
@@ -38,6 +40,8 @@ export interface HubDeps {
   presence: SubscriptionPresence;
   scheduler: Scheduler;
   now: () => number;
+  /** Which sessions expire at browser close (their subscriptions count as the browser's presence). */
+  expiry: ExpirySettings;
   loginUrl: string;
   logger: Logger;
   /** How long the re-check at expiry waits for the database before asking whether it is there at all. */
@@ -143,7 +147,7 @@ export class EventHub implements SessionListener {
       this.closeSocketsSoon(own.id);
       return queue;
     }
-    const present = own.expiry.spec.policy === 'BROWSER_CLOSE';
+    const present = expiresAtBrowserClose(own.expiry.spec, this.deps.expiry);
     const sub = new Subscriber(this, this.nextSubscriberId++, own.id, own.userId, options.leadSeconds * 1000, present, listedAt);
     this.follow(sub, own);
     if (sub.present) this.deps.presence.attach(own.id);

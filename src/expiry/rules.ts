@@ -88,7 +88,20 @@ export function parseExpiry(
   return { policy: 'DEFAULT', seconds: null, date: null };
 }
 
-/** Length of the inactivity period the spec stands for, in seconds; null for a fixed date. */
+/**
+ * Django's get_expire_at_browser_close(): true for an expiry of 0; for a null expiry (the global
+ * policy) whatever SESSION_EXPIRE_AT_BROWSER_CLOSE says; false for a number of seconds or a date.
+ * Such a session's cookie has no Max-Age or Expires, and the browser-close presence rules end it.
+ */
+export function expiresAtBrowserClose(spec: ExpirySpec, settings: ExpirySettings): boolean {
+  return spec.policy === 'BROWSER_CLOSE' || (spec.policy === 'DEFAULT' && settings.expireAtBrowserClose);
+}
+
+/**
+ * Length of the inactivity period the spec stands for, in seconds; null for a fixed date. A session
+ * that expires at browser close lives the browser-close age server-side (SESSION_BROWSER_CLOSE_AGE,
+ * by default SESSION_COOKIE_AGE, as in Django).
+ */
 export function idlePeriodSeconds(spec: ExpirySpec, settings: ExpirySettings): number | null {
   switch (spec.policy) {
     case 'SECONDS':
@@ -96,7 +109,7 @@ export function idlePeriodSeconds(spec: ExpirySpec, settings: ExpirySettings): n
     case 'BROWSER_CLOSE':
       return settings.browserCloseAge;
     case 'DEFAULT':
-      return settings.cookieAge;
+      return settings.expireAtBrowserClose ? settings.browserCloseAge : settings.cookieAge;
     case 'DATE':
       return null;
   }
@@ -126,11 +139,26 @@ export function isValid(expiresAt: Date, now: Date): boolean {
 }
 
 /**
- * Django's get_expiry_age: seconds left, never negative. Rounded up, so that it is 0 exactly
- * when the session is no longer valid and a fresh 300 s session reports 300.
+ * Seconds left, never negative (the API's `expiryAge`; not Django's get_expiry_age, which is
+ * `expiryPeriod`). Rounded up, so that it is 0 exactly when the session is no longer valid and a
+ * fresh 300 s session reports 300.
  */
 export function expiryAge(expiresAt: Date, now: Date): number {
   return Math.max(0, Math.ceil((expiresAt.getTime() - now.getTime()) / 1000));
+}
+
+/**
+ * Django's get_expiry_age() (django/contrib/sessions/backends/base.py): the configured age for a
+ * number of seconds (10 after set_expiry(10), however much time has passed); the global age for a
+ * null expiry or 0 (here the browser-close age for a session that expires at browser close, which
+ * is SESSION_COOKIE_AGE unless SESSION_BROWSER_CLOSE_AGE says otherwise); for a date, the whole
+ * seconds from `now` to it, rounded down as Django's `delta.days * 86400 + delta.seconds` is.
+ * SESSION_MAX_LIFETIME, which Django does not have, does not shorten it (`limitedBy` says when it
+ * applies).
+ */
+export function expiryPeriod(spec: ExpirySpec, now: Date, settings: ExpirySettings): number {
+  const idle = idlePeriodSeconds(spec, settings);
+  return idle ?? Math.floor((spec.date!.getTime() - now.getTime()) / 1000);
 }
 
 /**

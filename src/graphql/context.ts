@@ -1,15 +1,16 @@
-import { serialize } from 'cookie';
-import type { Settings } from '../config.js';
+import { serialize, type SerializeOptions } from 'cookie';
+import type { CookieSettings, Settings } from '../config.js';
 import type { EventHub } from '../engine/hub.js';
 import { apiError } from '../errors.js';
 import type { Decided, SessionService } from '../sessions/service.js';
 import type { Session } from '../session.js';
-import { expiryAge } from '../expiry/rules.js';
+import { expiresAtBrowserClose, expiryAge } from '../expiry/rules.js';
 
 /** What the HTTP layer lets a resolver do with the session cookie. */
 export interface CookieJar {
   /** True when this request was authenticated by the cookie rather than a bearer token. */
   readonly fromCookie: boolean;
+  /** Sets the session cookie in the response (the Set-Cookie value); a later call in the same request replaces an earlier one. */
   set(value: string): void;
 }
 
@@ -26,10 +27,16 @@ export interface GraphQLContext {
   served?: Promise<Decided>;
 }
 
-/** The session that authenticates this request, checked once per request, and when it was found valid. */
+/**
+ * The session that authenticates this request, checked once per request, and when it was found
+ * valid. When the check moved the expiry (SESSION_SAVE_EVERY_REQUEST), the cookie follows it.
+ */
 export function servedSession(ctx: GraphQLContext): Promise<Decided> {
   ctx.served ??= ctx.token
-    ? ctx.service.authenticate(ctx.token)
+    ? ctx.service.authenticate(ctx.token).then((served) => {
+        if (served.expiryMoved) refreshCookie(ctx, served);
+        return served;
+      })
     : Promise.reject(
         apiError('UNAUTHENTICATED', 'Log in first: send the session token as a Bearer token or the session cookie.', {
           loginUrl: ctx.settings.loginUrl,
@@ -42,23 +49,40 @@ export async function currentSession(ctx: GraphQLContext): Promise<Session> {
   return (await servedSession(ctx)).session;
 }
 
+/** After a save over the cookie transport (a renewal, or a request that slid the expiry), the cookie follows the new expiry. */
+export function refreshCookie(ctx: GraphQLContext, saved: Decided): void {
+  if (ctx.cookies?.fromCookie && ctx.token) {
+    ctx.cookies.set(sessionCookie(ctx.settings, ctx.token, saved.session, saved.at));
+  }
+}
+
+/** The attributes Django's SessionMiddleware gives the cookie: SESSION_COOKIE_DOMAIN, _PATH, _SECURE, _HTTPONLY, _SAMESITE. */
+function cookieAttributes(cookie: CookieSettings): SerializeOptions {
+  return {
+    ...(cookie.domain === null ? {} : { domain: cookie.domain }),
+    path: cookie.path,
+    httpOnly: cookie.httpOnly,
+    secure: cookie.secure,
+    sameSite: cookie.sameSite,
+  };
+}
+
 /**
- * The Set-Cookie value for a session, as Django writes it: HttpOnly, SameSite, Secure when
- * configured, and no Max-Age for a browser-close session so the browser drops it on exit.
+ * The Set-Cookie value for a session as of `now`, as Django's SessionMiddleware writes it:
+ * Max-Age (here the seconds left) with the matching Expires, and neither for a session that
+ * expires at browser close (an expiry of 0, or null with SESSION_EXPIRE_AT_BROWSER_CLOSE), so
+ * that the browser drops it on exit.
  */
 export function sessionCookie(settings: Settings, token: string, session: Session, now: Date): string {
-  const { name, secure, sameSite } = settings.cookie;
-  const browserClose = session.expiry.spec.policy === 'BROWSER_CLOSE';
-  return serialize(name, token, {
-    httpOnly: true,
-    secure,
-    sameSite,
-    path: '/',
-    ...(browserClose ? {} : { maxAge: expiryAge(session.expiry.expiresAt, now) }),
+  const atBrowserClose = expiresAtBrowserClose(session.expiry.spec, settings.expiry);
+  const maxAge = expiryAge(session.expiry.expiresAt, now);
+  return serialize(settings.cookie.name, token, {
+    ...cookieAttributes(settings.cookie),
+    ...(atBrowserClose ? {} : { maxAge, expires: new Date(now.getTime() + maxAge * 1000) }),
   });
 }
 
+/** Django's delete_cookie: the same name, path and domain, empty, Max-Age=0 and Expires in 1970. */
 export function clearedSessionCookie(settings: Settings): string {
-  const { name, secure, sameSite } = settings.cookie;
-  return serialize(name, '', { httpOnly: true, secure, sameSite, path: '/', maxAge: 0 });
+  return serialize(settings.cookie.name, '', { ...cookieAttributes(settings.cookie), maxAge: 0, expires: new Date(0) });
 }

@@ -1,6 +1,6 @@
 import { Arg, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
 import type { Session } from '../session.js';
-import { clearedSessionCookie, currentSession, servedSession, sessionCookie, type GraphQLContext } from './context.js';
+import { clearedSessionCookie, currentSession, refreshCookie, servedSession, sessionCookie, type GraphQLContext } from './context.js';
 import {
   DateTime,
   ExpiryInput,
@@ -20,13 +20,6 @@ function describe(ctx: GraphQLContext, session: Session, current: Session, at: D
 /** The cookie is cleared only when it holds the session that ended: a request by Bearer token leaves another session's cookie alone. */
 function clearCookie(ctx: GraphQLContext): void {
   if (ctx.cookies?.fromCookie) ctx.cookies.set(clearedSessionCookie(ctx.settings));
-}
-
-/** After a save over the cookie transport, the cookie's Max-Age follows the new expiry. */
-function refreshCookie(ctx: GraphQLContext, session: Session): void {
-  if (ctx.cookies?.fromCookie && ctx.token) {
-    ctx.cookies.set(sessionCookie(ctx.settings, ctx.token, session, ctx.service.clock()));
-  }
 }
 
 @Resolver()
@@ -62,6 +55,7 @@ export class SessionResolver {
     const { settings } = ctx;
     return Object.assign(new ServerSettingsType(), {
       cookieAge: settings.expiry.cookieAge,
+      expireAtBrowserClose: settings.expiry.expireAtBrowserClose,
       browserCloseAge: settings.expiry.browserCloseAge,
       browserCloseGrace: Math.round(settings.browserCloseGraceMs / 1000),
       maxLifetime: settings.expiry.maxLifetime,
@@ -92,7 +86,8 @@ export class SessionResolver {
     @Arg('expiry', () => ExpiryInput, { nullable: true }) expiry: ExpiryInput | null,
     @Arg('cookie', () => Boolean, {
       defaultValue: false,
-      description: 'Also set the session as an HttpOnly cookie (without Max-Age for a browser-close session).',
+      description:
+        'Also set the session as a cookie (HttpOnly unless SESSION_COOKIE_HTTPONLY=false), with Max-Age and Expires, or neither for a session that expires at browser close.',
     })
     cookie: boolean,
     @Ctx() ctx: GraphQLContext,
@@ -104,7 +99,7 @@ export class SessionResolver {
       userAgent: ctx.userAgent,
       clientAddress: ctx.clientAddress,
     });
-    if (cookie && ctx.cookies) ctx.cookies.set(sessionCookie(ctx.settings, token, session, ctx.service.clock()));
+    if (cookie && ctx.cookies) ctx.cookies.set(sessionCookie(ctx.settings, token, session, session.updatedAt));
     const user = await ctx.service.findUser(session.userId);
     return Object.assign(new LoginResult(), {
       token,
@@ -124,14 +119,14 @@ export class SessionResolver {
     @Ctx() ctx: GraphQLContext,
   ): Promise<SessionType> {
     const saved = await ctx.service.setExpiry(await currentSession(ctx), { seconds, date: at });
-    refreshCookie(ctx, saved.session);
+    refreshCookie(ctx, saved);
     return describe(ctx, saved.session, saved.session, saved.at);
   }
 
   @Mutation(() => SessionType, { description: 'Renews the session: saves it now with the expiry policy it has (a fixed date does not move).' })
   async touch(@Ctx() ctx: GraphQLContext): Promise<SessionType> {
     const saved = await ctx.service.touch(await currentSession(ctx));
-    refreshCookie(ctx, saved.session);
+    refreshCookie(ctx, saved);
     return describe(ctx, saved.session, saved.session, saved.at);
   }
 

@@ -1,6 +1,6 @@
 import { GraphQLDateTimeISO } from 'graphql-scalars';
 import { Field, ID, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
-import { expiryAge, type ExpiryLimit, type ExpiryPolicy } from '../expiry/rules.js';
+import { expiresAtBrowserClose, expiryAge, expiryPeriod, type ExpiryLimit, type ExpiryPolicy } from '../expiry/rules.js';
 import type { Settings } from '../config.js';
 import type { SessionEvent, SessionEventKind } from '../engine/events.js';
 import type { EndReason, Session } from '../session.js';
@@ -18,7 +18,10 @@ registerEnumType(ExpiryPolicyEnum, {
       description:
         '`0`: expires when the browser closes (its cookie has no Max-Age), at the latest the browser-close age after the last save.',
     },
-    DEFAULT: { description: '`null` or omitted: the global SESSION_COOKIE_AGE after the last save.' },
+    DEFAULT: {
+      description:
+        '`null` or omitted: the global policy, SESSION_COOKIE_AGE after the last save. With SESSION_EXPIRE_AT_BROWSER_CLOSE it expires when the browser closes instead, exactly as BROWSER_CLOSE does; the policy stays DEFAULT and expireAtBrowserClose is true.',
+    },
     DATE: { description: 'A fixed instant; renewal does not move it.' },
   },
 });
@@ -66,13 +69,27 @@ export class SessionType {
   })
   expiryDate!: Date;
 
-  @Field(() => Int, { description: "Django's get_expiry_age: seconds left at serverTime, rounded up (0 exactly when expired)." })
+  @Field(() => Int, {
+    description:
+      "Seconds left at serverTime, rounded up (0 exactly when expired): what a countdown needs. Not Django's get_expiry_age, which is expiryPeriod.",
+  })
   expiryAge!: number;
 
-  @Field(() => Boolean, { description: "Django's get_expire_at_browser_close: true for expiry 0." })
+  @Field(() => Int, {
+    description:
+      "Django's get_expiry_age: the configured period, not the time left. N after setExpiry(seconds: N), however much time has passed; for the global policy SESSION_COOKIE_AGE (for a session that expires at browser close, the browser-close age, which is SESSION_COOKIE_AGE unless SESSION_BROWSER_CLOSE_AGE is set); for a fixed date, the whole seconds from serverTime to it (rounded down). Not shortened by SESSION_MAX_LIFETIME.",
+  })
+  expiryPeriod!: number;
+
+  @Field(() => Boolean, {
+    description:
+      "Django's get_expire_at_browser_close: true for expiry 0, and for the global policy (null) when SESSION_EXPIRE_AT_BROWSER_CLOSE is set; false for a number of seconds or a date. Such a session's cookie has no Max-Age or Expires, and it ends BROWSER_CLOSED once its last subscription has been gone for the grace period.",
+  })
   expireAtBrowserClose!: boolean;
 
-  @Field(() => ExpiryPolicyEnum, { description: 'The policy that produced the expiry.' })
+  @Field(() => ExpiryPolicyEnum, {
+    description: 'The policy that produced the expiry (DEFAULT for the global policy, also when that is to expire at browser close: see expireAtBrowserClose).',
+  })
   policy!: ExpiryPolicy;
 
   @Field(() => Int, { nullable: true, description: 'The idle seconds of a SECONDS policy; null otherwise.' })
@@ -109,7 +126,8 @@ export function toSessionType(session: Session, now: Date, settings: Settings, c
     lastSavedAt: expiry.lastSavedAt,
     expiryDate: expiry.expiresAt,
     expiryAge: session.endedAt ? 0 : expiryAge(expiry.expiresAt, now),
-    expireAtBrowserClose: expiry.spec.policy === 'BROWSER_CLOSE',
+    expiryPeriod: expiryPeriod(expiry.spec, now, settings.expiry),
+    expireAtBrowserClose: expiresAtBrowserClose(expiry.spec, settings.expiry),
     policy: expiry.spec.policy,
     policySeconds: expiry.spec.seconds,
     limitedBy: expiry.limitedBy,
@@ -153,7 +171,12 @@ export class ServerSettingsType {
   @Field(() => Int, { description: 'SESSION_COOKIE_AGE: seconds a session lives after its last save when its expiry is null.' })
   cookieAge!: number;
 
-  @Field(() => Int, { description: 'Server-side lifetime of a browser-close session (expiry 0) after its last save.' })
+  @Field(() => Boolean, {
+    description: 'SESSION_EXPIRE_AT_BROWSER_CLOSE: a session with the global policy (expiry null) expires when the browser closes.',
+  })
+  expireAtBrowserClose!: boolean;
+
+  @Field(() => Int, { description: 'Server-side lifetime of a session that expires at browser close, after its last save.' })
   browserCloseAge!: number;
 
   @Field(() => Int, {

@@ -77,6 +77,8 @@ function startPurging(service: SessionService, settings: Settings, logger: Logge
 }
 
 export async function startServer({ settings, mongoUri, logger, clock = () => new Date() }: StartOptions): Promise<RunningServer> {
+  // Unknown SESSION_* variables and deprecated names: said once, before anything else.
+  for (const warning of settings.warnings) logger.warn(warning);
   const conn = await connectDatabase(mongoUri);
   const { models, capabilities, writer } = await prepareStorage(conn, settings, logger).catch(async (err: unknown) => {
     await conn.close();
@@ -108,6 +110,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     presence,
     scheduler,
     now,
+    expiry: settings.expiry,
     loginUrl: settings.loginUrl,
     logger,
     recheckTimeoutMs: RECHECK_TIMEOUT_MS,
@@ -181,7 +184,8 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
           socketSessionId: null,
           clientAddress: clientAddress(req, trust),
           userAgent: req.headers['user-agent'] ?? null,
-          cookies: { fromCookie, set: (value) => res.append('Set-Cookie', value) },
+          // The session cookie is the only cookie this API sets: a later value (a logout after a renewal) replaces an earlier one.
+          cookies: { fromCookie, set: (value) => res.setHeader('Set-Cookie', value) },
         };
       },
     }),

@@ -7,6 +7,7 @@ import mongoose from 'mongoose';
 import { newSessionToken } from '../auth/tokens.js';
 import {
   computeExpiry,
+  expiresAtBrowserClose,
   ExpiryInputError,
   isValid,
   parseExpiry,
@@ -36,6 +37,11 @@ const MAX_WRITE_ATTEMPTS = 50;
 export interface Decided {
   session: Session;
   at: Date;
+}
+
+/** A session found valid for a request, and whether serving it moved its expiry (a sliding renewal: the cookie must follow). */
+export interface Authenticated extends Decided {
+  expiryMoved: boolean;
 }
 
 const sameSpec = (a: ExpirySpec, b: ExpirySpec) =>
@@ -141,21 +147,22 @@ export class SessionService {
   /**
    * The session a token stands for, if it may be served now, and the instant it was found valid
    * (the answer's serverTime). An expired session is ended on the spot (so its subscribers hear of
-   * it) and refused with SESSION_EXPIRED.
+   * it) and refused with SESSION_EXPIRED. With SESSION_SAVE_EVERY_REQUEST the request renews it
+   * (throttled), and `expiryMoved` says that the expiry served is not the one found.
    */
-  async authenticate(token: string): Promise<Decided> {
+  async authenticate(token: string): Promise<Authenticated> {
     const found = await this.store.findByToken(token);
     if (!found) throw this.unknownSession();
     const settled = await this.change(found, () => null);
     const { session } = settled;
     if (session.endedAt) throw this.endedError(session);
-    if (!slideOnRequest(session.expiry, settled.at, this.settings.expiry)) return settled;
+    if (!slideOnRequest(session.expiry, settled.at, this.settings.expiry)) return { ...settled, expiryMoved: false };
     const slid = await this.change(session, (current, now) => {
       const expiry = slideOnRequest(current.expiry, now, this.settings.expiry);
       return expiry ? renewed(current, expiry, now) : null;
     });
     if (slid.session.endedAt) throw this.endedError(slid.session);
-    return slid;
+    return { ...slid, expiryMoved: slid.session.expiry.expiresAt.getTime() !== session.expiry.expiresAt.getTime() };
   }
 
   /** The latest version of a session (null when there is none), with a passed expiry recorded as its end. */
@@ -246,7 +253,7 @@ export class SessionService {
   private async end(known: Session, reason: EndReason): Promise<boolean> {
     let mine: Session | null = null;
     const result = await this.change(known, (current, now) => {
-      if (reason === 'BROWSER_CLOSED' && current.expiry.spec.policy !== 'BROWSER_CLOSE') return null;
+      if (reason === 'BROWSER_CLOSED' && !expiresAtBrowserClose(current.expiry.spec, this.settings.expiry)) return null;
       return (mine = ended(current, reason, now));
     });
     return result.session === mine;

@@ -146,12 +146,12 @@ describe('expiry', () => {
 });
 
 describe('cookie transport', () => {
-  it('sets an HttpOnly cookie with Max-Age, and none for a browser-close session; the cookie authenticates', async () => {
+  it('sets an HttpOnly cookie with Max-Age and Expires, and neither for a browser-close session; the cookie authenticates', async () => {
     const { username, password } = await newUserSession(server);
     const q = 'mutation($u:String!,$p:String!,$e:ExpiryInput){ login(username:$u,password:$p,expiry:$e,cookie:true){ token } }';
     const timed = await server.gql(q, { u: username, p: password, e: { seconds: 300 } });
     const cookie = timed.headers.get('set-cookie')!;
-    expect(cookie).toMatch(/^sessionid=[\w.-]+; Max-Age=300; Path=\/; HttpOnly; SameSite=Lax$/);
+    expect(cookie).toMatch(/^sessionid=[\w.-]+; Max-Age=300; Path=\/; Expires=[^;]+ GMT; HttpOnly; SameSite=Lax$/);
 
     const closing = await server.gql(q, { u: username, p: password, e: { seconds: 0 } });
     const browserClose = closing.headers.get('set-cookie')!;

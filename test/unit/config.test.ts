@@ -66,4 +66,101 @@ describe('loadSettings', () => {
     expect(() => loadSettings(env)).toThrow(ConfigError);
     expect(() => loadSettings(env)).toThrow(name);
   });
+
+  it("has Django's session cookie defaults, SESSION_EXPIRE_AT_BROWSER_CLOSE off, and nothing to warn about", () => {
+    const s = loadSettings({});
+    expect(s.cookie).toEqual({ name: 'sessionid', domain: null, path: '/', secure: false, httpOnly: true, sameSite: 'lax' });
+    expect(s.expiry.expireAtBrowserClose).toBe(false);
+    expect(s.warnings).toEqual([]);
+  });
+
+  it("reads Django's SESSION_COOKIE_* settings, with Django's spellings of the values", () => {
+    const s = loadSettings({
+      SESSION_COOKIE_NAME: 'djsid',
+      SESSION_COOKIE_DOMAIN: '.example.com',
+      SESSION_COOKIE_PATH: '/graphql',
+      SESSION_COOKIE_SECURE: 'True',
+      SESSION_COOKIE_HTTPONLY: 'False',
+      SESSION_COOKIE_SAMESITE: 'None',
+      SESSION_EXPIRE_AT_BROWSER_CLOSE: 'True',
+    });
+    expect(s.cookie).toEqual({ name: 'djsid', domain: '.example.com', path: '/graphql', secure: true, httpOnly: false, sameSite: 'none' });
+    expect(s.expiry.expireAtBrowserClose).toBe(true);
+    expect(s.warnings).toEqual([]);
+  });
+
+  it.each([
+    ['Lax', 'lax'],
+    ['strict', 'strict'],
+    ['STRICT', 'strict'],
+    ['False', false],
+    ['false', false],
+  ])('reads SESSION_COOKIE_SAMESITE=%s case-insensitively as %s (False: no attribute)', (value, expected) => {
+    expect(loadSettings({ SESSION_COOKIE_SAMESITE: value }).cookie.sameSite).toBe(expected);
+  });
+
+  it('reads an empty SESSION_COOKIE_DOMAIN as none (a host-only cookie)', () => {
+    expect(loadSettings({ SESSION_COOKIE_DOMAIN: '' }).cookie.domain).toBeNull();
+  });
+
+  it('still reads COOKIE_NAME, COOKIE_SECURE and COOKIE_SAMESITE, each with a deprecation warning', () => {
+    const s = loadSettings({ COOKIE_NAME: 'old', COOKIE_SECURE: 'true', COOKIE_SAMESITE: 'strict' });
+    expect(s.cookie).toMatchObject({ name: 'old', secure: true, sameSite: 'strict' });
+    expect(s.warnings).toEqual([
+      'COOKIE_NAME is deprecated: use SESSION_COOKIE_NAME.',
+      'COOKIE_SECURE is deprecated: use SESSION_COOKIE_SECURE.',
+      'COOKIE_SAMESITE is deprecated: use SESSION_COOKIE_SAMESITE.',
+    ]);
+  });
+
+  it('accepts an alias set to the same value as its new name (with a warning), and refuses different values naming both', () => {
+    const same = loadSettings({ SESSION_COOKIE_SAMESITE: 'Lax', COOKIE_SAMESITE: 'lax' });
+    expect(same.cookie.sameSite).toBe('lax');
+    expect(same.warnings).toEqual(['COOKIE_SAMESITE is deprecated: use SESSION_COOKIE_SAMESITE (both are set: remove COOKIE_SAMESITE).']);
+    for (const env of [
+      { SESSION_COOKIE_NAME: 'new', COOKIE_NAME: 'old' },
+      { SESSION_COOKIE_SECURE: 'true', COOKIE_SECURE: 'false' },
+      { SESSION_COOKIE_SAMESITE: 'Strict', COOKIE_SAMESITE: 'lax' },
+    ]) {
+      const [current, alias] = Object.keys(env) as [string, string];
+      expect(() => loadSettings(env)).toThrow(ConfigError);
+      expect(() => loadSettings(env)).toThrow(new RegExp(`${current}: .*${alias}`));
+    }
+  });
+
+  it('names every unknown SESSION_* variable in one warning, and no other variable', () => {
+    const s = loadSettings({
+      SESSION_EXPIRE_AT_BROWSER_CLOSED: 'true',
+      SESSION_ENGINE: 'django.contrib.sessions.backends.db',
+      SESSION_COOKIE_AGE: '60',
+      SESSIONS_EMBEDDED_DB: 'ferretdb',
+      SOMETHING_ELSE: 'x',
+    });
+    expect(s.warnings).toHaveLength(1);
+    expect(s.warnings[0]).toMatch(/^Unknown SESSION_\* environment variables, ignored: SESSION_ENGINE, SESSION_EXPIRE_AT_BROWSER_CLOSED\. This server reads: .*SESSION_EXPIRE_AT_BROWSER_CLOSE,/);
+    expect(s.warnings[0]).not.toMatch(/ignored: [^.]*(SESSION_COOKIE_AGE|SESSIONS_EMBEDDED_DB|SOMETHING_ELSE)/);
+  });
+
+  it('warns when SESSION_COOKIE_PATH does not cover /graphql (the browser would not send the cookie to the API)', () => {
+    for (const path of ['/', '/graphql']) expect(loadSettings({ SESSION_COOKIE_PATH: path }).warnings).toEqual([]);
+    for (const path of ['/app', '/graph', '/graphql/']) {
+      expect(loadSettings({ SESSION_COOKIE_PATH: path }).warnings).toEqual([
+        `SESSION_COOKIE_PATH=${path} does not cover /graphql: browsers will not send the session cookie to the API.`,
+      ]);
+    }
+  });
+
+  it.each([
+    [{ SESSION_EXPIRE_AT_BROWSER_CLOSE: 'sometimes' }, 'SESSION_EXPIRE_AT_BROWSER_CLOSE'],
+    [{ SESSION_COOKIE_NAME: 'a;b' }, 'SESSION_COOKIE_NAME'],
+    [{ SESSION_COOKIE_DOMAIN: 'exa mple.com' }, 'SESSION_COOKIE_DOMAIN'],
+    [{ SESSION_COOKIE_PATH: 'graphql' }, 'SESSION_COOKIE_PATH'],
+    [{ SESSION_COOKIE_PATH: '/a;b' }, 'SESSION_COOKIE_PATH'],
+    [{ SESSION_COOKIE_HTTPONLY: 'perhaps' }, 'SESSION_COOKIE_HTTPONLY'],
+    [{ SESSION_COOKIE_SAMESITE: 'sometimes' }, 'SESSION_COOKIE_SAMESITE'],
+    [{ SESSION_COOKIE_SAMESITE: 'None' }, 'SESSION_COOKIE_SAMESITE'],
+  ])('refuses %o and names the variable', (env, name) => {
+    expect(() => loadSettings(env)).toThrow(ConfigError);
+    expect(() => loadSettings(env)).toThrow(name);
+  });
 });

@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import type { ExpirySettings } from '../../src/config.js';
 import {
   computeExpiry,
+  expiresAtBrowserClose,
   expiryAge,
+  expiryPeriod,
   ExpiryInputError,
   isValid,
   parseExpiry,
@@ -12,6 +14,7 @@ import {
 
 const settings: ExpirySettings = {
   cookieAge: 1_209_600,
+  expireAtBrowserClose: false,
   browserCloseAge: 1_209_600,
   maxLifetime: null,
   maxExpiry: 366 * 24 * 3600,
@@ -156,5 +159,80 @@ describe('sliding renewal on every request (SESSION_SAVE_EVERY_REQUEST)', () => 
   it('never slides a fixed date', () => {
     const fixed = loginWith({ date: at(500) }, sliding);
     expect(slideOnRequest(fixed, at(400), sliding)).toBeNull();
+  });
+});
+
+describe("Django's get_expire_at_browser_close (SESSION_EXPIRE_AT_BROWSER_CLOSE)", () => {
+  const globalClose = { ...settings, expireAtBrowserClose: true, browserCloseAge: 3600 };
+
+  it.each([
+    ['a positive number', { seconds: 10 }, false, false],
+    ['0', { seconds: 0 }, true, true],
+    ['a date', { date: at(500) }, false, false],
+    ['null', { seconds: null }, false, true],
+    ['nothing', {}, false, true],
+  ])('%s: %s without the setting, %s with it', (_what, input, without, withSetting) => {
+    expect(expiresAtBrowserClose(parseExpiry(input, T0, settings), settings)).toBe(without);
+    expect(expiresAtBrowserClose(parseExpiry(input, T0, globalClose), globalClose)).toBe(withSetting);
+  });
+
+  it('with the setting, null keeps the DEFAULT policy but lives the browser-close age server-side, as 0 does', () => {
+    const byDefault = loginWith({}, globalClose);
+    expect(byDefault.spec.policy).toBe('DEFAULT');
+    expect(byDefault.expiresAt).toEqual(at(3600));
+    expect(byDefault.expiresAt).toEqual(loginWith({ seconds: 0 }, globalClose).expiresAt);
+    expect(loginWith({}, settings).expiresAt).toEqual(at(1_209_600));
+  });
+
+  it('with the setting, sliding renewal of a null expiry moves it by the browser-close age', () => {
+    const sliding = { ...globalClose, saveEveryRequest: true };
+    expect(slideOnRequest(loginWith({}, sliding), at(1000), sliding)?.expiresAt).toEqual(at(4600));
+  });
+
+  it('the setting is read when asked, as Django reads it: a stored null expiry follows a changed setting', () => {
+    const spec = parseExpiry({}, T0, settings);
+    expect(expiresAtBrowserClose(spec, settings)).toBe(false);
+    expect(expiresAtBrowserClose(spec, globalClose)).toBe(true);
+  });
+});
+
+describe("Django's get_expiry_age (expiryPeriod), next to the seconds left (expiryAge)", () => {
+  it('is the configured age for a number, however much time has passed', () => {
+    const state = loginWith({ seconds: 10 });
+    expect(expiryPeriod(state.spec, at(0), settings)).toBe(10);
+    expect(expiryPeriod(state.spec, at(7.5), settings)).toBe(10);
+    expect(expiryAge(state.expiresAt, at(7.5))).toBe(3);
+  });
+
+  it('is SESSION_COOKIE_AGE for null and for 0, with or without SESSION_EXPIRE_AT_BROWSER_CLOSE', () => {
+    const ages = { ...settings, cookieAge: 600, browserCloseAge: 600 };
+    for (const s of [ages, { ...ages, expireAtBrowserClose: true }]) {
+      expect(expiryPeriod(parseExpiry({}, T0, s), at(100), s)).toBe(600);
+      expect(expiryPeriod(parseExpiry({ seconds: 0 }, T0, s), at(100), s)).toBe(600);
+    }
+  });
+
+  it('is the browser-close age for a session that expires at browser close when SESSION_BROWSER_CLOSE_AGE differs', () => {
+    const s = { ...settings, cookieAge: 600, browserCloseAge: 60, expireAtBrowserClose: true };
+    expect(expiryPeriod(parseExpiry({ seconds: 0 }, T0, s), at(0), s)).toBe(60);
+    expect(expiryPeriod(parseExpiry({}, T0, s), at(0), s)).toBe(60);
+    expect(expiryPeriod(parseExpiry({}, T0, settings), at(0), { ...settings, cookieAge: 600 })).toBe(600);
+  });
+
+  it("is the whole seconds from now to a date, rounded down as Django's timedelta arithmetic is", () => {
+    const spec = parseExpiry({ date: at(500) }, T0, settings);
+    expect(expiryPeriod(spec, at(0), settings)).toBe(500);
+    expect(expiryPeriod(spec, at(0.001), settings)).toBe(499);
+    expect(expiryPeriod(spec, at(100), settings)).toBe(400);
+    expect(expiryPeriod(spec, at(499.999), settings)).toBe(0);
+    expect(expiryPeriod(spec, at(501), settings)).toBe(-1);
+  });
+
+  it('is not shortened by SESSION_MAX_LIFETIME, which Django does not have', () => {
+    const capped = { ...settings, maxLifetime: 5 };
+    const state = loginWith({ seconds: 10 }, capped);
+    expect(state.limitedBy).toBe('MAX_LIFETIME');
+    expect(expiryPeriod(state.spec, at(1), capped)).toBe(10);
+    expect(expiryAge(state.expiresAt, at(1))).toBe(4);
   });
 });

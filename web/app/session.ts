@@ -26,7 +26,7 @@ const EVENTS = `subscription Events($lead: Int) {
 const POLICY: Record<SessionInfo['policy'], (s: SessionInfo) => string> = {
   SECONDS: (s) => `${s.policySeconds} s of inactivity`,
   BROWSER_CLOSE: () => 'until the browser closes',
-  DEFAULT: () => "the server's default",
+  DEFAULT: (s) => (s.expireAtBrowserClose ? "the server's default: until the browser closes" : "the server's default"),
   DATE: () => 'a fixed time',
 };
 
