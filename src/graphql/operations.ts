@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { ApolloServerPlugin } from '@apollo/server';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
 import {
@@ -11,6 +12,8 @@ import {
   type GraphQLFormattedError,
   type GraphQLSchema,
   type ParseOptions,
+  type SelectionSetNode,
+  type ValidationContext,
   type ValidationRule,
 } from 'graphql';
 import type { Logger } from '../logger.js';
@@ -33,9 +36,10 @@ const DOCUMENT_CACHE_SIZE = 500;
 const SUGGESTION = / ?Did you mean(.+?)\?$/;
 
 /**
- * The cache of valid documents, shared by both transports: Apollo uses it as its `documentStore`
- * (keys `<schema hash>:<query hash>`) and graphql-ws through `prepare` (keys `<query hash>`);
- * both name the same document by its query hash. Least recently used entries go first.
+ * The cache of valid documents, shared by both transports. Only `prepare` fills it; Apollo reads it
+ * as its `documentStore` (keys `<schema hash>:<query hash>`, both name a document by the SHA-256 of
+ * its text) and its writes are ignored, since with validation left to the pipeline it would store
+ * documents nobody validated. Least recently used entries go first.
  */
 class DocumentCache {
   private readonly entries = new Map<string, DocumentNode>();
@@ -66,13 +70,36 @@ class DocumentCache {
     return this.lookup(DocumentCache.hashOf(key));
   }
 
-  async set(key: string, document: DocumentNode): Promise<void> {
-    this.store(DocumentCache.hashOf(key), document);
-  }
+  async set(): Promise<void> {}
 
   async delete(key: string): Promise<boolean> {
     return this.entries.delete(DocumentCache.hashOf(key));
   }
+}
+
+/**
+ * graphql-js 16 crashes executing a subscription whose root field is skipped, so a subscription's
+ * root selections (through fragments too) may not carry @skip or @include.
+ */
+function NoConditionalSubscriptionRootRule(context: ValidationContext) {
+  const check = (selectionSet: SelectionSetNode, seen: Set<string>): void => {
+    for (const selection of selectionSet.selections) {
+      if (selection.directives?.some((d) => d.name.value === 'skip' || d.name.value === 'include')) {
+        context.reportError(new GraphQLError('The root field of a subscription may not be conditional (@skip or @include).', { nodes: selection }));
+      }
+      if (selection.kind === 'InlineFragment') check(selection.selectionSet, seen);
+      if (selection.kind === 'FragmentSpread' && !seen.has(selection.name.value)) {
+        seen.add(selection.name.value);
+        const fragment = context.getFragment(selection.name.value);
+        if (fragment) check(fragment.selectionSet, seen);
+      }
+    }
+  };
+  return {
+    OperationDefinition(node: { operation: string; selectionSet: SelectionSetNode }) {
+      if (node.operation === 'subscription') check(node.selectionSet, new Set());
+    },
+  };
 }
 
 export type Prepared = { document: DocumentNode; errors?: undefined } | { document?: undefined; errors: GraphQLError[] };
@@ -84,10 +111,8 @@ export type Prepared = { document: DocumentNode; errors?: undefined } | { docume
  */
 export class OperationPipeline {
   readonly parseOptions: ParseOptions = { maxTokens: OPERATION_LIMITS.maxTokens };
-  /** Added to graphql-js's specified rules. */
-  readonly validationRules: ValidationRule[];
   readonly documents = new DocumentCache(DOCUMENT_CACHE_SIZE);
-  private readonly allRules: ValidationRule[];
+  private readonly rules: ValidationRule[];
   private readonly production: boolean;
 
   constructor(
@@ -104,11 +129,10 @@ export class OperationPipeline {
       maxTokens: { enabled: false },
       blockFieldSuggestion: { enabled: false },
     });
-    this.validationRules = [...armor.protect().validationRules, ...(this.production ? [NoSchemaIntrospectionCustomRule] : [])];
-    this.allRules = [...specifiedRules, ...this.validationRules];
+    this.rules = [...specifiedRules, NoConditionalSubscriptionRootRule, ...armor.protect().validationRules, ...(this.production ? [NoSchemaIntrospectionCustomRule] : [])];
   }
 
-  /** A valid document for `query`, or the errors that refuse it (codes as Apollo gives them over HTTP). */
+  /** A valid document for `query`, or the errors that refuse it (GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED). */
   prepare(query: unknown): Prepared {
     if (typeof query !== 'string' || query.length === 0) {
       return { errors: [new GraphQLError('The operation has no query.', { extensions: { code: 'BAD_REQUEST' } })] };
@@ -123,7 +147,13 @@ export class OperationPipeline {
       const message = err instanceof GraphQLError ? err.message : 'Syntax Error';
       return { errors: [new GraphQLError(message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })] };
     }
-    const errors = validate(this.schema, document, this.allRules);
+    let errors: readonly GraphQLError[];
+    try {
+      errors = validate(this.schema, document, this.rules);
+    } catch (err) {
+      // graphql-js's SingleFieldSubscriptionsRule evaluates @skip/@include and throws on a malformed one.
+      errors = [err instanceof GraphQLError ? err : new GraphQLError('The document could not be validated.')];
+    }
     if (errors.length > 0) {
       return {
         errors: errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { ...e.extensions, code: 'GRAPHQL_VALIDATION_FAILED' } })),
@@ -131,6 +161,29 @@ export class OperationPipeline {
     }
     this.documents.store(hash, document);
     return { document };
+  }
+
+  /**
+   * Apollo's side of `prepare` (with `dangerouslyDisableValidation`, so that validation happens here
+   * only): a document `prepare` accepts is in the shared cache, where Apollo finds it and neither
+   * parses nor validates it again; one it refuses is answered with its first error and HTTP 400
+   * (a syntax error is found by Apollo's own parse, with the same parser options, first).
+   */
+  apolloPlugin(): ApolloServerPlugin {
+    return {
+      requestDidStart: async () => {
+        let refused: GraphQLError | undefined;
+        return {
+          didResolveSource: async ({ source }) => {
+            refused = this.prepare(source).errors?.[0];
+          },
+          didResolveOperation: async () => {
+            if (!refused) return;
+            throw new GraphQLError(refused.message, { nodes: refused.nodes, extensions: { ...refused.extensions, http: { status: 400 } } });
+          },
+        };
+      },
+    };
   }
 
   /**

@@ -154,13 +154,16 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     // scripts/start.ts owns the signals: it stops the whole server, not only Apollo.
     stopOnTerminationSignals: false,
     includeStacktraceInErrorResponses: settings.env === 'development',
-    // The pipeline's rules, the same as over graphql-ws (they refuse introspection in production).
+    // Parsing limits, validation and the document cache are the pipeline's, as over graphql-ws
+    // (its rules refuse introspection in production). No persisted queries: one way in.
     parseOptions: pipeline.parseOptions,
-    validationRules: pipeline.validationRules,
+    dangerouslyDisableValidation: true,
     documentStore: pipeline.documents,
     introspection: true,
+    persistedQueries: false,
     formatError: pipeline.formatError,
     plugins: [
+      pipeline.apolloPlugin(),
       refuseSubscriptionsOverHttp,
       databaseUnavailableIs503,
       ApolloServerPluginDrainHttpServer({ httpServer }),

@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server } from 'node:http';
 import { CloseCode } from 'graphql-ws';
-import type { GraphQLSchema } from 'graphql';
+import { getOperationAST, getVariableValues, GraphQLError, type GraphQLSchema } from 'graphql';
 import type { WebSocket } from 'ws';
 import { readCredentials } from '../auth/credentials.js';
 import type { Settings } from '../config.js';
@@ -156,6 +156,14 @@ export function attachSessionSockets(options: {
         }
         const prepared = pipeline.prepare(payload.query);
         if (prepared.errors) return prepared.errors;
+        // Refused here as Apollo refuses them over HTTP, rather than as internal errors of graphql-ws or execution.
+        const operation = getOperationAST(prepared.document, payload.operationName);
+        if (!operation) {
+          const message = payload.operationName ? `Unknown operation named "${payload.operationName}".` : 'Must provide operation name if query contains multiple operations.';
+          return [new GraphQLError(message, { extensions: { code: 'BAD_REQUEST' } })];
+        }
+        const variables = getVariableValues(schema, operation.variableDefinitions ?? [], payload.variables ?? {});
+        if (variables.errors) return variables.errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'BAD_USER_INPUT' } }));
         // graphql-ws keeps the message for the subscription's life: let it hold the cached document's text.
         (payload as { query: string }).query = prepared.document.loc?.source.body ?? payload.query;
         const conn = ctx.extra;

@@ -102,6 +102,23 @@ describe.each([
     expect([http.status, errorCode(http), wsCode(ws)]).toEqual([400, 'GRAPHQL_VALIDATION_FAILED', 'GRAPHQL_VALIDATION_FAILED']);
   });
 
+  it('refuses a subscription whose root field is conditional (graphql-js would crash on it) on both', async () => {
+    const { http, ws } = await both('subscription { sessionEvents @skip(if: true) { kind } }');
+    expect([http.status, errorCode(http), wsCode(ws)]).toEqual([400, 'GRAPHQL_VALIDATION_FAILED', 'GRAPHQL_VALIDATION_FAILED']);
+    expect((await overSocket(client, '{ serverTime }')).data.serverTime).toBeTruthy();
+  });
+
+  it('answers an unknown operation name and bad variables over graphql-ws as HTTP does', async () => {
+    const unknown = await overSocket(client, 'query A { serverTime }', {});
+    expect(unknown.data.serverTime).toBeTruthy();
+    const named = await new Promise<WsResult>((resolve) => {
+      client.subscribe({ query: 'query A { serverTime } query B { serverTime }', operationName: 'C' }, { next: resolve, error: (errors) => resolve({ errors: errors as WsResult['errors'] }), complete() {} });
+    });
+    expect(wsCode(named)).toBe('BAD_REQUEST');
+    const badVariable = await overSocket(client, 'mutation($s: Int) { setExpiry(seconds: $s) { id } }', { s: 'ten' });
+    expect(wsCode(badVariable)).toBe('BAD_USER_INPUT');
+  });
+
   it(env === 'production' ? 'refuses introspection and names no field in errors, on both' : 'allows introspection and suggests fields, on both', async () => {
     const introspection = await both('{ __schema { queryType { name } } }');
     const typo = await both('{ sesion { id } }');

@@ -62,6 +62,16 @@ export interface AdapterOptions<C extends Connection> {
   graphql: ServerOptions<Record<string, unknown>, C>;
 }
 
+const CLIENT_MESSAGE_TYPES = new Set(['connection_init', 'ping', 'pong', 'subscribe', 'complete']);
+
+function isClientMessage(text: string): boolean {
+  try {
+    return CLIENT_MESSAGE_TYPES.has((JSON.parse(text) as { type?: unknown }).type as string);
+  } catch {
+    return false;
+  }
+}
+
 const limitCloseReason = (reason: string, whenTooLong: string) => (reason.length < 124 ? reason : whenTooLong);
 
 /**
@@ -99,7 +109,14 @@ export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>)
     production ? 'Internal server error' : limitCloseReason(err instanceof Error ? err.message : String(err), 'Internal server error');
 
   function onMessage(this: WebSocket, data: RawData) {
-    connections.get(this)?.receive?.(String(data)).catch((err: unknown) => {
+    const text = String(data);
+    connections.get(this)?.receive?.(text).catch((err: unknown) => {
+      if (!isClientMessage(text)) {
+        // A message only a server sends (graphql-ws throws on it): the client broke the protocol.
+        logger.debug({ err }, 'websocket message of a type clients do not send');
+        this.close(CloseCode.BadRequest, 'Invalid message received');
+        return;
+      }
       logger.error({ err }, 'handling a websocket message failed');
       this.close(CloseCode.InternalServerError, internalReason(err));
     });
