@@ -26,7 +26,7 @@ export function jsonErrors(logger: Logger) {
   return (err: { status?: number; type?: string; message?: string }, _req: Request, res: Response, _next: NextFunction) => {
     const status = err.status && err.status >= 400 && err.status < 500 ? err.status : 500;
     if (status === 500) logger.error({ err }, 'unexpected error in an HTTP request');
-    else logger.debug({ type: err.type, status }, 'refused an HTTP request body');
+    else logger.info({ type: err.type, status }, 'refused an HTTP request body');
     const message =
       status === 500 ? 'Internal server error' : err.type === 'entity.parse.failed' ? 'The request body is not valid JSON.' : (err.message ?? 'Bad request');
     res.status(status).json({ errors: [{ message, extensions: { code: status === 500 ? 'INTERNAL_SERVER_ERROR' : 'BAD_REQUEST' } }] });

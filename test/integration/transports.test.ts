@@ -161,6 +161,9 @@ describe('errors that say what happened', () => {
     const body = (await res.json()) as GqlResponse<unknown>;
     expect(body.errors![0]!.extensions!.code).toBe('BAD_REQUEST');
     expect(JSON.stringify(body)).not.toMatch(/at .*\.js|<html/i);
+    const logged = server.logs.filter((line) => line.includes('refused an HTTP request body'));
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).not.toMatch(/stack/);
   });
 
   it('reads the Bearer scheme case-insensitively', async () => {
