@@ -2,7 +2,7 @@ import type { mongo } from 'mongoose';
 import type { Logger } from '../logger.js';
 import type { SessionDoc } from '../store/models.js';
 import type { ChangeFeed, Session, SessionListener } from '../session.js';
-import { toSession, type SessionStore } from '../store/sessionStore.js';
+import { CHANGE_FEED_OVERLAP_MS, toSession, type SessionStore } from '../store/sessionStore.js';
 
 /** MongoDB change streams; after an error the stream is reopened after the last change it delivered. */
 export class ChangeStreamFeed implements ChangeFeed {
@@ -66,7 +66,7 @@ export class PollingFeed implements ChangeFeed {
     private readonly store: SessionStore,
     private readonly intervalMs: number,
     private readonly logger: Logger,
-    private readonly overlapMs = 1000,
+    private readonly overlapMs = CHANGE_FEED_OVERLAP_MS,
     /** How long the change records are kept; a poller that falls further behind rescans the sessions. */
     private readonly retentionMs = 10_000,
   ) {}

@@ -52,6 +52,12 @@ const oid = (id: string) => new mongoose.Types.ObjectId(id);
  * Every read and write of the sessions. A session changes only by `commit`, which writes its next
  * version if nobody else has (the VersionWriter decides how); every read returns the latest version.
  */
+/** How far back a polling change feed looks before the newest change it has seen (clocks of processes differ a little too). */
+export const CHANGE_FEED_OVERLAP_MS = 1_000;
+/** A change record whose insert took longer than this after its stamp is logged again. */
+const CHANGE_RECORD_MAX_DELAY_MS = CHANGE_FEED_OVERLAP_MS / 2;
+const MAX_CHANGE_RECORD_ATTEMPTS = 5;
+
 export class SessionStore {
   /**
    * @param recordChanges where the database has no change streams: log every write in the
@@ -67,9 +73,15 @@ export class SessionStore {
   private async recordChange(id: string, userId: string, doc: SessionState & Pick<SessionDoc, 'createdAt' | 'userAgent' | 'clientAddress'>): Promise<void> {
     if (!this.options.recordChanges) return;
     const session = { ...doc, _id: oid(id), userId: oid(userId) };
-    // Stamped when logged, not when decided: a poller reads the log by this time, and a write may
-    // reach the log long after it was decided.
-    await this.models.SessionChange.create({ at: new Date(), session });
+    // A poller reads the log by `at`, looking back CHANGE_FEED_OVERLAP_MS before the newest record
+    // it has seen: a record that became visible later than that after its stamp (a slow insert)
+    // would be passed over. Stamped when logged, not when decided, and logged again with a fresh
+    // stamp when the insert took too long (pollers drop versions they have seen).
+    for (let attempt = 1; ; attempt++) {
+      const at = new Date();
+      await this.models.SessionChange.create({ at, session });
+      if (Date.now() - at.getTime() <= CHANGE_RECORD_MAX_DELAY_MS || attempt === MAX_CHANGE_RECORD_ATTEMPTS) return;
+    }
   }
 
   /** A MongoDB change stream of the session documents as written, after `resumeAfter` when given. */

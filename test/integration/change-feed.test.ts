@@ -70,6 +70,46 @@ describe('the polling change feed', () => {
     }
   });
 
+  it('delivers a change whose log record became visible long after its stamp (a slow insert), while other changes move the poller on', async () => {
+    // A writer whose next change record takes 1.5 s to reach the database after it was stamped.
+    let delayNext = false;
+    const SessionChange = new Proxy(models.SessionChange, {
+      get(target, prop, receiver) {
+        if (prop !== 'create' || !delayNext) return Reflect.get(target, prop, receiver);
+        delayNext = false;
+        return async (doc: object) => {
+          await sleep(1500);
+          return target.create(doc as never);
+        };
+      },
+    });
+    const slowWriter = new SessionStore({ ...models, SessionChange }, new InsertedVersions(models), { recordChanges: true });
+    const feed = new PollingFeed(store, 50, logger);
+    const seen = await collect(feed);
+    try {
+      const busy = await newStoredSession(store);
+      const target = await newStoredSession(store);
+      let running = true;
+      const otherWrites = (async () => {
+        for (let current = busy; running; await sleep(100)) {
+          const next = { ...current, version: current.version + 1, updatedAt: new Date() };
+          if (await store.commit(next)) current = next;
+        }
+      })();
+      delayNext = true;
+      const loggedOut = ended(target, 'LOGGED_OUT', new Date());
+      expect(await slowWriter.commit(loggedOut)).toBe(true);
+      await sleep(1500);
+      running = false;
+      await otherWrites;
+      expect(seen.some((s) => s.id === target.id && s.endReason === 'LOGGED_OUT')).toBe(true);
+    } finally {
+      await feed.stop();
+      // The records of this test's writes are recent enough to reach the next test's feed.
+      await models.SessionChange.deleteMany({});
+    }
+  });
+
   it('catchUp reads the changes made up to the moment it was called', async () => {
     const feed = new PollingFeed(store, 60_000, logger);
     const seen = await collect(feed);

@@ -112,7 +112,7 @@ describe.each([
     const unknown = await overSocket(client, 'query A { serverTime }', {});
     expect(unknown.data.serverTime).toBeTruthy();
     const named = await new Promise<WsResult>((resolve) => {
-      client.subscribe({ query: 'query A { serverTime } query B { serverTime }', operationName: 'C' }, { next: resolve, error: (errors) => resolve({ errors: errors as WsResult['errors'] }), complete() {} });
+      client.subscribe({ query: 'query A { serverTime } query B { serverTime }', operationName: 'C' }, { next: (value) => resolve(value as WsResult), error: (errors) => resolve({ errors: errors as WsResult['errors'] }), complete() {} });
     });
     expect(wsCode(named)).toBe('BAD_REQUEST');
     const badVariable = await overSocket(client, 'mutation($s: Int) { setExpiry(seconds: $s) { id } }', { s: 'ten' });
