@@ -1,0 +1,73 @@
+/**
+ * `npm run start:cluster`: WORKERS API processes (default 3) behind HAProxy on HOST:PORT (default
+ * 127.0.0.1:4000), on one database resolved once as `npm start` does (MONGODB_URI, else the
+ * embedded one in .data/). The generated HAProxy config goes to CLUSTER_DIR (default .data/cluster/).
+ * A dead API process is restarted; SIGINT/SIGTERM stop the API processes (gracefully), HAProxy and
+ * the database.
+ */
+import path from 'node:path';
+import { ConfigError, loadSettings } from '../src/config.js';
+import { createLogger } from '../src/logger.js';
+import { startCluster } from './cluster/cluster.js';
+import { REPO } from './database/paths.js';
+import { resolveDatabase } from './database.js';
+
+async function main() {
+  const settings = loadSettings(); // validated once here, so a bad setting does not crash-loop the workers
+  const workers = Number(process.env.WORKERS ?? '3');
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new ConfigError(`WORKERS must be an integer from 1 to 64, got "${process.env.WORKERS}"`);
+  const logger = createLogger(settings.logLevel);
+  const log = (line: string) => logger.info(line);
+  const database = await resolveDatabase({ persistent: true, log });
+  let cluster;
+  try {
+    cluster = await startCluster({
+      mongoUri: database.uri,
+      workers,
+      host: settings.host,
+      port: settings.port,
+      runtimeDir: process.env.CLUSTER_DIR ?? path.join(REPO, '.data', 'cluster'),
+      log: (line) => logger.warn(line), // a dead API process, restarted
+    });
+  } catch (err) {
+    await database.stop();
+    throw err;
+  }
+  logger.info({ url: cluster.url, workers, database: database.description }, 'sessions API cluster ready');
+  const origin = new URL(cluster.url).origin;
+  console.log(
+    [
+      '',
+      `  GraphQL API:  ${cluster.url} (subscriptions: ${cluster.url.replace(/^http/, 'ws')})`,
+      `  Balancer:     HAProxy (${cluster.configPath}), ${workers} API processes on ports ${cluster.workers.map((w) => w.port).join(', ')}`,
+      settings.graphiqlEnabled ? `  GraphiQL:     ${origin}/graphiql` : null,
+      `  App:          ${origin}/app`,
+      `  Database:     ${database.description}`,
+      '',
+    ]
+      .filter((line) => line !== null)
+      .join('\n'),
+  );
+
+  let stopping = false;
+  const shutdown = async (why: string, code: number) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ why }, 'shutting down');
+    await cluster.stop();
+    await database.stop();
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT', 0));
+  process.on('SIGTERM', () => void shutdown('SIGTERM', 0));
+  void cluster.haproxyExited.then((how) => {
+    if (stopping) return;
+    logger.error(`HAProxy exited (${how}); stopping the cluster`);
+    void shutdown('HAProxy exited', 1);
+  });
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof ConfigError ? err.message : err);
+  process.exit(1);
+});

@@ -1,0 +1,239 @@
+/**
+ * N API processes behind HAProxy on one database: what `npm run start:cluster` runs
+ * (scripts/cluster.ts) and what test/integration/cluster-failover.test.ts starts.
+ *
+ *   client ──► HAProxy (HOST:PORT) ──► API process 1..N (127.0.0.1, free ports) ──► database
+ *
+ * Each API process is forked (scripts/cluster/worker.ts) on a port chosen once, so a process that
+ * dies is restarted on the same port (one log line, backoff 100 ms doubling to 5 s, as the embedded
+ * database is) and HAProxy's health check on /readyz takes it back into rotation.
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, supervise, type RunningProcess, type Supervisor } from '../database/process.js';
+import { findHaproxy, haproxyConfig } from './haproxy.js';
+
+export interface ClusterOptions {
+  mongoUri: string;
+  /** How many API processes. */
+  workers: number;
+  /** Where HAProxy listens for clients. */
+  host: string;
+  port: number;
+  /** Where the generated haproxy.cfg goes (created if missing). */
+  runtimeDir: string;
+  /** The API processes' environment on top of this process's (undefined removes a variable). */
+  env?: Record<string, string | undefined>;
+  log: (line: string) => void;
+  /** The children's output lines (API processes' logs, HAProxy's warnings); default: this process's stdout/stderr. */
+  output?: (source: string, line: string) => void;
+  /** HAProxy's health check interval, ms (default 1000). */
+  checkIntervalMs?: number;
+  /** First restart delay of a dead API process, ms (default 100, doubling to 5 s). */
+  restartDelayMs?: number;
+}
+
+export interface ClusterWorker {
+  /** "api1" … */
+  readonly name: string;
+  readonly port: number;
+  /** The API process running now, if any. */
+  pid(): number | undefined;
+  /** How many times it was restarted. */
+  restarts(): number;
+  /** Sends `signal` (default SIGKILL) to the running API process, as a crash would; it is restarted. */
+  kill(signal?: NodeJS.Signals): boolean;
+}
+
+export interface Cluster {
+  /** http://HOST:PORT/graphql (through HAProxy) */
+  readonly url: string;
+  readonly workers: ClusterWorker[];
+  readonly configPath: string;
+  readonly haproxyPid: number;
+  /** Settles if HAProxy exits without stop() (the cluster is then useless: stop it). */
+  readonly haproxyExited: Promise<string>;
+  /** API processes first (graceful: sockets close with 1001), then HAProxy. Not the database. */
+  stop(): Promise<void>;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const WORKER_ENTRY = path.join(here, fileURLToPath(import.meta.url).endsWith('.ts') ? 'worker.ts' : 'worker.js');
+const START_TIMEOUT_MS = 60_000;
+const STOP_GRACE_MS = 10_000;
+
+export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+  const haproxyBin = findHaproxy();
+  if (!haproxyBin) throw new Error('HAProxy is not installed (Debian: `apt-get install haproxy`; or set HAPROXY_BIN)');
+  if (!Number.isInteger(options.workers) || options.workers < 1) throw new Error(`WORKERS must be a positive integer, got ${options.workers}`);
+  // Default: the API processes' JSON logs and HAProxy's warnings on this process's stdout, as `npm start` logs.
+  const output = options.output ?? ((_source: string, line: string) => void process.stdout.write(`${line}\n`));
+
+  mkdirSync(options.runtimeDir, { recursive: true });
+  const configPath = path.join(options.runtimeDir, 'haproxy.cfg');
+  stopOrphanedHaproxy(options.runtimeDir, configPath); // before PORT is needed again
+
+  const ports: number[] = [];
+  for (let i = 0; i < options.workers; i++) ports.push(await freePort());
+  const names = ports.map((_, i) => `api${i + 1}`);
+
+  const startWorker = (i: number) =>
+    startWorkerProcess(names[i]!, { ...options.env, MONGODB_URI: options.mongoUri, HOST: '127.0.0.1', PORT: String(ports[i]) }, output);
+  const supervisors: Supervisor[] = [];
+  const stopWorkers = () => Promise.all(supervisors.map((s) => s.stop()));
+  let haproxy: ChildProcess | null = null;
+  try {
+    const started = await Promise.allSettled(ports.map((_, i) => startWorker(i)));
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed) {
+      await Promise.all(started.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+      throw failed.reason;
+    }
+    const first = started.map((r) => (r as PromiseFulfilledResult<RunningProcess>).value);
+    first.forEach((proc, i) => {
+      supervisors.push(
+        supervise(proc, () => startWorker(i), { name: `API process ${names[i]} (port ${ports[i]})`, log: options.log, minDelayMs: options.restartDelayMs }),
+      );
+    });
+
+    writeFileSync(
+      configPath,
+      haproxyConfig({
+        bind: { host: options.host, port: options.port },
+        servers: names.map((name, i) => ({ name, host: '127.0.0.1', port: ports[i]! })),
+        checkIntervalMs: options.checkIntervalMs,
+      }),
+    );
+    // -db: foreground, no daemon; HAProxy stops at once on SIGTERM. In a process group of its own, so
+    // that a Ctrl-C in the terminal reaches it only through stop(), after the API processes have
+    // closed their sockets with 1001 (through it).
+    const proc = spawn(haproxyBin, ['-db', '-f', configPath], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    haproxy = proc;
+    writeFileSync(path.join(options.runtimeDir, 'haproxy.pid'), `${proc.pid}\n`);
+    pipeLines(proc, 'haproxy', output);
+    const haproxyExited = new Promise<string>((resolve) => proc.once('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `exit code ${code}`)));
+    const killHaproxy = () => proc.kill('SIGKILL');
+    process.once('exit', killHaproxy);
+
+    const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+    const origin = `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${options.port}`;
+    await waitForReady(`${origin}/readyz`, haproxyExited);
+
+    let stopped: Promise<void> | null = null;
+    return {
+      url: `http://${host}:${options.port}/graphql`,
+      configPath,
+      haproxyPid: proc.pid!,
+      haproxyExited,
+      workers: names.map((name, i) => ({
+        name,
+        port: ports[i]!,
+        pid: () => supervisors[i]!.pid(),
+        restarts: () => supervisors[i]!.restarts(),
+        kill: (signal: NodeJS.Signals = 'SIGKILL') => supervisors[i]!.kill(signal),
+      })),
+      stop: () =>
+        (stopped ??= (async () => {
+          await stopWorkers();
+          if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+          await haproxyExited;
+          process.removeListener('exit', killHaproxy);
+        })()),
+    };
+  } catch (err) {
+    haproxy?.kill('SIGKILL');
+    await stopWorkers();
+    throw err;
+  }
+}
+
+/**
+ * An HAProxy left running by a cluster command that was killed (SIGKILL: no chance to stop it) still
+ * holds PORT: stopped here, if the pid recorded in the runtime dir is an HAProxy on this config.
+ */
+function stopOrphanedHaproxy(runtimeDir: string, configPath: string): void {
+  try {
+    const pid = Number(readFileSync(path.join(runtimeDir, 'haproxy.pid'), 'utf8'));
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    if (cmdline.some((arg) => arg.endsWith('haproxy')) && cmdline.includes(configPath)) process.kill(pid, 'SIGTERM');
+  } catch {
+    // none recorded, or not running any more (or no /proc)
+  }
+}
+
+/** Resolves once `url` answers 200 (HAProxy up, and at least one API process healthy behind it). */
+async function waitForReady(url: string, exited: Promise<string>): Promise<void> {
+  let exitedHow: string | null = null;
+  void exited.then((how) => (exitedHow = how));
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (;;) {
+    if (exitedHow) throw new Error(`HAProxy exited (${exitedHow}) at start; see its output above`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not answer 200 within ${START_TIMEOUT_MS / 1000} s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function pipeLines(child: ChildProcess, source: string, output: (source: string, line: string) => void): void {
+  for (const stream of [child.stdout, child.stderr]) {
+    if (!stream) continue;
+    let rest = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop()!;
+      for (const line of lines) if (line) output(source, line);
+    });
+    stream.on('end', () => rest && output(source, rest));
+  }
+}
+
+/** Forks one API process and resolves once it listens. */
+function startWorkerProcess(
+  name: string,
+  envOverrides: Record<string, string | undefined>,
+  output: (source: string, line: string) => void,
+): Promise<RunningProcess> {
+  const env: Record<string, string> = {};
+  // TRUST_PROXY=loopback (unless set): X-Forwarded-For from HAProxy on this machine is believed.
+  for (const [k, v] of Object.entries({ ...process.env, TRUST_PROXY: process.env.TRUST_PROXY ?? 'loopback', ...envOverrides })) {
+    if (v !== undefined) env[k] = v;
+  }
+  const child = fork(WORKER_ENTRY, [], {
+    env,
+    execArgv: WORKER_ENTRY.endsWith('.ts') ? ['--import', 'tsx'] : [],
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  pipeLines(child, name, output);
+  const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `exit code ${code}`)));
+  return new Promise<RunningProcess>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${name} did not start within ${START_TIMEOUT_MS / 1000} s`));
+    }, START_TIMEOUT_MS);
+    child.once('error', (err) => (clearTimeout(timer), reject(err)));
+    void exited.then((how) => (clearTimeout(timer), reject(new Error(`${name} exited (${how}) before it was ready`))));
+    child.on('message', (msg: { ready?: boolean }) => {
+      if (!msg?.ready) return;
+      clearTimeout(timer);
+      resolve({
+        pid: () => (child.exitCode === null && child.signalCode === null ? child.pid : undefined),
+        exited,
+        stop: async () => {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          const kill = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+          child.kill('SIGTERM');
+          await exited;
+          clearTimeout(kill);
+        },
+      });
+    });
+  });
+}

@@ -1,0 +1,40 @@
+/**
+ * One API process of the cluster (scripts/cluster/cluster.ts forks it): the server on HOST:PORT
+ * against MONGODB_URI (required), configured by the environment like `npm start`. Tells the parent
+ * `{ ready: true, url }` over IPC once listening. SIGTERM/SIGINT stop it gracefully (sockets close
+ * with 1001); losing the parent (even to SIGKILL) makes it exit, so none outlives the cluster.
+ */
+import { ConfigError, loadSettings } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { startServer } from '../../src/server/app.js';
+
+async function main() {
+  const settings = loadSettings();
+  if (!settings.mongodbUri) throw new ConfigError('cluster worker: MONGODB_URI must be set');
+  const logger = createLogger(settings.logLevel);
+  const server = await startServer({ settings, mongoUri: settings.mongodbUri, logger });
+  process.send?.({ ready: true, url: server.url });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    try {
+      await server.stop();
+      process.exit(0);
+    } catch (err) {
+      logger.error({ err }, 'graceful stop failed');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+process.on('disconnect', () => process.exit(1));
+
+main().catch((err: unknown) => {
+  console.error(err instanceof ConfigError ? err.message : err);
+  process.exit(1);
+});
