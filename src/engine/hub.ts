@@ -112,8 +112,17 @@ export class EventHub implements SessionListener {
   private recheckBatch = new Set<string>();
   private recheckRunning = false;
   private pendingEnds: Promise<void> = Promise.resolve();
+  private stopped = false;
 
   constructor(private readonly deps: HubDeps) {}
+
+  /**
+   * The server is stopping: announced ends still waiting for the database are no longer retried
+   * (whoever reads such a session next finds its expiry passed and records the TIMEOUT then).
+   */
+  stop(): void {
+    this.stopped = true;
+  }
 
   /** The socket layer, built after the hub. */
   closeSocketsWith(sockets: SessionSockets): void {
@@ -361,7 +370,7 @@ export class EventHub implements SessionListener {
     const attempt = (): Promise<void> =>
       this.deps.sessions.endAfterAnnouncedTimeout(id).catch(async () => {
         await new Promise((resolve) => setTimeout(resolve, 1_000).unref());
-        return attempt();
+        return this.stopped ? undefined : attempt();
       });
     this.pendingEnds = this.pendingEnds.then(attempt);
   }

@@ -125,7 +125,7 @@ export class OperationPipeline {
       costLimit: { maxCost: OPERATION_LIMITS.maxCost },
       maxAliases: { n: OPERATION_LIMITS.maxAliases },
       maxDirectives: { n: OPERATION_LIMITS.maxDirectives },
-      // Enforced by the parser (parseOptions) and by formatError, the same way on both transports.
+      // The token limit is the parser's (parseOptions) and suggestions are masked by formatError, on both transports alike.
       maxTokens: { enabled: false },
       blockFieldSuggestion: { enabled: false },
     });
