@@ -5,7 +5,8 @@
  * it measures (event received − expiresAt) for the API server and, in the same run, for a bare
  * `ws` server that sends one message per socket at the same deadlines (the machine's physical
  * limit). Each server and each load runs in its own process; RSS is read from /proc. The figures
- * and the machine go into BENCHMARKS.md, between the markers (text outside them is kept).
+ * and the machine go into BENCHMARKS.md, between the markers (text outside them is kept), and a
+ * latency-distribution plot per scenario (API and bare) into docs/bench/*.svg next to it, embedded there.
  *
  * A run of the API whose setup (log in, open the sockets) is projected to take longer than
  * BENCH_SETUP_BUDGET_S is not started but reported with its projection, so the whole stays
@@ -19,7 +20,7 @@
  * writes a V8 CPU profile of the API server's expiry phase into dir (read it with profile-summary.ts).
  */
 import { execFileSync } from 'node:child_process';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +28,7 @@ import { resolveDatabase, type ResolvedDatabase } from '../scripts/database.js';
 import { probeDatabase, type ProbeRow } from './db-probe.js';
 import { BENCH_SERVER_ENV, rssKiB, spawnChild, type Child } from './ipc.js';
 import type { Distribution, LoadResult, PrepareArgs, Target } from './load.js';
+import { latencyCdfSvg } from './plot.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -334,10 +336,40 @@ function gitState(): string {
 const ms = (v: number) => (Number.isFinite(v) ? String(Math.round(v)) : '–');
 const yes = (ok: boolean) => (ok ? '**yes**' : '**no**');
 const count = (v: number) => v.toLocaleString('en');
+/** A scenario's plot, relative to the output file's folder. */
+const plotPath = (s: Scenario) => `docs/bench/expiry-${s.n}${s.sessions < s.n ? `-over-${s.sessions}` : ''}-${s.mode}.svg`;
 const describe = (s: Scenario) =>
   `${count(s.n)}${s.sessions < s.n ? ` (over ${count(s.sessions)} sessions)` : ''} | ${s.mode === 'spread' ? `spread over ${SPREAD_MS / 1000} s` : 'all at one instant'}`;
 
-function report(m: ReturnType<typeof machine>, all: Array<RunResult | Skipped>, probe: ProbeRow[], totalS: number, loadavg: string): string {
+/**
+ * Writes one SVG per scenario with a finished run (the API's and the bare server's latency CDFs),
+ * next to the output file; returns the scenarios plotted.
+ */
+async function writePlots(date: string, all: Array<RunResult | Skipped>): Promise<Scenario[]> {
+  const done = all.filter((r): r is RunResult => !('skipped' in r));
+  const same = (a: Scenario, b: Scenario) => a.n === b.n && a.sessions === b.sessions && a.mode === b.mode;
+  const scenarios = done.filter((r, i) => done.findIndex((o) => same(o, r)) === i);
+  for (const s of scenarios) {
+    const series = (['api', 'bare'] as const).flatMap((target) => {
+      const r = done.find((o) => o.target === target && same(o, s));
+      return r ? [{ label: target === 'api' ? 'API' : 'bare ws', color: target === 'api' ? '#d62728' : '#1f77b4', latencies: r.load.latencies, n: r.load.n }] : [];
+    });
+    const title = `${count(s.n)} sockets${s.sessions < s.n ? ` over ${count(s.sessions)} sessions` : ''}, ${s.mode === 'spread' ? `expiring over ${SPREAD_MS / 1000} s` : 'expiring at one instant'}: N = ${count(s.n)}, ${date.slice(0, 16).replace('T', ' ')} UTC`;
+    const file = path.join(path.dirname(OUTPUT), plotPath(s));
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, latencyCdfSvg(title, series));
+  }
+  return scenarios;
+}
+
+function report(
+  m: ReturnType<typeof machine>,
+  all: Array<RunResult | Skipped>,
+  probe: ProbeRow[],
+  totalS: number,
+  loadavg: string,
+  plotted: Scenario[],
+): string {
   const done = all.filter((r): r is RunResult => !('skipped' in r));
   const bareOf = (s: Scenario) => done.find((r) => r.target === 'bare' && r.n === s.n && r.sessions === s.sessions && r.mode === s.mode);
   const api = all.filter((r) => r.target === 'api');
@@ -368,6 +400,14 @@ function report(m: ReturnType<typeof machine>, all: Array<RunResult | Skipped>, 
   }
   const notes = [...new Set(api.filter((x): x is Skipped => 'skipped' in x).map((r) => `${count(r.n)} sockets: ${r.skipped}`))];
   for (const note of notes) lines.push('', `¹ ${note}.`);
+  if (plotted.length) {
+    lines.push(
+      '',
+      'The distribution of each scenario: the share of events received by a given lateness (log scale), API in red, bare ' +
+        'server in blue, p50 and p99 dashed.',
+      ...plotted.flatMap((s) => ['', `![Expiry latency CDF, ${describe(s).replace(' | ', ' sockets, ')}: API and bare](${plotPath(s)})`]),
+    );
+  }
   lines.push(
     '',
     'The bare server ran the same sockets with the same deadlines in the same run; a bare p99 under 1 ms counts as 1 ms in the ratio. ' +
@@ -498,7 +538,8 @@ async function main() {
   const codeAtEnd = gitState();
   // Children load src/ when they start: if the tree changed meanwhile, later runs measured other code.
   if (codeAtEnd !== info.code) info.code = `${info.code} at the start, ${codeAtEnd} at the end (src/ changed during the run)`;
-  await write(report(info, results, probe, totalS, `${loadBefore} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end`));
+  const plotted = await writePlots(info.date, results);
+  await write(report(info, results, probe, totalS, `${loadBefore} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end`, plotted));
   log(`done in ${Math.round(totalS)} s; figures written to ${path.relative(process.cwd(), OUTPUT)}`);
 }
 

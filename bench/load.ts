@@ -47,6 +47,8 @@ export interface LoadResult {
   serverLag: Distribution;
   /** Event received − serverTime: GraphQL execution of the event, the write, and the load reading it. */
   transit: Distribution;
+  /** Each received event's latency (as `latency`), in socket order: for the plots. */
+  latencies: number[];
 }
 
 const SUBSCRIBE = JSON.stringify({
@@ -224,6 +226,7 @@ async function collect({ graceMs }: { graceMs: number }): Promise<LoadResult> {
     latency: distribution(latency),
     serverLag: distribution(serverLag),
     transit: distribution(transit),
+    latencies: latency,
   };
 }
 
