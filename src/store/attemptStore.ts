@@ -75,17 +75,10 @@ export class MongoAttemptStore implements AttemptStore {
     return records.map((_, i) => String(result.insertedIds[i]));
   }
 
+  /** One count per key, each an equality on the indexed key (FerretDB on PostgreSQL scans `$or`/`$in` queries). */
   async count(windows: Array<{ key: string; since: Date }>): Promise<Map<string, number>> {
-    const counts = new Map(windows.map((w) => [w.key, 0]));
-    if (windows.length === 0) return counts;
-    const rows = await this.collection
-      .aggregate<{ _id: string; n: number }>([
-        { $match: { $or: windows.map((w) => ({ key: w.key, at: { $gt: w.since } })) } },
-        { $group: { _id: '$key', n: { $sum: 1 } } },
-      ])
-      .toArray();
-    for (const row of rows) counts.set(row._id, row.n);
-    return counts;
+    const counts = await Promise.all(windows.map((w) => this.collection.countDocuments({ key: w.key, at: { $gt: w.since } })));
+    return new Map(windows.map((w, i) => [w.key, counts[i]!]));
   }
 
   async oldest(key: string, since: Date, skip: number, limit: number): Promise<Date[]> {
@@ -100,7 +93,8 @@ export class MongoAttemptStore implements AttemptStore {
 
   async remove(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.collection.deleteMany({ _id: { $in: ids.map((id) => new mongoose.Types.ObjectId(id)) } });
+    // One delete per _id rather than one `$in`, which FerretDB on PostgreSQL answers with a scan.
+    await Promise.all(ids.map((id) => this.collection.deleteOne({ _id: new mongoose.Types.ObjectId(id) })));
   }
 
   async removeKey(key: string): Promise<void> {
