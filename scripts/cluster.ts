@@ -11,6 +11,7 @@ import { createLogger } from '../src/logger.js';
 import { startCluster } from './cluster/cluster.js';
 import { REPO } from './database/paths.js';
 import { resolveDatabase } from './database.js';
+import { printUrls, stopOnSignals } from './serve.js';
 
 async function main() {
   const settings = loadSettings(); // validated once here, so a bad setting does not crash-loop the workers
@@ -34,32 +35,15 @@ async function main() {
     throw err;
   }
   logger.info({ url: cluster.url, workers, database: database.description }, 'sessions API cluster ready');
-  const origin = new URL(cluster.url).origin;
-  console.log(
-    [
-      '',
-      `  GraphQL API:  ${cluster.url} (subscriptions: ${cluster.url.replace(/^http/, 'ws')})`,
-      `  Balancer:     HAProxy (${cluster.configPath}), ${workers} API processes on ports ${cluster.workers.map((w) => w.port).join(', ')}`,
-      settings.graphiqlEnabled ? `  GraphiQL:     ${origin}/graphiql` : null,
-      `  App:          ${origin}/app`,
-      `  Database:     ${database.description}`,
-      '',
-    ]
-      .filter((line) => line !== null)
-      .join('\n'),
-  );
-
-  let stopping = false;
-  const shutdown = async (why: string, code: number) => {
-    if (stopping) return;
+  printUrls(cluster.url, settings, database.description, [
+    `  Balancer:     HAProxy (${cluster.configPath}), ${workers} API processes on ports ${cluster.workers.map((w) => w.port).join(', ')}`,
+  ]);
+  let stopping = false; // HAProxy exiting then is our doing
+  const shutdown = stopOnSignals(logger, async () => {
     stopping = true;
-    logger.info({ why }, 'shutting down');
     await cluster.stop();
     await database.stop();
-    process.exit(code);
-  };
-  process.on('SIGINT', () => void shutdown('SIGINT', 0));
-  process.on('SIGTERM', () => void shutdown('SIGTERM', 0));
+  });
   void cluster.haproxyExited.then((how) => {
     if (stopping) return;
     logger.error(`HAProxy exited (${how}); stopping the cluster`);

@@ -7,6 +7,7 @@
 import { ConfigError, loadSettings } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startServer } from '../../src/server/app.js';
+import { stopOnSignals } from '../serve.js';
 
 async function main() {
   const settings = loadSettings();
@@ -15,21 +16,7 @@ async function main() {
   const server = await startServer({ settings, mongoUri: settings.mongodbUri, logger });
   process.send?.({ ready: true, url: server.url });
 
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    try {
-      await server.stop();
-      process.exit(0);
-    } catch (err) {
-      logger.error({ err }, 'graceful stop failed');
-      process.exit(1);
-    }
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  stopOnSignals(logger, () => server.stop());
 }
 
 process.on('disconnect', () => process.exit(1));

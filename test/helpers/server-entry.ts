@@ -11,6 +11,7 @@
 import { pino } from 'pino';
 import { ConfigError, loadSettings } from '../../src/config.js';
 import { startServer } from '../../src/server/app.js';
+import { stopOnSignals } from '../../scripts/serve.js';
 
 async function main() {
   const settings = loadSettings(process.env);
@@ -19,21 +20,7 @@ async function main() {
   const server = await startServer({ settings, mongoUri: settings.mongodbUri, logger });
   process.stdout.write(`${JSON.stringify({ serverReady: true, url: server.url, pid: process.pid })}\n`);
 
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    try {
-      await server.stop();
-      process.exit(0);
-    } catch (err) {
-      logger.error({ err }, 'graceful stop failed');
-      process.exit(1);
-    }
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  stopOnSignals(logger, () => server.stop());
 }
 
 // The parent holds our stdin: when it goes away (even by SIGKILL), so do we.
