@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { TrustProxy } from './clientAddress.js';
 
 /**
  * Cross-site websocket hijacking: who may use the session cookie on a websocket.
@@ -87,21 +88,14 @@ export function cookieOriginAllowed({ origin, host, secure }: UpgradeOrigin, all
 }
 
 /**
- * Express's `trust proxy` as a decision on the peer: `app.get('trust proxy fn')` (which takes the
- * peer's address and the hop, 0 here), or a plain boolean.
- */
-export type TrustProxy = boolean | ((address: string, hop: number) => boolean);
-
-/**
  * The inputs of {@link cookieOriginAllowed} from an upgrade request. `secure` is true on a TLS
  * socket, or, when the peer is a trusted proxy, when the first value of `X-Forwarded-Proto` is
- * `https` (as Express's `req.protocol`). Pass the same trust as Express's: `app.get('trust proxy fn')`.
+ * `https` (as Express's `req.protocol`). Pass the same trust as the client address uses (clientAddress.ts `trustProxy`).
  */
-export function upgradeRequestOrigin(request: IncomingMessage, trustProxy: TrustProxy = false): UpgradeOrigin {
+export function upgradeRequestOrigin(request: IncomingMessage, trustProxy: TrustProxy = () => false): UpgradeOrigin {
   const socket = request.socket as IncomingMessage['socket'] & { encrypted?: boolean };
   let secure = socket.encrypted === true;
-  const trusted = typeof trustProxy === 'function' ? trustProxy(socket.remoteAddress ?? '', 0) : trustProxy;
-  if (!secure && trusted) {
+  if (!secure && trustProxy(socket.remoteAddress ?? '', 0)) {
     const forwarded = request.headers['x-forwarded-proto'];
     const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim().toLowerCase();
     secure = first === 'https';

@@ -134,12 +134,12 @@ describe('upgradeRequestOrigin', () => {
   it('believes X-Forwarded-Proto only from a trusted proxy', () => {
     const proxied = request({ host: 'a', 'x-forwarded-proto': 'https' }, { remoteAddress: '10.0.0.1' });
     expect(upgradeRequestOrigin(proxied).secure).toBe(false);
-    expect(upgradeRequestOrigin(proxied, false).secure).toBe(false);
-    expect(upgradeRequestOrigin(proxied, true).secure).toBe(true);
+    expect(upgradeRequestOrigin(proxied, () => false).secure).toBe(false);
+    expect(upgradeRequestOrigin(proxied, () => true).secure).toBe(true);
     expect(upgradeRequestOrigin(proxied, (address) => address === '10.0.0.1').secure).toBe(true);
     expect(upgradeRequestOrigin(proxied, (address) => address === '10.0.0.2').secure).toBe(false);
-    expect(upgradeRequestOrigin(request({ host: 'a', 'x-forwarded-proto': 'HTTPS, http' }), true).secure).toBe(true);
-    expect(upgradeRequestOrigin(request({ host: 'a', 'x-forwarded-proto': 'http, https' }), true).secure).toBe(false);
+    expect(upgradeRequestOrigin(request({ host: 'a', 'x-forwarded-proto': 'HTTPS, http' }), () => true).secure).toBe(true);
+    expect(upgradeRequestOrigin(request({ host: 'a', 'x-forwarded-proto': 'http, https' }), () => true).secure).toBe(false);
   });
 });
 
