@@ -240,7 +240,12 @@ export class SessionService {
       const spec = specOf(current);
       // Another writer saved it with this policy after this request arrived: that save is this one's too.
       if (current.version > session.version && current.expiry.lastSavedAt >= askedAt && sameSpec(current.expiry.spec, spec)) return null;
-      return renewed(current, computeExpiry(spec, current.createdAt, now, this.settings.expiry), now);
+      const expiry = computeExpiry(spec, current.createdAt, now, this.settings.expiry);
+      // A date that was ahead when the request came but has passed while it waited for its turn.
+      if (!isValid(expiry.expiresAt, now)) {
+        throw apiError('EXPIRY_IN_PAST', `Expiry date ${expiry.expiresAt.toISOString()} passed before it could be saved: nothing was changed.`);
+      }
+      return renewed(current, expiry, now);
     });
     if (saved.session.endedAt) throw this.endedError(saved.session);
     return saved;

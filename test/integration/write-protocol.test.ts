@@ -1,9 +1,12 @@
 import mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { loadSettings } from '../../src/config.js';
 import type { Session } from '../../src/session.js';
+import { SessionService } from '../../src/sessions/service.js';
 import { ended, renewed } from '../../src/sessions/transitions.js';
 import { createModels, type Models } from '../../src/store/models.js';
 import { SessionStore } from '../../src/store/sessionStore.js';
+import { UserStore } from '../../src/store/userStore.js';
 import { AtomicUpdates, chooseVersionWriter, InsertedVersions, UnsafeDatabaseError, type VersionWriter } from '../../src/store/versionWriters.js';
 import { testDatabaseUri } from '../helpers/server.js';
 import { newStoredSession } from '../helpers/store.js';
@@ -115,5 +118,29 @@ describe('choosing the write path', () => {
 
   it('refuses to start where concurrent inserts of one _id can both succeed', async () => {
     await expect(chooseVersionWriter(models, { atomicUpdates: true, uniqueInserts: false }, log)).rejects.toThrow(/refusing to start/);
+  });
+});
+
+describe('a renewal that waited for its turn', () => {
+  it('is refused with EXPIRY_IN_PAST, changing nothing, when the date it asked for passed while it waited', async () => {
+    const store = new SessionStore(models, new InsertedVersions(models));
+    let now = Date.now();
+    const service = new SessionService(new UserStore(models), store, loadSettings({}), () => new Date(now));
+    const session = await newStoredSession(store);
+    // Another writer takes the next version first, and two seconds pass before this one reads it again.
+    const commit = store.commit.bind(store);
+    let raced = false;
+    store.commit = async (next) => {
+      if (!raced) {
+        raced = true;
+        expect(await commit(renewed(session, session.expiry, new Date(now)))).toBe(true);
+        now += 2000;
+      }
+      return commit(next);
+    };
+    const error = await service.setExpiry(session, { date: new Date(now + 1000) }).catch((err: unknown) => err);
+    expect(error).toMatchObject({ extensions: { code: 'EXPIRY_IN_PAST' } });
+    await store.drain();
+    expect((await store.findById(session.id))?.version).toBe(2);
   });
 });
