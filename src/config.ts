@@ -125,6 +125,14 @@ const schema = z.object({
   WS_MAX_UNAUTHENTICATED_PER_ADDRESS: positiveCount.default(20),
   /** Polling interval of the change feed when the database has no change streams, in ms. */
   CHANGE_POLL_INTERVAL_MS: positiveSeconds.default(100),
+  /**
+   * With a polling change feed, requests are authenticated from memory while the feed has read the
+   * change log within this many ms (store/sessionCache.ts): a logout or revocation answered by
+   * another process is honoured here within this delay. 0: every request reads the database.
+   */
+  SESSION_CACHE_MAX_STALENESS_MS: z.coerce.number().int().min(0).default(300),
+  /** Sessions the cache above holds per process (least recently used dropped first). */
+  SESSION_CACHE_SIZE: positiveCount.default(100_000),
   /** scrypt cost as log2(N): 15 is 32 MiB per hash. Lower it only for tests and benchmarks. */
   PASSWORD_HASH_COST: z.coerce.number().int().min(10).max(20).default(15),
 });
@@ -170,6 +178,7 @@ export interface Settings {
   httpRequestTimeoutMs: number;
   websocket: { operationsPerSocket: number; socketsPerSession: number; unauthenticatedPerAddress: number };
   changePollIntervalMs: number;
+  sessionCache: { maxStalenessMs: number; size: number };
   passwordHashCost: number;
   /**
    * What loading the environment found worth a warning but not a refusal: unknown SESSION_*
@@ -226,6 +235,13 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     );
   }
   const cookie = cookieSettings(e, warnings);
+  const staleness = e.SESSION_CACHE_MAX_STALENESS_MS;
+  if (staleness > 0 && staleness <= e.CHANGE_POLL_INTERVAL_MS) {
+    warnings.push(
+      `SESSION_CACHE_MAX_STALENESS_MS=${staleness} is not above CHANGE_POLL_INTERVAL_MS=${e.CHANGE_POLL_INTERVAL_MS}: ` +
+        'the session cache will seldom be fresh enough to answer (set it to 0 to switch it off, or to about 3 poll intervals).',
+    );
+  }
   return {
     env: e.NODE_ENV,
     host: e.HOST,
@@ -266,6 +282,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
       unauthenticatedPerAddress: e.WS_MAX_UNAUTHENTICATED_PER_ADDRESS,
     },
     changePollIntervalMs: e.CHANGE_POLL_INTERVAL_MS,
+    sessionCache: { maxStalenessMs: e.SESSION_CACHE_MAX_STALENESS_MS, size: e.SESSION_CACHE_SIZE },
     passwordHashCost: e.PASSWORD_HASH_COST,
     warnings,
   };

@@ -27,9 +27,15 @@ export interface SessionListener {
   sessionChanged(session: Session): void;
 }
 
+/** Hears of every change any process makes, from the change feed. */
+export interface FeedListener extends SessionListener {
+  /** A polling feed has handed over every change committed before `startedAt` (ms since the epoch). */
+  caughtUp?(startedAt: number): void;
+}
+
 /** Delivers every change to the sessions, from whichever process made it. */
 export interface ChangeFeed {
-  start(listener: SessionListener): Promise<void>;
+  start(listener: FeedListener): Promise<void>;
   /**
    * Brings the expiry re-check up to date: the current state of `ids` where the database may know
    * better than the changes delivered so far. Changes it reads on the way go to the listener too.

@@ -1,7 +1,7 @@
 import type { mongo } from 'mongoose';
 import type { Logger } from '../logger.js';
 import type { SessionDoc } from '../store/models.js';
-import type { ChangeFeed, Session, SessionListener } from '../session.js';
+import type { ChangeFeed, FeedListener, Session } from '../session.js';
 import { CHANGE_FEED_OVERLAP_MS, toSession, type SessionStore } from '../store/sessionStore.js';
 
 /** MongoDB change streams; after an error the stream is reopened after the last change it delivered. */
@@ -15,7 +15,7 @@ export class ChangeStreamFeed implements ChangeFeed {
     private readonly logger: Logger,
   ) {}
 
-  async start(listener: SessionListener): Promise<void> {
+  async start(listener: FeedListener): Promise<void> {
     this.stopped = false;
     const stream = this.store.watchChanges(this.resumeToken);
     this.stream = stream;
@@ -57,7 +57,7 @@ export class PollingFeed implements ChangeFeed {
   private since = new Date();
   private lastReadAt = Date.now();
   private lastTrimAt = 0;
-  private listener: SessionListener = { sessionChanged() {} };
+  private listener: FeedListener = { sessionChanged() {} };
   private polling: Promise<void> | null = null;
   /** When polls started failing (null while they work). */
   private failingSince: number | null = null;
@@ -71,7 +71,7 @@ export class PollingFeed implements ChangeFeed {
     private readonly retentionMs = 10_000,
   ) {}
 
-  async start(listener: SessionListener): Promise<void> {
+  async start(listener: FeedListener): Promise<void> {
     this.listener = listener;
     this.since = new Date();
     this.lastReadAt = Date.now();
@@ -112,6 +112,7 @@ export class PollingFeed implements ChangeFeed {
       if (at > this.since) this.since = at;
       this.listener.sessionChanged(session);
     }
+    this.listener.caughtUp?.(startedAt);
   }
 
   private async trim(): Promise<void> {

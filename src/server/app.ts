@@ -20,6 +20,7 @@ import { SessionService, type Clock } from '../sessions/service.js';
 import { detectCapabilities, type DatabaseCapabilities } from '../store/capabilities.js';
 import { createModels, ensureTtlIndex } from '../store/models.js';
 import { connectDatabase, DatabaseHealth } from '../store/databaseHealth.js';
+import { SessionCache } from '../store/sessionCache.js';
 import { SessionStore } from '../store/sessionStore.js';
 import { UserStore } from '../store/userStore.js';
 import { MongoAttemptStore } from '../store/attemptStore.js';
@@ -87,7 +88,12 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   const now = () => clock().getTime();
 
   const scheduler = new Scheduler();
-  const store = new SessionStore(models, writer, { recordChanges: !capabilities.changeStreams });
+  // Only with the polling feed, which can tell how fresh it is; change streams cannot.
+  const cache =
+    !capabilities.changeStreams && settings.sessionCache.maxStalenessMs > 0
+      ? new SessionCache(settings.sessionCache.maxStalenessMs, settings.sessionCache.size)
+      : null;
+  const store = new SessionStore(models, writer, { recordChanges: !capabilities.changeStreams, cache });
   const attempts = await MongoAttemptStore.open(conn, capabilities, { onPurgeError: (err) => logger.error({ err }, 'purging expired login attempts failed') });
   const service = new SessionService(new UserStore(models), store, settings, clock, attempts);
   const feed: ChangeFeed = capabilities.changeStreams
@@ -116,7 +122,14 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     recheckTimeoutMs: RECHECK_TIMEOUT_MS,
   });
   service.listen(hub);
-  await feed.start(hub);
+  await feed.start(
+    cache
+      ? {
+          sessionChanged: (session) => (cache.sessionChanged(session), hub.sessionChanged(session)),
+          caughtUp: (startedAt) => cache.feedCaughtUp(startedAt),
+        }
+      : hub,
+  );
   await presence.start();
   const stopPurging = capabilities.ttlIndexes ? () => {} : startPurging(service, settings, logger);
 

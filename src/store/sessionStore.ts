@@ -5,6 +5,7 @@ import type { EndReason, Session } from '../session.js';
 import type { Models, SessionChangeDoc, SessionDoc, SessionState } from './models.js';
 import { within } from '../timeLimit.js';
 import type { VersionWriter } from './versionWriters.js';
+import type { SessionCache } from './sessionCache.js';
 
 /** An id as one flat string: bson's toHexString() builds it from concatenated pieces, which the hub would keep for each followed session. */
 const flatHex = (id: mongoose.Types.ObjectId) => Buffer.from(id.id).toString('hex');
@@ -62,11 +63,13 @@ export class SessionStore {
   /**
    * @param recordChanges where the database has no change streams: log every write in the
    *   session_changes collection, for the other processes' polling feeds (engine/changeFeed.ts).
+   * @param cache where `findByToken` may answer from memory (store/sessionCache.ts); this store's
+   *   writes go into it as they are committed.
    */
   constructor(
     private readonly models: Models,
     readonly writer: VersionWriter,
-    private readonly options: { recordChanges: boolean } = { recordChanges: false },
+    private readonly options: { recordChanges: boolean; cache?: SessionCache | null } = { recordChanges: false },
   ) {}
 
   /** After the write: a process that dies in between loses the change for the other processes' polling feeds, not the write. */
@@ -131,6 +134,7 @@ export class SessionStore {
     };
     const fixed = { createdAt: session.createdAt, userAgent: session.userAgent, clientAddress: session.clientAddress };
     await this.models.Session.create({ _id: oid(input.id), userId: oid(input.userId), secretHash: input.secretHash, ...fixed, ...stateFields(session) });
+    this.options.cache?.added(session, input.secretHash);
     await this.recordChange(session.id, session.userId, { ...fixed, ...stateFields(session) });
     return session;
   }
@@ -147,6 +151,7 @@ export class SessionStore {
   /** `commit` for many sessions at once (a burst of expiries): which of them this writer wrote. */
   async commitMany(nexts: Session[]): Promise<boolean[]> {
     const won = await this.writer.commitMany(nexts.map((next) => ({ id: oid(next.id), next: stateFields(next) })));
+    nexts.forEach((next, i) => won[i] && this.options.cache?.sessionChanged(next));
     // Every process that follows a session has its own deadline for it, so a timeout needs no record.
     const logged = nexts.filter((next, i) => won[i] && next.endReason !== 'TIMEOUT');
     for (const next of logged) {
@@ -156,18 +161,31 @@ export class SessionStore {
     return won;
   }
 
-  /** The session a token stands for, read by its primary key; null when there is none or the secret is wrong. */
+  /**
+   * The session a token stands for, read by its primary key (or found in the cache while it is
+   * fresh); null when there is none or the secret is wrong.
+   */
   async findByToken(token: string): Promise<Session | null> {
     const parsed = parseSessionToken(token);
     if (!parsed) return null;
+    const { cache } = this.options;
+    const cached = cache?.lookup(parsed.sessionId);
+    if (cached) return secretMatches(parsed.secret, cached.secretHash) ? cached.session : null;
+    const readToken = cache?.beforeRead() ?? 0;
     const head = await this.models.Session.findById(parsed.sessionId).lean<SessionDoc>();
-    return head && secretMatches(parsed.secret, head.secretHash) ? toSession(await this.writer.latest(head)) : null;
+    if (!head || !secretMatches(parsed.secret, head.secretHash)) return null;
+    const session = toSession(await this.writer.latest(head));
+    cache?.remember(session, head.secretHash, readToken);
+    return session;
   }
 
   async findById(id: string): Promise<Session | null> {
     if (!mongoose.isValidObjectId(id)) return null;
     const head = await this.models.Session.findById(id).lean<SessionDoc>();
-    return head ? toSession(await this.writer.latest(head)) : null;
+    if (!head) return null;
+    const session = toSession(await this.writer.latest(head));
+    this.options.cache?.sessionChanged(session);
+    return session;
   }
 
   async findByIds(ids: string[]): Promise<Session[]> {

@@ -139,6 +139,12 @@ const END_CODES = new Set(['SESSION_EXPIRED', 'SESSION_ENDED']);
 export interface CheckOptions {
   /** Clock granularity allowed where server instants are compared with expiries. */
   slackMs?: number;
+  /**
+   * How long after one process answered a change (an end, a renewal) another process may still
+   * authenticate requests with the version before it: the servers' SESSION_CACHE_MAX_STALENESS_MS.
+   * The process that answered it, and revokeSession (which reads the database), get no such delay.
+   */
+  crossProcessDelayMs?: number;
 }
 
 /** The end a terminal observation stands for: TIMEOUT, BROWSER_CLOSED, LOGGED_OUT or REVOKED. */
@@ -159,10 +165,15 @@ function sameEnd(a: string, b: string): boolean {
 interface EndKnown {
   at: number;
   how: string;
+  /** The process that answered or announced it. */
+  proc: number;
 }
 
 export function checkHistory(history: History, options: CheckOptions = {}): Violation[] {
   const slack = options.slackMs ?? 3;
+  const delay = options.crossProcessDelayMs ?? 0;
+  /** When what `proc` answered at `at` binds a request authenticated by `on` (null: one that reads the database). */
+  const bindsFrom = (at: number, proc: number, on: number | null) => (on === null || on === proc ? at : at + delay);
   const rel = (t: number) => `+${t - history.t0}ms`;
   const violations: Violation[] = [];
   const add = (rule: Rule, session: string | null, at: number, message: string) => violations.push({ rule, session, at, message });
@@ -197,47 +208,58 @@ export function checkHistory(history: History, options: CheckOptions = {}): Viol
   }
 
   // When each session's end became known to some client.
-  const endKnown = new Map<string, EndKnown>();
-  const known = (s: string, at: number, how: string) => {
-    const cur = endKnown.get(s);
-    if (!cur || at < cur.at) endKnown.set(s, { at, how });
+  const endKnown = new Map<string, EndKnown[]>();
+  const known = (s: string, at: number, how: string, proc: number) => {
+    endKnown.set(s, [...(endKnown.get(s) ?? []), { at, how, proc }]);
+  };
+  /** The earliest of S's known ends that binds a request authenticated by `on`, and when it binds it. */
+  const bindingEnd = (ends: EndKnown[], on: number | null) => {
+    let first: (EndKnown & { from: number }) | null = null;
+    for (const e of ends) {
+      const from = bindsFrom(e.at, e.proc, on);
+      if (!first || from < first.from) first = { ...e, from };
+    }
+    return first!;
   };
   for (const r of history.requests) {
     if (r.outcome.kind === 'refused' && r.session && r.op !== 'login' && END_CODES.has(r.outcome.code)) {
-      known(r.session, r.answeredAt, `${describe(r)} refused ${r.outcome.code}`);
+      known(r.session, r.answeredAt, `${describe(r)} refused ${r.outcome.code}`, r.proc);
     }
     if (r.outcome.kind !== 'served' || !r.session) continue;
-    if (r.op === 'logout') known(r.session, r.answeredAt, `${describe(r)} answered true`);
-    if (r.op === 'revoke' && r.target && r.outcome.result === true) known(r.target, r.answeredAt, `${describe(r)} by ${short(r.session)} answered true`);
+    if (r.op === 'logout') known(r.session, r.answeredAt, `${describe(r)} answered true`, r.proc);
+    if (r.op === 'revoke' && r.target && r.outcome.result === true) known(r.target, r.answeredAt, `${describe(r)} by ${short(r.session)} answered true`, r.proc);
     if (r.op === 'logoutAll') {
       for (const s of sessionsOfUser.get(r.user) ?? []) {
         if (s === r.session ? r.keepCurrent : loginOf(s).answeredAt >= r.sentAt) continue;
-        known(s, r.answeredAt, `${describe(r)} by ${short(r.session)} (keepCurrent: ${Boolean(r.keepCurrent)}) answered ${String(r.outcome.result)}`);
+        known(s, r.answeredAt, `${describe(r)} by ${short(r.session)} (keepCurrent: ${Boolean(r.keepCurrent)}) answered ${String(r.outcome.result)}`, r.proc);
       }
     }
   }
   for (const sub of history.subscribers) {
     const terminal = sub.events.find((e) => TERMINAL_KINDS.has(e.kind) && e.sessionId === sub.session);
-    if (terminal) known(sub.session, terminal.receivedAt, `subscriber ${sub.id} on P${sub.proc} received ${terminal.kind}/${terminal.reason}`);
+    if (terminal) known(sub.session, terminal.receivedAt, `subscriber ${sub.id} on P${sub.proc} received ${terminal.kind}/${terminal.reason}`, sub.proc);
   }
 
   for (const { id: s } of history.sessions) {
     const requests = own.get(s) ?? [];
     const renewals = requests.filter((r) => RENEWALS.has(r.op));
-    const end = endKnown.get(s);
+    const ends = endKnown.get(s);
 
-    // (a) nothing served after the end was known.
-    if (end) {
+    // (a) nothing served after the end was known (to the process serving it, see crossProcessDelayMs).
+    if (ends) {
       for (const r of requests) {
-        if (r.op === 'login' || r.outcome.kind !== 'served' || r.sentAt <= end.at) continue;
-        add('a', s, r.sentAt, `${describe(r)} was SERVED although the end of ${short(s)} was known at ${rel(end.at)}: ${end.how}`);
+        const end = bindingEnd(ends, r.proc);
+        if (r.op === 'login' || r.outcome.kind !== 'served' || r.sentAt <= end.from) continue;
+        add('a', s, r.sentAt, `${describe(r)} was SERVED although the end of ${short(s)} was known at ${rel(end.at)} on P${end.proc}: ${end.how}`);
       }
       for (const r of aimedAt.get(s) ?? []) {
-        if (r.outcome.kind !== 'served' || r.outcome.result !== true || r.sentAt <= end.at) continue;
+        const end = bindingEnd(ends, null);
+        if (r.outcome.kind !== 'served' || r.outcome.result !== true || r.sentAt <= end.from) continue;
         add('a', s, r.sentAt, `${describe(r)} revoked ${short(s)} (answered true) although its end was known at ${rel(end.at)}: ${end.how}`);
       }
       for (const sub of subsOf.get(s) ?? []) {
-        if (sub.openedAt <= end.at) continue;
+        const end = bindingEnd(ends, sub.proc);
+        if (sub.openedAt <= end.from) continue;
         const first = sub.events[0];
         if (first && !TERMINAL_KINDS.has(first.kind)) {
           add('a', s, first.receivedAt, `subscriber ${sub.id} on P${sub.proc}, opened ${rel(sub.openedAt)} after the end was known (${rel(end.at)}: ${end.how}), got ${first.kind} first`);
@@ -254,21 +276,23 @@ export function checkHistory(history: History, options: CheckOptions = {}): Viol
     }
 
     // (b-expiry) nothing served after the latest expiry known when it was sent, unless a renewal could still move it.
-    const claims: Array<{ r: RequestRecord; what: string }> = [];
-    for (const r of requests) if (r.op !== 'login' && r.outcome.kind === 'served') claims.push({ r, what: 'was SERVED' });
+    // A renewal binds a claim from when the claim's process can know of it (see crossProcessDelayMs).
+    const claims: Array<{ r: RequestRecord; what: string; on: number | null }> = [];
+    for (const r of requests) if (r.op !== 'login' && r.outcome.kind === 'served') claims.push({ r, what: 'was SERVED', on: r.proc });
     for (const r of aimedAt.get(s) ?? []) {
-      if (r.outcome.kind === 'served' && r.outcome.result === true) claims.push({ r, what: `revoked ${short(s)} (answered true)` });
+      if (r.outcome.kind === 'served' && r.outcome.result === true) claims.push({ r, what: `revoked ${short(s)} (answered true)`, on: null });
     }
-    for (const { r, what } of claims) {
+    for (const { r, what, on } of claims) {
       const sent = r.sentAt;
+      const binds = (w: RequestRecord) => bindsFrom(w.answeredAt, w.proc, on);
       if (renewals.some((w) => w.outcome.kind === 'failed' && w.sentAt < sent)) continue;
-      const answered = renewals.filter((w) => w.outcome.kind === 'served' && w.answeredAt < sent);
+      const answered = renewals.filter((w) => w.outcome.kind === 'served' && binds(w) < sent);
       if (answered.length === 0) continue;
       let latest = answered[0]!;
       for (const w of answered) if (expiryOf(w) > expiryOf(latest)) latest = w;
       const expiry = expiryOf(latest);
       if (sent <= expiry + slack) continue;
-      const rescuer = renewals.find((w) => w !== r && w.outcome.kind !== 'refused' && w.sentAt < expiry + slack && w.answeredAt >= sent);
+      const rescuer = renewals.find((w) => w !== r && w.outcome.kind !== 'refused' && w.sentAt < expiry + slack && binds(w) >= sent);
       if (rescuer) continue;
       add(
         'b-expiry',
@@ -288,7 +312,7 @@ export function checkHistory(history: History, options: CheckOptions = {}): Viol
       const terminals = sub.events.filter((e) => TERMINAL_KINDS.has(e.kind));
       if (terminals.length === 0) {
         const how = sub.error ? `error ${sub.error}` : sub.closeCode !== null ? `socket closed ${sub.closeCode} at ${rel(sub.closedAt!)}` : 'still open';
-        add('c', s, sub.closedAt ?? end?.at ?? sub.openedAt, `${label} got no terminal event (${how}; events: ${sub.events.map((e) => e.kind).join(',') || 'none'})`);
+        add('c', s, sub.closedAt ?? (ends ? Math.min(...ends.map((e) => e.at)) : sub.openedAt), `${label} got no terminal event (${how}; events: ${sub.events.map((e) => e.kind).join(',') || 'none'})`);
         continue;
       }
       if (terminals.length > 1) {

@@ -150,7 +150,17 @@ describe('loadSettings', () => {
     }
   });
 
+  it('reads the session cache settings, and warns when the cache could seldom be fresh', () => {
+    expect(loadSettings({}).sessionCache).toEqual({ maxStalenessMs: 300, size: 100_000 });
+    expect(loadSettings({ SESSION_CACHE_MAX_STALENESS_MS: '0' }).warnings).toEqual([]);
+    expect(loadSettings({ SESSION_CACHE_MAX_STALENESS_MS: '100' }).warnings).toEqual([
+      'SESSION_CACHE_MAX_STALENESS_MS=100 is not above CHANGE_POLL_INTERVAL_MS=100: the session cache will seldom be fresh enough to answer (set it to 0 to switch it off, or to about 3 poll intervals).',
+    ]);
+  });
+
   it.each([
+    [{ SESSION_CACHE_MAX_STALENESS_MS: '-1' }, 'SESSION_CACHE_MAX_STALENESS_MS'],
+    [{ SESSION_CACHE_SIZE: '0' }, 'SESSION_CACHE_SIZE'],
     [{ SESSION_EXPIRE_AT_BROWSER_CLOSE: 'sometimes' }, 'SESSION_EXPIRE_AT_BROWSER_CLOSE'],
     [{ SESSION_COOKIE_NAME: 'a;b' }, 'SESSION_COOKIE_NAME'],
     [{ SESSION_COOKIE_DOMAIN: 'exa mple.com' }, 'SESSION_COOKIE_DOMAIN'],

@@ -1,0 +1,110 @@
+/**
+ * The session cache (store/sessionCache.ts) against two servers on one database: what another
+ * process answered (a logout, a revocation, a shorter expiry) is honoured within
+ * SESSION_CACHE_MAX_STALENESS_MS, what this process answered at once, and a stalled change feed
+ * sends every request back to the database.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorCode, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
+
+const STALENESS_MS = 300;
+const READ = '{ session { id expiryDate } }';
+
+let a: TestServer;
+let b: TestServer;
+
+beforeAll(async () => {
+  const uri = testDatabaseUri();
+  const env = { SESSION_CACHE_MAX_STALENESS_MS: String(STALENESS_MS) };
+  [a, b] = await Promise.all([startTestServer(env, uri), startTestServer(env, uri)]);
+});
+afterAll(async () => {
+  await Promise.all([a?.stop(), b?.stop()]);
+});
+
+const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+const read = (server: TestServer, token: string) => server.gql(READ, {}, bearer(token));
+
+/**
+ * Reads the session on `server` from `lanes` concurrent loops while `end` runs on another server,
+ * until `afterMs` past end's answer; returns each read's answer and send time relative to that answer.
+ */
+async function hammerDuring(server: TestServer, token: string, end: () => Promise<unknown>, afterMs: number, lanes = 6) {
+  const reads: Array<{ sentAt: number; code: string | undefined }> = [];
+  let stop = false;
+  const lane = async () => {
+    while (!stop) {
+      const sentAt = Date.now();
+      const res = await read(server, token);
+      reads.push({ sentAt, code: res.errors ? errorCode(res) : undefined });
+    }
+  };
+  const running = Array.from({ length: lanes }, lane);
+  await sleep(50);
+  await end();
+  const endedAt = Date.now();
+  await sleep(afterMs);
+  stop = true;
+  await Promise.all(running);
+  return reads.map(({ sentAt, code }) => ({ sentAfterEnd: sentAt - endedAt, code }));
+}
+
+describe('the session cache, across two processes', () => {
+  it('answers repeated requests from memory while the change feed is fresh', async (ctx) => {
+    if (b.capabilities.changeStreams) ctx.skip(); // only polling feeds can say how fresh they are
+    const { token } = await newUserSession(a);
+    expect(await b.service.store.findByToken(token)).not.toBeNull(); // read, and remembered
+    const cached = await b.service.store.findByToken(token);
+    expect(await b.service.store.findByToken(token)).toBe(cached); // the same object: no database read
+    const wrongSecret = `${token.split('.')[0]}.${'A'.repeat(43)}`;
+    expect(errorCode(await read(b, wrongSecret))).toBe('UNAUTHENTICATED');
+  });
+
+  it('honours a logout answered by another process within SESSION_CACHE_MAX_STALENESS_MS, under concurrent reads', async () => {
+    const { token } = await newUserSession(a);
+    expect((await read(b, token)).errors).toBeUndefined(); // b has it cached
+    const logout = () => a.gql('mutation { logout }', {}, bearer(token)).then((res) => expect(res.errors).toBeUndefined());
+    const reads = await hammerDuring(b, token, logout, STALENESS_MS + 400);
+    const after = reads.filter((r) => r.sentAfterEnd > STALENESS_MS);
+    expect(after.length).toBeGreaterThan(10);
+    expect(after.filter((r) => r.code !== 'SESSION_ENDED')).toEqual([]);
+    // And the process that answered the logout honours it at once.
+    expect(errorCode(await read(a, token))).toBe('SESSION_ENDED');
+  });
+
+  it('honours a revocation and a shortened expiry made on another process within the bound', async () => {
+    const victim = await newUserSession(a);
+    const second = await a.gql(
+      'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token session { id } } }',
+      { u: victim.username, p: victim.password },
+    );
+    const other = second.data.login as { token: string; session: { id: string } };
+    expect((await read(b, other.token)).errors).toBeUndefined();
+    const revoke = () =>
+      a.gql('mutation($id:ID!){ revokeSession(id:$id) }', { id: other.session.id }, bearer(victim.token)).then((res) => expect(res.data?.revokeSession).toBe(true));
+    const reads = await hammerDuring(b, other.token, revoke, STALENESS_MS + 400);
+    expect(reads.filter((r) => r.sentAfterEnd > STALENESS_MS && r.code !== 'SESSION_ENDED')).toEqual([]);
+
+    // setExpiry to 1 s on a; 1 s + the bound later b refuses it as expired.
+    expect((await read(b, victim.token)).errors).toBeUndefined();
+    const set = await a.gql('mutation { setExpiry(seconds: 1) { expiryDate } }', {}, bearer(victim.token));
+    expect(set.errors).toBeUndefined();
+    await sleep(1000 + STALENESS_MS + 50);
+    expect(errorCode(await read(b, victim.token))).toBe('SESSION_EXPIRED');
+  });
+
+  it('reads the database once the change feed has stalled for longer than the bound', async () => {
+    const { token } = await newUserSession(a);
+    expect((await read(b, token)).errors).toBeUndefined();
+    const server = await startTestServer({ SESSION_CACHE_MAX_STALENESS_MS: String(STALENESS_MS) }, b.mongoUri);
+    try {
+      expect((await read(server, token)).errors).toBeUndefined(); // cached there too
+      await server.feed.stop(); // it hears of nothing more
+      expect((await a.gql('mutation { logout }', {}, bearer(token))).errors).toBeUndefined();
+      await sleep(STALENESS_MS + 50);
+      expect(errorCode(await read(server, token))).toBe('SESSION_ENDED');
+    } finally {
+      await server.stop();
+    }
+  });
+});
