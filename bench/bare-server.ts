@@ -5,11 +5,14 @@
  * it, then sends an EXPIRED `next` shaped like the API's. One message per socket and nothing
  * else (no `complete`, no close): the least any server has to do at a deadline.
  */
+import { createServer } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { serve } from './ipc.js';
 
-const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/graphql' });
-await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+// Plain HTTP answers only HAProxy's health check (bench/balancer.ts), as the API's /readyz does.
+const httpServer = createServer((req, res) => res.writeHead(req.url === '/readyz' ? 200 : 404).end());
+const wss = new WebSocketServer({ server: httpServer, path: '/graphql' });
+await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
 let subscribed = 0;
 
 function expire(socket: WebSocket, id: string, deadline: number): void {
@@ -38,7 +41,7 @@ wss.on('connection', (socket) => {
   });
 });
 
-const { port } = wss.address() as { port: number };
+const { port } = httpServer.address() as { port: number };
 serve({
   url: () => `http://127.0.0.1:${port}/graphql`,
   subscribed: () => subscribed,
@@ -49,5 +52,9 @@ serve({
   },
   resetStats: () => {},
   stats: () => ({ rechecks: { sent: 0, answered: [] }, logCounts: {}, loopDelayMs: null }),
-  exit: () => new Promise<void>((resolve) => wss.close(() => resolve())),
+  // The process exits right after: nothing to wait for.
+  exit: () => {
+    wss.close();
+    httpServer.close();
+  },
 });

@@ -90,10 +90,10 @@ export async function probeDatabase(uri: string, sizes = [1000, 10_000]): Promis
           () => Session.find({ updatedAt: { $gt: new Date() } }).sort({ updatedAt: 1 }).lean(),
         ],
         [
-          'findOneAndUpdate({ _id, endedAt: null, expiresAt })',
-          'ending one session',
-          Session.findOne({ _id: lastId, endedAt: null, expiresAt: { $lte: new Date(0) } }),
-          () => Session.findOneAndUpdate({ _id: lastId, endedAt: null, expiresAt: { $lte: new Date(0) } }, { $inc: { version: 1 } }).lean(),
+          'updateOne({ _id, version: { $lt } })',
+          'every write of a session on FerretDB (an expiry too), after the insert that decides it: the session document brought up to date, in the background (store/versionWriters.ts)',
+          Session.findOne({ _id: lastId, version: { $lt: 0 } }),
+          () => Session.updateOne({ _id: lastId, version: { $lt: 0 } }, { $set: { version: 1 } }),
         ],
       ];
       for (const [query, where, explained, run] of probes) {

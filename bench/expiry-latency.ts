@@ -1,20 +1,24 @@
 /**
- * `npm run bench`: expiry latency over real websockets (DESIGN.md section 6, issue 3 item 7).
+ * `npm run bench`: expiry latency over real websockets (DESIGN.md section 6, issue 3 item 7, issue 11 item 3).
  *
- * For N = 1 000 and 10 000 subscribed sockets, expiring spread over 3 s and all at one instant,
- * it measures (event received − expiresAt) for the API server and, in the same run, for a bare
- * `ws` server that sends one message per socket at the same deadlines (the machine's physical
- * limit). Each server and each load runs in its own process; RSS is read from /proc. The figures
- * and the machine go into BENCHMARKS.md, between the markers (text outside them is kept), and a
+ * For N = 1 000 and 10 000 subscribed sockets on one server process, expiring spread over 3 s and
+ * all at one instant, and for N = 50 000 on 3 server processes behind HAProxy, expiring spread
+ * over 10 s and all at one instant, it measures (event received − expiresAt) for the API and, in
+ * the same run, for bare `ws` servers (the same number of processes, behind the same balancer)
+ * that send one message per socket at the same deadlines (the machine's physical limit). Each
+ * server and each load runs in its own process; RSS is read from /proc. The sessions are seeded
+ * straight into the database (bench/seed.ts): logins are not what is measured. The figures and
+ * the machine go into BENCHMARKS.md, between the markers (text outside them is kept), and a
  * latency-distribution plot per scenario (API and bare) into docs/bench/*.svg next to it, embedded there.
  *
- * A run of the API whose setup (log in, open the sockets) is projected to take longer than
- * BENCH_SETUP_BUDGET_S is not started but reported with its projection, so the whole stays
- * bounded. For N > 1 000 it also runs N sockets over BENCH_FANOUT_SESSIONS sessions (several
- * tabs per login), which sets up fast on any database.
+ * A run of the API whose setup (seed the sessions, open the sockets) is projected to take longer
+ * than BENCH_SETUP_BUDGET_S is not started but reported with its projection, so the whole stays
+ * bounded. For N > 1 000 on one process it also runs N sockets over BENCH_FANOUT_SESSIONS sessions
+ * (several tabs per login).
  *
- * Environment: BENCH_SIZES (default "1000,10000"), BENCH_OUTPUT (default BENCHMARKS.md),
- * BENCH_SETUP_BUDGET_S (default 600), BENCH_FANOUT_SESSIONS (default 100), and what
+ * Environment: BENCH_SIZES (default "1000,10000"), BENCH_CLUSTER_SIZES (default "50000"; empty: no
+ * cluster scenario), BENCH_CLUSTER_PROCESSES (default 3), BENCH_OUTPUT (default BENCHMARKS.md),
+ * BENCH_SETUP_BUDGET_S (default 900), BENCH_FANOUT_SESSIONS (default 100), and what
  * scripts/database.ts reads (MONGODB_URI, SESSIONS_EMBEDDED_DB, SESSIONS_POSTGRESQL_URL). LOG_LEVEL,
  * CHANGE_POLL_INTERVAL_MS and WS_PING_INTERVAL pass through to the API server. BENCH_CPU_PROF=dir
  * writes a V8 CPU profile of the API server's expiry phase into dir (read it with profile-summary.ts).
@@ -25,41 +29,58 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveDatabase, type ResolvedDatabase } from '../scripts/database.js';
+import { HAPROXY_MAXCONN, haproxyInstances, startBalancer, type Balancer } from './balancer.js';
 import { probeDatabase, type ProbeRow } from './db-probe.js';
 import { BENCH_SERVER_ENV, rssKiB, spawnChild, type Child } from './ipc.js';
-import type { Distribution, LoadResult, PrepareArgs, Target } from './load.js';
+import { mergeParts, type Distribution, type LoadPart, type LoadResult, type PrepareArgs, type Target } from './load.js';
 import { latencyCdfSvg } from './plot.js';
+import { checkSeededShape, indexIdLookups, seedSessions } from './seed.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const env = process.env;
+const sizes = (list: string) => list.split(',').filter(Boolean).map(Number).sort((a, b) => a - b);
 /** Ascending: the smaller runs calibrate the projected setup time of the larger ones. */
-const SIZES = (env.BENCH_SIZES ?? '1000,10000').split(',').map(Number).sort((a, b) => a - b);
+const SIZES = sizes(env.BENCH_SIZES ?? '1000,10000');
+const CLUSTER_SIZES = sizes(env.BENCH_CLUSTER_SIZES ?? '50000');
+const CLUSTER_PROCESSES = Number(env.BENCH_CLUSTER_PROCESSES ?? 3);
 const OUTPUT = path.resolve(here, '..', env.BENCH_OUTPUT ?? 'BENCHMARKS.md');
-const SETUP_BUDGET_MS = Number(env.BENCH_SETUP_BUDGET_S ?? 600) * 1000;
+const SETUP_BUDGET_MS = Number(env.BENCH_SETUP_BUDGET_S ?? 900) * 1000;
 const FANOUT_SESSIONS = Number(env.BENCH_FANOUT_SESSIONS ?? 100);
 const SPREAD_MS = 3000;
+const CLUSTER_SPREAD_MS = 10_000;
+/** Sockets per load process: one process may open at most 20 000 files here. */
+const SOCKETS_PER_LOAD = 12_500;
 /** Idle time between the last subscription in place and the memory reading. */
 const SETTLE_MS = 2000;
 /** How long after the last deadline a missing event counts as missing. */
 const GRACE_MS = 10_000;
-const LOGIN_CONCURRENCY = 32;
-const SOCKET_CONCURRENCY = 200;
-/** Before each run, wait (at most this long) for the database to finish what the previous run left it. */
-const QUIET_WAIT_MS = 180_000;
+/**
+ * Handshakes in flight per server process (shared by the load processes). More only queue in the
+ * API processes, whose event loops then answer HAProxy's health checks later than its 1 s timeout.
+ */
+const HANDSHAKES_PER_SERVER: Record<Target, number> = { api: 10, bare: 50 };
 /** The whole run is aborted past this. */
-const WATCHDOG_MS = 75 * 60_000;
+const WATCHDOG_MS = 180 * 60_000;
 const TARGETS = { spreadP99: 50, burstP99: 250, kibPerSession: 10 };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const log = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
 const pct = (part: number, whole: number) => (whole > 0 ? (100 * part) / whole : 0);
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 type Mode = 'spread' | 'burst';
 interface Scenario {
   n: number;
   sessions: number;
   mode: Mode;
+  /** Server processes: 1, or more behind a tier of HAProxy processes (bench/balancer.ts). */
+  processes: number;
 }
+const spreadMs = (s: Scenario) => (s.mode === 'burst' ? 0 : s.processes > 1 ? CLUSTER_SPREAD_MS : SPREAD_MS);
+const loadProcesses = (s: Scenario) => Math.ceil(s.n / SOCKETS_PER_LOAD);
+const scenarioName = (target: Target, s: Scenario) =>
+  `${target} N=${s.n}${s.sessions < s.n ? ` over ${s.sessions} sessions` : ''}${s.processes > 1 ? ` on ${s.processes} processes` : ''} ${s.mode}`;
 
 interface ServerStats {
   rechecks: { sent: number; answered: Array<{ ms: number; sessions: number }> };
@@ -67,14 +88,27 @@ interface ServerStats {
   loopDelayMs: Distribution | null;
 }
 
+/** The server processes' stats of one run, together; the event-loop delay per process. */
+interface ServersStats extends Omit<ServerStats, 'loopDelayMs'> {
+  loopDelaysMs: Array<Distribution | null>;
+}
+
+interface Memory {
+  beforeKiB: number;
+  afterKiB: number;
+  perSocketKiB: number;
+}
+
 interface RunResult extends Scenario {
   target: Target;
   load: LoadResult;
-  setup: { loginMs: number; openMs: number; subscribeMs: number; totalMs: number; attempts: number; quietWaitMs: number };
-  rss: { beforeKiB: number; afterKiB: number; perSocketKiB: number; heapPerSocketKiB: number };
-  /** Percent of one core, while N sockets sat idle and from the first deadline to the last event. */
-  cpu: { idleServer: number; idleDb: number; expiryServer: number; expiryDb: number };
-  server: ServerStats;
+  setup: { seedMs: number; startMs: number; openMs: number; subscribeMs: number; totalMs: number; attempts: number; refused: number };
+  /** VmRSS summed over the server processes; the JS heap's growth per socket, summed likewise. */
+  rss: Memory & { heapPerSocketKiB: number };
+  /** Percent of one core, while N sockets sat idle and from the first deadline to the last event (server processes summed). */
+  cpu: { idleServer: number; idleDb: number; expiryServer: number; expiryDb: number; expiryBalancer: number };
+  server: ServersStats;
+  balancer: { instances: number; connections: number[]; rss: Memory; lines: string[] } | null;
 }
 
 interface Skipped extends Scenario {
@@ -82,7 +116,8 @@ interface Skipped extends Scenario {
   skipped: string;
 }
 
-class SetupTooSlow extends Error {}
+/** The set-up overran the first deadline, or a socket could not be opened: the run is tried again, with more margin. */
+class SetupFailed extends Error {}
 
 const TICKS_PER_S = 100; // USER_HZ
 /** CPU time of a process in clock ticks (0 if there is none). */
@@ -142,172 +177,279 @@ async function databasePids(db: ResolvedDatabase): Promise<number[]> {
   return pids;
 }
 
-/** Waits until the database processes use under 10 % of a core, so one run's leftovers do not weigh on the next. */
-async function waitForQuietDatabase(db: Database): Promise<number> {
-  const t0 = Date.now();
-  while (db.embedded && Date.now() - t0 < QUIET_WAIT_MS) {
-    const stop = await cpuMeter([db.pids]);
-    await sleep(1000);
-    if ((await stop())[0]! < 10) break;
+/**
+ * A database of its own for one API run: a fresh embedded one, so that nothing an earlier run left
+ * weighs on it (its server processes are killed after a grace period, but the database would finish
+ * their queries in flight, which on FerretDB with SQLite may take many minutes; a database filled by
+ * the earlier runs would also slow the new server processes' start); on MONGODB_URI, a fresh database name.
+ */
+async function databaseForRun(name: string): Promise<RunDatabase> {
+  const resolved = await resolveDatabase({ persistent: false, log: () => {} });
+  try {
+    const uri = new URL(resolved.uri);
+    uri.pathname = `/${name}`;
+    const db = { resolved, name, uri: uri.toString(), pids: () => databasePids(resolved) };
+    if (!databaseDescription) log(`database: ${resolved.description}${resolved.kind === 'external' ? '' : ' (and a fresh one for each further API run)'}`);
+    databaseDescription ??= resolved.kind === 'external' ? resolved.description : `a fresh one for each API run, e.g. ${resolved.description}`;
+    return db;
+  } catch (err) {
+    await resolved.stop();
+    throw err;
   }
-  return Date.now() - t0;
 }
+let databaseDescription: string | undefined;
 
 /**
- * Projected setup time, in ms, from what earlier runs of the same target cost (before the first,
- * defaults measured on FerretDB, so a lone large size is projected pessimistically): logging in is
- * taken as constant per session; opening a socket as a constant plus a part proportional to the
- * number of sessions in the database (authenticating a socket reads the session by its id, which
- * FerretDB on SQLite answers with a scan of the table, if a cheap one: about 0.01 ms per session).
+ * Projected setup time, in ms, from what earlier runs on the same topology cost (before the first,
+ * defaults measured on FerretDB, a little pessimistic): starting the processes is taken as
+ * constant; seeding as constant per session; opening a socket as a constant plus a part
+ * proportional to the number of sessions in the database (authenticating a socket reads the
+ * session by its id, which is a scan of the table where that read has no index: see
+ * indexIdLookups in seed.ts).
  */
-const observed: Record<Target, { loginMs: number; socketBaseMs: number; socketPerSessionMs: number }> = {
-  api: { loginMs: 20, socketBaseMs: 5, socketPerSessionMs: 0.01 },
-  bare: { loginMs: 0, socketBaseMs: 0.5, socketPerSessionMs: 0 },
-};
-function projectedSetupMs(target: Target, s: Scenario): number {
-  const o = observed[target];
-  return o.loginMs * s.sessions + (o.socketBaseMs + o.socketPerSessionMs * s.sessions) * s.n;
+interface Costs {
+  startMs: number;
+  seedMs: number;
+  socketBaseMs: number;
+  socketPerSessionMs: number;
 }
-function learn(target: Target, s: Scenario, loginMs: number, socketsMs: number): void {
-  const perSocket = socketsMs / s.n;
+const DEFAULT_COSTS: Record<Target, Costs> = {
+  api: { startMs: 10_000, seedMs: 0.5, socketBaseMs: 8, socketPerSessionMs: 0 },
+  bare: { startMs: 5_000, seedMs: 0, socketBaseMs: 1, socketPerSessionMs: 0 },
+};
+const observed = new Map<string, Costs>();
+const costsOf = (target: Target, s: Scenario) => observed.get(`${target}/${s.processes}`) ?? DEFAULT_COSTS[target];
+function projectedSetupMs(target: Target, s: Scenario): number {
+  const o = costsOf(target, s);
+  return o.startMs + o.seedMs * s.sessions + (o.socketBaseMs + o.socketPerSessionMs * s.sessions) * s.n;
+}
+function learn(target: Target, s: Scenario, setup: RunResult['setup']): void {
+  const perSocket = setup.subscribeMs / s.n;
   const base = Math.min(perSocket, 5);
-  observed[target] = { loginMs: loginMs / s.sessions, socketBaseMs: base, socketPerSessionMs: (perSocket - base) / s.sessions };
+  observed.set(`${target}/${s.processes}`, {
+    startMs: setup.startMs,
+    seedMs: setup.seedMs / s.sessions,
+    socketBaseMs: base,
+    socketPerSessionMs: (perSocket - base) / s.sessions,
+  });
 }
 
-interface Database {
+interface RunDatabase {
+  resolved: ResolvedDatabase;
+  /** The database's name, and the URI naming it. */
+  name: string;
   uri: string;
-  /** Not MONGODB_URI: its processes can be found on this machine. */
-  embedded: boolean;
   pids: () => Promise<number[]>;
 }
 
-async function runOnce(target: Target, s: Scenario, db: Database, attempt: number, quietWaitMs: number): Promise<RunResult> {
-  const { n, sessions, mode } = s;
-  const name = `${target} N=${n}${sessions < n ? ` over ${sessions} sessions` : ''} ${mode}`;
-  const serverEnv: Record<string, string> = {};
-  if (target === 'api') {
-    const uri = new URL(db.uri);
-    uri.pathname = `/bench_${n}_${sessions}_${mode}_${Date.now().toString(36)}`;
-    Object.assign(serverEnv, {
-      ...BENCH_SERVER_ENV,
-      ...Object.fromEntries(['LOG_LEVEL', 'CHANGE_POLL_INTERVAL_MS', 'WS_PING_INTERVAL'].filter((k) => env[k]).map((k) => [k, env[k]!])),
-      BENCH_MONGODB_URI: uri.toString(),
-      ...(env.BENCH_CPU_PROF ? { BENCH_CPU_PROF: path.resolve(env.BENCH_CPU_PROF) } : {}),
-    });
-  }
-  const children: Child[] = [];
-  const serverFile = path.join(here, target === 'api' ? 'server-process.ts' : 'bare-server.ts');
-  const startServer = async () => {
-    const child = await spawnChild(serverFile, serverEnv, ['--expose-gc']);
-    children.push(child);
-    return { child, url: await child.call<string>('url') };
-  };
-  try {
-    const load = await spawnChild(path.join(here, 'load.ts'));
-    children.push(load);
-    // The API logs the sessions in on one server process, and the sockets are served by a fresh one
-    // on the same database: what the logins left in the heap and the allocator does not blur its RSS.
-    let server = await startServer();
-    const loginServer = server;
+/** What each socket sends and the deadline its event must carry: socket i subscribes with session i % sessions. */
+function sessionDeadlines(s: Scenario, first: number): number[] {
+  return range(s.sessions).map((j) => first + Math.floor((j * spreadMs(s)) / s.sessions));
+}
 
+/** Load process k's share of the sockets: every k-th one, so that each process sees the whole spread of deadlines. */
+function loadShare(k: number, loads: number, s: Scenario, tokens: string[], deadlines: number[]): PrepareArgs {
+  const sockets = range(s.n).filter((i) => i % loads === k);
+  return {
+    tokens: sockets.map((i) => tokens[i % s.sessions]!),
+    deadlines: sockets.map((i) => deadlines[i % s.sessions]!),
+  };
+}
+
+/** Memory growth from `before` to `after`, per socket of the `sockets` opened in between. */
+const memory = (beforeKiB: number, afterKiB: number, sockets: number): Memory => ({ beforeKiB, afterKiB, perSocketKiB: (afterKiB - beforeKiB) / sockets });
+const totalRssKiB = async (pids: number[]) => sum(await Promise.all(pids.map(rssKiB)));
+
+function mergeServerStats(stats: ServerStats[]): ServersStats {
+  const logCounts: Record<string, number> = {};
+  for (const st of stats) for (const [msg, count] of Object.entries(st.logCounts)) logCounts[msg] = (logCounts[msg] ?? 0) + count;
+  return {
+    rechecks: { sent: sum(stats.map((st) => st.rechecks.sent)), answered: stats.flatMap((st) => st.rechecks.answered) },
+    logCounts,
+    loopDelaysMs: stats.map((st) => st.loopDelayMs),
+  };
+}
+
+/** The API server processes' environment on the run's database. */
+function apiServerEnv(s: Scenario, db: RunDatabase): Record<string, string> {
+  return {
+    ...BENCH_SERVER_ENV,
+    ...Object.fromEntries(['LOG_LEVEL', 'CHANGE_POLL_INTERVAL_MS', 'WS_PING_INTERVAL'].filter((k) => env[k]).map((k) => [k, env[k]!])),
+    // Behind HAProxy: the per-address limits see the load's addresses (X-Forwarded-For).
+    ...(s.processes > 1 ? { TRUST_PROXY: 'loopback' } : {}),
+    BENCH_MONGODB_URI: db.uri,
+    ...(env.BENCH_CPU_PROF ? { BENCH_CPU_PROF: path.resolve(env.BENCH_CPU_PROF) } : {}),
+  };
+}
+
+/** Starts the scenario's server processes (pushed onto `children` as they come up). */
+async function startServers(target: Target, s: Scenario, serverEnv: Record<string, string>, children: Child[]): Promise<Child[]> {
+  const file = path.join(here, target === 'api' ? 'server-process.ts' : 'bare-server.ts');
+  const started = await Promise.allSettled(range(s.processes).map(() => spawnChild(file, serverEnv, ['--expose-gc'])));
+  const servers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  children.push(...servers);
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) throw new SetupFailed(`a server process did not start: ${String(failed.reason).split('\n')[0]}`);
+  return servers;
+}
+
+/** Starts the scenario's load processes (pushed onto `children`), each prepared with its share of the sockets. */
+async function startLoads(s: Scenario, tokens: string[], deadlines: number[], children: Child[]) {
+  const loads = await Promise.all(range(loadProcesses(s)).map(() => spawnChild(path.join(here, 'load.ts'))));
+  children.push(...loads);
+  const shares = loads.map((_, k) => loadShare(k, loads.length, s, tokens, deadlines));
+  await Promise.all(loads.map((load, k) => load.call('prepare', shares[k])));
+  return { loads, shares };
+}
+
+async function runOnce(target: Target, s: Scenario, attempt: number): Promise<RunResult> {
+  const { n, sessions, mode } = s;
+  const name = scenarioName(target, s);
+  const children: Child[] = [];
+  let db: RunDatabase | null = null;
+  let balancer: Balancer | null = null;
+  let dropIdIndex = async () => {};
+  try {
     const t0 = Date.now();
     const first = t0 + 5000 + SETTLE_MS + Math.ceil(1.5 * 2 ** (attempt - 1) * projectedSetupMs(target, s));
-    const args: PrepareArgs = {
-      target,
-      url: server.url,
-      n,
-      sessions,
-      first,
-      spreadMs: mode === 'spread' ? SPREAD_MS : 0,
-      users: Math.min(100, sessions),
-      concurrency: LOGIN_CONCURRENCY,
-    };
     log(`  ${name}: first deadline in ${((first - t0) / 1000).toFixed(0)} s`);
-    const { registerMs, loginMs } = await load.call<{ registerMs: number; loginMs: number }>('prepare', args).catch((err: Error) => {
-      throw err.message.includes('setup too slow') ? new SetupTooSlow('logins ran into the first deadline') : err;
-    });
+    const deadlines = sessionDeadlines(s, first);
+    let tokens = deadlines.map(String); // the bare server's "token" is the deadline
     if (target === 'api') {
-      await loginServer.child.stop();
-      server = await startServer();
+      db = await databaseForRun(`bench_${n}_${sessions}_${s.processes}_${mode}`);
+      // Before any server process starts: their change feeds do not see the seeded sessions as changes.
+      tokens = await seedSessions(db.uri, deadlines);
+      dropIdIndex = await indexIdLookups(db.resolved, db.name, log);
     }
+    const seeded = Date.now();
+    const servers = await startServers(target, s, db ? apiServerEnv(s, db) : {}, children);
+    const urls = await Promise.all(servers.map((server) => server.call<string>('url')));
+    if (db) await checkSeededShape(db.uri, urls[0]!, tokens[0]!);
+    if (s.processes > 1) {
+      balancer = await startBalancer(urls, haproxyInstances(n), loadProcesses(s), log);
+      log(`  ${name}: ${balancer.pids.length} HAProxy processes on ${balancer.urls.map((u) => new URL(u).host).join(', ')}`);
+    }
+    // Load process k connects to the balancer's k-th address (or to the one server).
+    const urlOf = (k: number) => balancer?.urls[k] ?? urls[0]!;
+    const { loads, shares } = await startLoads(s, tokens, deadlines, children);
+
+    const serverPids = servers.map((c) => c.pid);
+    const dbPids = async () => (db ? db.pids() : []);
+    const subscribed = async () => sum(await Promise.all(servers.map((c) => c.call<number>('subscribed'))));
+    const gc = async () => sum((await Promise.all(servers.map((c) => c.call<NodeJS.MemoryUsage>('gc')))).map((m) => m.heapUsed));
+    const concurrency = Math.ceil((HANDSHAKES_PER_SERVER[target] * s.processes) / loads.length);
     // Memory is read as the growth from 10 % to 100 % of the sockets, so that what any first socket
     // warms up (code, pools, caches) is not counted as the cost of each.
-    const open = async (from: number, to: number) => {
-      const { openMs } = await load.call<{ openMs: number }>('open', { url: server.url, concurrency: SOCKET_CONCURRENCY, from, to });
-      while ((await server.child.call<number>('subscribed')) < to) {
-        if (Date.now() > first - SETTLE_MS - 1000) throw new SetupTooSlow(`subscriptions not in place ${first - Date.now()} ms before the first deadline`);
+    const open = async (fraction: number) => {
+      const opening = Date.now();
+      const upTo = (k: number) => Math.ceil(fraction * shares[k]!.tokens.length);
+      const opened = await Promise.all(loads.map((load, k) => load.call<{ refused: number }>('open', { url: urlOf(k), concurrency, to: upTo(k) }))).catch((err: Error) => {
+        throw new SetupFailed(`opening the sockets failed: ${err.message.split('\n')[0]}`);
+      });
+      const expected = sum(loads.map((_, k) => upTo(k)));
+      while ((await subscribed()) < expected) {
+        if (Date.now() > first - SETTLE_MS - 1000) throw new SetupFailed(`subscriptions not in place ${first - Date.now()} ms before the first deadline`);
         await sleep(50);
       }
-      return openMs;
+      return { openMs: Date.now() - opening, opened: expected, refused: sum(opened.map((o) => o.refused)) };
     };
-    const warm = Math.ceil(n / 10);
     const opening = Date.now();
-    let openMs = await open(0, warm);
-    const heapBefore = (await server.child.call<NodeJS.MemoryUsage>('gc')).heapUsed;
-    const beforeKiB = await rssKiB(server.child.pid);
-    openMs += await open(warm, n);
-    const subscribed = Date.now();
-    learn(target, s, registerMs + loginMs, subscribed - opening);
-    log(`  ${name}: logged in in ${((registerMs + loginMs) / 1000).toFixed(1)} s, subscribed in ${((subscribed - opening) / 1000).toFixed(1)} s`);
+    const warm = await open(0.1);
+    const heapBefore = await gc();
+    const beforeKiB = await totalRssKiB(serverPids);
+    const balancerBeforeKiB = balancer ? await totalRssKiB(balancer.pids) : 0;
+    const setupCpu = await cpuMeter([async () => serverPids, dbPids]);
+    const rest = await open(1);
+    const [setupServer, setupDb] = await setupCpu();
+    const subscribedAt = Date.now();
+    const setup = {
+      seedMs: seeded - t0,
+      startMs: opening - seeded,
+      openMs: warm.openMs + rest.openMs,
+      subscribeMs: subscribedAt - opening,
+      totalMs: subscribedAt - t0,
+      attempts: attempt,
+      refused: rest.refused,
+    };
+    learn(target, s, setup);
+    log(
+      `  ${name}: seeded in ${(setup.seedMs / 1000).toFixed(1)} s, processes started in ${(setup.startMs / 1000).toFixed(1)} s, ` +
+        `subscribed in ${(setup.subscribeMs / 1000).toFixed(1)} s (CPU server ${setupServer!.toFixed(0)} %, DB ${setupDb!.toFixed(0)} %)`,
+    );
+    await dropIdIndex();
+    const connections = balancer?.connections() ?? [];
+    if (balancer) log(`  ${name}: connections per HAProxy process ${connections.join(', ')} (maxconn ${HAPROXY_MAXCONN})`);
 
-    const idle = await cpuMeter([server.child.pid, db.pids]);
+    const balancerPids = async () => balancer?.pids ?? [];
+    const idle = await cpuMeter([async () => serverPids, dbPids]);
     await sleep(SETTLE_MS);
     const [idleServer, idleDb] = await idle();
-    const heapAfter = (await server.child.call<NodeJS.MemoryUsage>('gc')).heapUsed;
-    const afterKiB = await rssKiB(server.child.pid);
-    if (Date.now() > first - 200) throw new SetupTooSlow('the memory reading ran into the first deadline');
+    const heapAfter = await gc();
+    const afterKiB = await totalRssKiB(serverPids);
+    const balancerAfterKiB = balancer ? await totalRssKiB(balancer.pids) : 0;
+    if (Date.now() > first - 200) throw new SetupFailed('the memory reading ran into the first deadline');
     await sleep(Math.max(0, first - 100 - Date.now()));
-    await server.child.call('resetStats');
-    const expiry = await cpuMeter([server.child.pid, db.pids]);
-    const result = await load.call<LoadResult>('collect', { graceMs: GRACE_MS });
-    const [expiryServer, expiryDb] = await expiry();
-    const stats = await server.child.call<ServerStats>('stats');
+    await Promise.all(servers.map((c) => c.call('resetStats')));
+    const expiry = await cpuMeter([async () => serverPids, dbPids, balancerPids]);
+    const parts = await Promise.all(loads.map((load) => load.call<LoadPart>('collect', { graceMs: GRACE_MS })));
+    const [expiryServer, expiryDb, expiryBalancer] = await expiry();
+    const stats = mergeServerStats(await Promise.all(servers.map((c) => c.call<ServerStats>('stats'))));
+    const sockets = rest.opened - warm.opened;
     return {
       ...s,
       target,
-      load: result,
-      setup: { loginMs: registerMs + loginMs, openMs, subscribeMs: subscribed - opening, totalMs: subscribed - t0, attempts: attempt, quietWaitMs },
-      rss: { beforeKiB, afterKiB, perSocketKiB: (afterKiB - beforeKiB) / (n - warm), heapPerSocketKiB: (heapAfter - heapBefore) / 1024 / (n - warm) },
-      cpu: { idleServer, idleDb, expiryServer, expiryDb },
+      load: mergeParts(parts),
+      setup,
+      rss: { ...memory(beforeKiB, afterKiB, sockets), heapPerSocketKiB: (heapAfter - heapBefore) / 1024 / sockets },
+      cpu: { idleServer, idleDb, expiryServer, expiryDb, expiryBalancer },
       server: stats,
+      balancer: balancer && { instances: balancer.pids.length, connections, rss: memory(balancerBeforeKiB, balancerAfterKiB, sockets), lines: balancer.output },
     };
   } finally {
-    for (const child of children.reverse()) await child.stop();
+    await dropIdIndex().catch(() => {});
+    await balancer?.stop();
+    await Promise.all(children.map((child) => child.stop()));
+    await db?.resolved.stop();
   }
 }
 
 /** One scenario for one target: skipped if its setup would not fit the budget; retried with more margin if it overran. */
-async function run(target: Target, s: Scenario, db: Database): Promise<RunResult | Skipped> {
-  const name = `${target} N=${s.n}${s.sessions < s.n ? ` over ${s.sessions} sessions` : ''} ${s.mode}`;
+async function run(target: Target, s: Scenario): Promise<RunResult | Skipped> {
+  const name = scenarioName(target, s);
   const projected = projectedSetupMs(target, s);
   if (projected > SETUP_BUDGET_MS) {
+    const o = costsOf(target, s);
     const skipped =
       `setup projected at ${(projected / 60_000).toFixed(0)} min from the earlier runs ` +
-      `(${observed[target].loginMs.toFixed(0)} ms per login, ${(observed[target].socketBaseMs + observed[target].socketPerSessionMs * s.sessions).toFixed(0)} ms per socket ` +
+      `(${o.seedMs.toFixed(1)} ms per seeded session, ${(o.socketBaseMs + o.socketPerSessionMs * s.sessions).toFixed(0)} ms per socket ` +
       `with ${s.sessions.toLocaleString('en')} sessions in the database), over the ${SETUP_BUDGET_MS / 60_000} min budget`;
     log(`${name}: not run: ${skipped}`);
     return { ...s, target, skipped };
   }
   for (let attempt = 1; ; attempt++) {
-    const quietWaitMs = await waitForQuietDatabase(db);
     try {
-      const r = await runOnce(target, s, db, attempt, quietWaitMs);
+      const r = await runOnce(target, s, attempt);
       const l = r.load;
       log(
-        `${name}: p50 ${l.latency.p50} p99 ${l.latency.p99} max ${l.latency.max} ms, missing ${l.missing}, early ${l.early}, wrong ${l.wrong}; ` +
-          `RSS ${r.rss.perSocketKiB.toFixed(1)} KiB per socket`,
+        `${name}: p50 ${l.latency.p50} p99 ${l.latency.p99} max ${l.latency.max} ms, missing ${l.missing}, early ${l.early}, wrong ${l.wrong}, ` +
+          `duplicate ${l.duplicate}; RSS ${r.rss.perSocketKiB.toFixed(1)} KiB per socket`,
       );
       const lines = Object.entries(r.server.logCounts).map(([msg, count]) => `${count} × "${msg}"`);
       if (lines.length) log(`  server log from the first deadline on: ${lines.join(', ')}`);
       return r;
     } catch (err) {
-      if (!(err instanceof SetupTooSlow) || attempt >= 3) throw err;
+      if (!(err instanceof SetupFailed)) throw err;
+      if (attempt >= 3) {
+        const skipped = `the set-up failed 3 times (the last with 4 times the projected time): ${err.message}`;
+        log(`${name}: given up: ${skipped}`);
+        return { ...s, target, skipped };
+      }
       log(`${name}: ${err.message}; again with twice the margin`);
     }
   }
 }
 
-function machine(database: string) {
+function machine() {
   const read = (file: string) => execFileSync('cat', [file], { encoding: 'utf8' });
   const memKiB = Number(/^MemTotal:\s+(\d+)/m.exec(read('/proc/meminfo'))?.[1]);
   return {
@@ -317,7 +459,7 @@ function machine(database: string) {
     memory: `${(memKiB / 1024 / 1024).toFixed(1)} GiB`,
     node: process.version,
     os: `${/^PRETTY_NAME="?([^"\n]*)/m.exec(read('/etc/os-release'))?.[1] ?? os.type()} (${os.type()} ${os.release()})`,
-    database,
+    database: '',
     code: gitState(),
   };
 }
@@ -333,13 +475,20 @@ function gitState(): string {
   }
 }
 
-const ms = (v: number) => (Number.isFinite(v) ? String(Math.round(v)) : '–');
+const ms = (v: number) => (Number.isFinite(v) ? String(Math.round(v)) : v === Infinity ? 'missing' : '–');
 const yes = (ok: boolean) => (ok ? '**yes**' : '**no**');
 const count = (v: number) => v.toLocaleString('en');
 /** A scenario's plot, relative to the output file's folder. */
-const plotPath = (s: Scenario) => `docs/bench/expiry-${s.n}${s.sessions < s.n ? `-over-${s.sessions}` : ''}-${s.mode}.svg`;
-const describe = (s: Scenario) =>
-  `${count(s.n)}${s.sessions < s.n ? ` (over ${count(s.sessions)} sessions)` : ''} | ${s.mode === 'spread' ? `spread over ${SPREAD_MS / 1000} s` : 'all at one instant'}`;
+const plotPath = (s: Scenario) =>
+  `docs/bench/expiry-${s.processes > 1 ? `cluster${s.processes}-` : ''}${s.n}${s.sessions < s.n ? `-over-${s.sessions}` : ''}-${s.mode}.svg`;
+/** The sockets of a scenario, for a table cell ("10,000 (over 100 sessions)") or, with `unit`, a title ("10,000 sockets (over …)"). */
+const sockets = (s: Scenario, unit = '') =>
+  `${count(s.n)}${unit}${s.sessions < s.n ? ` (over ${count(s.sessions)} sessions)` : ''}${s.processes > 1 ? ` on ${s.processes} processes behind HAProxy` : ''}`;
+const expiries = (s: Scenario) => (s.mode === 'spread' ? `spread over ${spreadMs(s) / 1000} s` : 'all at one instant');
+const describe = (s: Scenario) => `${sockets(s)} | ${expiries(s)}`;
+/** The scenario in words: "1,000 sockets, spread over 3 s". */
+const phrase = (s: Scenario) => `${sockets(s, ' sockets')}, ${expiries(s)}`;
+const same = (a: Scenario, b: Scenario) => a.n === b.n && a.sessions === b.sessions && a.mode === b.mode && a.processes === b.processes;
 
 /**
  * Writes one SVG per scenario with a finished run (the API's and the bare server's latency CDFs),
@@ -347,19 +496,36 @@ const describe = (s: Scenario) =>
  */
 async function writePlots(date: string, all: Array<RunResult | Skipped>): Promise<Scenario[]> {
   const done = all.filter((r): r is RunResult => !('skipped' in r));
-  const same = (a: Scenario, b: Scenario) => a.n === b.n && a.sessions === b.sessions && a.mode === b.mode;
   const scenarios = done.filter((r, i) => done.findIndex((o) => same(o, r)) === i);
   for (const s of scenarios) {
     const series = (['api', 'bare'] as const).flatMap((target) => {
       const r = done.find((o) => o.target === target && same(o, s));
       return r ? [{ label: target === 'api' ? 'API' : 'bare ws', color: target === 'api' ? '#d62728' : '#1f77b4', latencies: r.load.latencies, n: r.load.n }] : [];
     });
-    const title = `${count(s.n)} sockets${s.sessions < s.n ? ` over ${count(s.sessions)} sessions` : ''}, ${s.mode === 'spread' ? `expiring over ${SPREAD_MS / 1000} s` : 'expiring at one instant'}: N = ${count(s.n)}, ${date.slice(0, 16).replace('T', ' ')} UTC`;
+    const title = `${sockets(s, ' sockets')}, ${s.mode === 'spread' ? `expiring over ${spreadMs(s) / 1000} s` : 'expiring at one instant'}: ${date.slice(0, 16).replace('T', ' ')} UTC`;
     const file = path.join(path.dirname(OUTPUT), plotPath(s));
     await mkdir(path.dirname(file), { recursive: true });
     await writeFile(file, latencyCdfSvg(title, series));
   }
   return scenarios;
+}
+
+/** HAProxy's stderr lines, counted by kind: servers marked down (and why) or up, alerts, anything else. */
+function summarizeHaproxyLog(lines: string[]): string {
+  const counts = new Map<string, number>();
+  for (const line of lines) {
+    const kind = / is DOWN, reason: Layer7 timeout/.test(line)
+      ? 'server marked down (health check timed out)'
+      : / is DOWN, reason: Layer7 wrong status, code: (\d+)/.test(line)
+        ? `server marked down (health check answered ${/code: (\d+)/.exec(line)![1]})`
+        : / is DOWN/.test(line)
+          ? 'server marked down (other)'
+          : / is UP/.test(line)
+            ? 'server up again'
+            : line.replace(/^haproxy \d+: /, '').replace(/\(\d+\)/, '').replace(/\s+/g, ' ').replace(/\|/g, '\\|').slice(0, 120);
+    counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  }
+  return [...counts].map(([kind, n]) => `${n} × ${kind}`).join('; ') || 'nothing';
 }
 
 function report(
@@ -371,7 +537,7 @@ function report(
   plotted: Scenario[],
 ): string {
   const done = all.filter((r): r is RunResult => !('skipped' in r));
-  const bareOf = (s: Scenario) => done.find((r) => r.target === 'bare' && r.n === s.n && r.sessions === s.sessions && r.mode === s.mode);
+  const bareOf = (s: Scenario) => done.find((r) => r.target === 'bare' && same(r, s));
   const api = all.filter((r) => r.target === 'api');
   const apiDone = done.filter((r) => r.target === 'api');
   const lines: string[] = [
@@ -380,46 +546,54 @@ function report(
     '',
     '#### Expiry latency: event received − `expiresAt`, ms',
     '',
-    '| sockets | expiries | p50 | p99 | max | missing | early | bare p50 | bare p99 | p99 ÷ bare p99 | target p99 | met |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| sockets | expiries | p50 | p99 | max | missing | early | wrong | duplicate | bare p50 | bare p99 | p99 ÷ bare p99 | target p99 | met |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
   for (const r of api) {
     const bare = bareOf(r);
     const bareCells = bare ? `${ms(bare.load.latency.p50)} | ${ms(bare.load.latency.p99)}` : '– | –';
     const target = r.mode === 'spread' ? TARGETS.spreadP99 : TARGETS.burstP99;
     if ('skipped' in r) {
-      lines.push(`| ${describe(r)} | not run¹ | | | | | ${bareCells} | | ≤ ${target} | not measured |`);
+      lines.push(`| ${describe(r)} | not run¹ | | | | | | | ${bareCells} | | ≤ ${target} | not measured |`);
       continue;
     }
     const l = r.load;
-    const ok = l.latency.p99 <= target && l.missing === 0 && l.early === 0 && l.wrong === 0;
-    const ratio = bare ? `${(l.latency.p99 / Math.max(1, bare.load.latency.p99)).toFixed(1)}×` : '–';
+    const ok = l.latency.p99 <= target && l.missing + l.early + l.wrong + l.duplicate === 0;
+    const ratio = bare && Number.isFinite(l.latency.p99) ? `${(l.latency.p99 / Math.max(1, bare.load.latency.p99)).toFixed(1)}×` : '–';
     lines.push(
-      `| ${describe(r)} | ${ms(l.latency.p50)} | ${ms(l.latency.p99)} | ${ms(l.latency.max)} | ${l.missing} | ${l.early} | ${bareCells} | ${ratio} | ≤ ${target} | ${yes(ok)} |`,
+      `| ${describe(r)} | ${ms(l.latency.p50)} | ${ms(l.latency.p99)} | ${ms(l.latency.max)} | ${l.missing} | ${l.early} | ${l.wrong} | ${l.duplicate} | ` +
+        `${bareCells} | ${ratio} | ≤ ${target} | ${yes(ok)} |`,
     );
   }
-  const notes = [...new Set(api.filter((x): x is Skipped => 'skipped' in x).map((r) => `${count(r.n)} sockets: ${r.skipped}`))];
+  const notes = [...new Set(all.filter((x): x is Skipped => 'skipped' in x).map((r) => `${r.target === 'api' ? 'API' : 'bare'}, ${phrase(r)}: ${r.skipped}`))];
   for (const note of notes) lines.push('', `¹ ${note}.`);
+  const bareFaults = done
+    .filter((r) => r.target === 'bare' && r.load.missing + r.load.early + r.load.wrong + r.load.duplicate > 0)
+    .map((r) => `${phrase(r)}: ${r.load.missing} missing, ${r.load.early} early, ${r.load.wrong} wrong, ${r.load.duplicate} duplicate`);
   if (plotted.length) {
     lines.push(
       '',
       'The distribution of each scenario: the share of events received by a given lateness (log scale), API in red, bare ' +
         'server in blue, p50 and p99 dashed.',
-      ...plotted.flatMap((s) => ['', `![Expiry latency CDF, ${describe(s).replace(' | ', ' sockets, ')}: API and bare](${plotPath(s)})`]),
+      ...plotted.flatMap((s) => ['', `![Expiry latency CDF, ${phrase(s)}: API and bare](${plotPath(s)})`]),
     );
   }
   lines.push(
     '',
-    'The bare server ran the same sockets with the same deadlines in the same run; a bare p99 under 1 ms counts as 1 ms in the ratio. ' +
-      `Missing: no event within ${GRACE_MS / 1000} s of the last deadline. Early: received before \`expiresAt\`. Every event was checked ` +
-      'to be EXPIRED with the `expiresAt` its session was given.',
+    'The bare servers ran the same sockets with the same deadlines in the same run (as many processes, behind the same balancer); ' +
+      'a bare p99 under 1 ms counts as 1 ms in the ratio. ' +
+      `Missing: no event within ${GRACE_MS / 1000} s of the last deadline; the percentiles are over every socket, a missing event ` +
+      `counting as later than any ("missing" where the percentile falls among them). Early: received before \`expiresAt\`. Wrong: not EXPIRED, ` +
+      'or not with the `expiresAt` its session was given. Duplicate: a second event on a socket. ' +
+      (bareFaults.length ? `Bare servers: ${bareFaults.join('; ')}.` : 'The bare servers\' events: none missing, early, wrong or duplicate.'),
     '',
     '#### Where the time goes (API server)',
     '',
-    '| sockets | expiries | server lag p50 / p99 / max | transit p50 / p99 / max | re-check reads sent / answered | answered in p50 / max (largest batch) | re-checks timed out | event-loop delay max | CPU server / DB | wrong | completed / closed 4401 |',
-    '|---|---|---|---|---:|---|---:|---:|---|---:|---:|',
+    '| sockets | expiries | server lag p50 / p99 / max | transit p50 / p99 / max | re-check commits sent / answered | answered in p50 / max (largest batch) | re-checks timed out | event-loop delay max (per process) | CPU server / DB / balancer | completed / closed 4401 |',
+    '|---|---|---|---|---:|---|---:|---:|---|---:|',
   );
   const dist = (d: Distribution) => `${ms(d.p50)} / ${ms(d.p99)} / ${ms(d.max)}`;
+  const cpu = (v: number) => `${v.toFixed(0)} %`;
   for (const r of apiDone) {
     const rc = r.server.rechecks;
     const reads = rc.answered.map((x) => x.ms).sort((a, b) => a - b);
@@ -428,50 +602,80 @@ function report(
     lines.push(
       `| ${describe(r)} | ${dist(r.load.serverLag)} | ${dist(r.load.transit)} | ${rc.sent} / ${rc.answered.length} | ` +
         `${reads.length ? `${ms(reads[Math.floor((reads.length - 1) / 2)]!)} / ${ms(reads[reads.length - 1]!)} (${count(largest)})` : '–'} | ` +
-        `${timedOut} | ${r.server.loopDelayMs ? ms(r.server.loopDelayMs.max) : '–'} | ${r.cpu.expiryServer.toFixed(0)} % / ${r.cpu.expiryDb.toFixed(0)} % | ` +
-        `${r.load.wrong} | ${r.load.completed} / ${r.load.closed4401} |`,
+        `${timedOut} | ${r.server.loopDelaysMs.map((d) => (d ? ms(d.max) : '–')).join(' / ')} | ` +
+        `${cpu(r.cpu.expiryServer)} / ${cpu(r.cpu.expiryDb)} / ${r.balancer ? cpu(r.cpu.expiryBalancer) : '–'} | ${r.load.completed} / ${r.load.closed4401} |`,
     );
   }
   lines.push(
     '',
     'Server lag: `serverTime` in the event − `expiresAt` (timer, re-check read, bookkeeping). Transit: received − `serverTime` ' +
-      '(executing the event, writing it, the load reading it). Re-check reads: the expiry re-check\'s database reads (`feed.catchUp`: the change log without change streams, the sessions due with them), timed in ' +
-      'the server process; those not answered within 1 s time out and the sessions end on their last known expiry. CPU: % of one ' +
-      'core from the first deadline to the last event, for the server process and the database process (for FerretDB on ' +
-      'PostgreSQL: FerretDB and the PostgreSQL backends serving its database). Completed / closed: ' +
+      '(executing the event, writing it, through the balancer if any, the load reading it). Re-check commits: the expiry re-check\'s database work (`expireDue`: the insert that ends the sessions due, and the reads of ' +
+      'those another writer got first), timed in the server processes; a re-check not answered within 1 s (and a ping then not ' +
+      'within 2 s) times out and the sessions end on their last known expiry. CPU: % of one ' +
+      'core from the first deadline to the last event, for the server processes together, the database process (for FerretDB on ' +
+      'PostgreSQL: FerretDB and the PostgreSQL backends serving its database) and the HAProxy processes together. Completed / closed: ' +
       'subscriptions that got `complete` after their event, and sockets the server closed with 4401 within 5 s of the last event.',
     '',
     '#### Memory: server VmRSS (after a GC), KiB',
     '',
-    '| sockets | expiries | before the sockets | with N idle subscribed sockets | per socket | of which JS heap | bare server per socket | target | met | idle CPU server / DB |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---|---|',
+    '| sockets | expiries | with 10 % of the sockets | with N idle subscribed sockets | per socket | of which JS heap | bare server per socket | balancer with N sockets (per socket) | target | met | idle CPU server / DB |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|',
   );
   for (const r of apiDone) {
     const bare = bareOf(r);
+    const b = r.balancer?.rss;
     lines.push(
       `| ${describe(r)} | ${count(r.rss.beforeKiB)} | ${count(r.rss.afterKiB)} | ${r.rss.perSocketKiB.toFixed(1)} | ${r.rss.heapPerSocketKiB.toFixed(1)} | ` +
-        `${bare ? bare.rss.perSocketKiB.toFixed(1) : '–'} | ≤ ${TARGETS.kibPerSession} | ${yes(r.rss.perSocketKiB <= TARGETS.kibPerSession)} | ` +
-        `${r.cpu.idleServer.toFixed(0)} % / ${r.cpu.idleDb.toFixed(0)} % |`,
+        `${bare ? bare.rss.perSocketKiB.toFixed(1) : '–'} | ${b ? `${count(b.afterKiB)} (${b.perSocketKiB.toFixed(1)})` : '–'} | ` +
+        `≤ ${TARGETS.kibPerSession} | ${yes(r.rss.perSocketKiB <= TARGETS.kibPerSession)} | ${cpu(r.cpu.idleServer)} / ${cpu(r.cpu.idleDb)} |`,
     );
   }
   lines.push(
     '',
-    'Before: the server process that will serve the sockets, started after the logins (made through another server process on ' +
-      `the same database), before the first socket opens. With: every subscription in place and ${SETTLE_MS / 1000} s idle. ` +
-      'Both read after a full GC. Idle CPU: % of one core over those idle seconds.',
+    'Read after a full GC, with 10 % of the sockets subscribed and again with all of them after ' +
+      `${SETTLE_MS / 1000} s idle; per socket: the growth divided by the other 90 %, so that what the first sockets warm up is not ` +
+      'charged to each. With several server processes, summed over them (the sessions were seeded before they started). ' +
+      'Balancer: the HAProxy processes\' VmRSS summed, and its growth per socket likewise. Idle CPU: % of one core over the idle seconds.',
+  );
+  const clustered = done.filter((r) => r.balancer);
+  if (clustered.length) {
+    lines.push(
+      '',
+      '#### The balancer tier',
+      '',
+      '| server | sockets | expiries | HAProxy processes | connections per process | what they logged |',
+      '|---|---|---|---:|---|---|',
+      ...clustered.map((r) => {
+        const b = r.balancer!;
+        return `| ${r.target} | ${describe(r)} | ${b.instances} | ${b.connections.map(count).join(', ')} | ${summarizeHaproxyLog(b.lines)} |`;
+      }),
+      '',
+      `Connections per process: counted from its open file descriptors (2 per proxied connection) with every socket open; each ` +
+        `process has \`maxconn ${HAPROXY_MAXCONN}\`. What they logged: on stderr, from their start to the end of the run; a server ` +
+        'is marked down after 2 failed health checks (`GET /readyz` not answered within 1 s, or answered 503) and up again after 2 passed.',
+    );
+  }
+  lines.push(
     '',
     '#### Setup',
     '',
-    '| server | sockets | expiries | log in | sockets acknowledged | all subscriptions in place | total | attempts | waited for a quiet DB |',
-    '|---|---|---|---:|---:|---:|---:|---:|---:|',
+    '| server | sockets | expiries | seed the sessions | start the processes | sockets acknowledged | all subscriptions in place | total | attempts | sockets refused, tried again |',
+    '|---|---|---|---:|---:|---:|---:|---:|---:|---:|',
   );
   const sec = (v: number) => `${(v / 1000).toFixed(1)} s`;
   for (const r of done) {
     const s = r.setup;
     lines.push(
-      `| ${r.target} | ${describe(r)} | ${sec(s.loginMs)} | ${sec(s.openMs)} | ${sec(s.subscribeMs)} | ${sec(s.totalMs)} | ${s.attempts} | ${sec(s.quietWaitMs)} |`,
+      `| ${r.target} | ${describe(r)} | ${r.target === 'api' ? sec(s.seedMs) : '–'} | ${sec(s.startMs)} | ${sec(s.openMs)} | ${sec(s.subscribeMs)} | ${sec(s.totalMs)} | ${s.attempts} | ${s.refused} |`,
     );
   }
+  lines.push(
+    '',
+    'Seed: the sessions written straight into the database, in the shape a login writes, before the server processes start ' +
+      '(bench/seed.ts; a login through the API checks that shape). Start: the server processes, the balancer and the load ' +
+      'processes. Sockets refused: upgrades HAProxy answered with 503 (every server marked down for a moment), and sockets a server ' +
+      'closed with 4408 (its event loop did not get to their `connection_init` within 3 s), each tried again.',
+  );
   if (probe.length) {
     const sizes = Object.keys(probe[0]!.ms).map(Number);
     lines.push(
@@ -506,34 +710,27 @@ async function main() {
     process.exit(2);
   }, WATCHDOG_MS).unref();
 
-  const resolved = await resolveDatabase({ persistent: false, log });
-  const db: Database = { uri: resolved.uri, embedded: resolved.kind !== 'external', pids: () => databasePids(resolved) };
-  const pids = await db.pids();
-  log(`database: ${resolved.description}${pids.length ? ` (pid ${pids.join(', ')})` : ''}`);
-  const info = machine(resolved.description);
+  const info = machine();
   const loadBefore = os.loadavg()[0]!.toFixed(1);
-  const scenarios: Scenario[] = SIZES.flatMap((n) => [
-    { n, sessions: n, mode: 'spread' as const },
-    { n, sessions: n, mode: 'burst' as const },
-    ...(n > 1000 && FANOUT_SESSIONS < n
-      ? [
-          { n, sessions: FANOUT_SESSIONS, mode: 'spread' as const },
-          { n, sessions: FANOUT_SESSIONS, mode: 'burst' as const },
-        ]
-      : []),
-  ]);
+  const both = (n: number, sessions: number, processes: number): Scenario[] => [
+    { n, sessions, mode: 'spread', processes },
+    { n, sessions, mode: 'burst', processes },
+  ];
+  const scenarios: Scenario[] = [
+    ...SIZES.flatMap((n) => [...both(n, n, 1), ...(n > 1000 && FANOUT_SESSIONS < n ? both(n, FANOUT_SESSIONS, 1) : [])]),
+    ...CLUSTER_SIZES.flatMap((n) => both(n, n, CLUSTER_PROCESSES)),
+  ];
   const results: Array<RunResult | Skipped> = [];
   let probe: ProbeRow[] = [];
+  for (const s of scenarios) for (const target of ['bare', 'api'] as const) results.push(await run(target, s));
+  const db = await databaseForRun('bench_probe');
   try {
-    for (const s of scenarios) for (const target of ['bare', 'api'] as const) results.push(await run(target, s, db));
-    await waitForQuietDatabase(db);
-    const uri = new URL(db.uri);
-    uri.pathname = `/bench_probe_${Date.now().toString(36)}`;
-    log('timing the database on the hot-path queries');
-    probe = await probeDatabase(uri.toString());
+    log(`timing the database on the hot-path queries: ${db.resolved.description}`);
+    probe = await probeDatabase(db.uri);
   } finally {
-    await resolved.stop();
+    await db.resolved.stop();
   }
+  info.database = databaseDescription!;
   const totalS = (Date.now() - started) / 1000;
   const codeAtEnd = gitState();
   // Children load src/ when they start: if the tree changed meanwhile, later runs measured other code.

@@ -1,26 +1,23 @@
 /**
- * The load, in its own process: logs sessions in (API target) with fixed expiry instants, opens
- * one websocket per session speaking graphql-transport-ws with plain `ws`, and records when each
- * socket's `next` arrives. Kept light: the receive handler only stamps Date.now() and keeps the
- * raw frame; frames are parsed after the last event is in.
+ * The load, in its own process: opens one websocket per subscription speaking graphql-transport-ws
+ * with plain `ws`, with the tokens (seeded sessions: bench/seed.ts) and deadlines it is given, and
+ * records when each socket's `next` arrives. Kept light: the receive handler only stamps
+ * Date.now() and keeps the raw frame; frames are parsed after the last event is in. A large
+ * scenario runs several of these (one process holds at most ~20 000 sockets here), each to its
+ * own address of the balancer (bench/balancer.ts).
  */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { serve } from './ipc.js';
 
 export type Target = 'api' | 'bare';
 
 export interface PrepareArgs {
-  target: Target;
-  url: string;
-  /** Sockets, one subscription each. */
-  n: number;
-  /** Sessions behind them (≤ n): socket i subscribes with session i % sessions, like several tabs of one login. */
-  sessions: number;
-  /** Deadline of the first session (ms since the epoch); session j expires at first + floor(j * spreadMs / sessions). */
-  first: number;
-  spreadMs: number;
-  users: number;
-  concurrency: number;
+  /** What each socket sends in connection_init: a session token (API), or its deadline (bare server). */
+  tokens: string[];
+  /** Each socket's deadline, ms since the epoch: the `expiresAt` its event must carry. */
+  deadlines: number[];
 }
 
 export interface Distribution {
@@ -30,25 +27,33 @@ export interface Distribution {
   min: number;
 }
 
-export interface LoadResult {
+/** What one load process saw, raw, so that several processes' parts can be merged (`mergeParts`). */
+export interface LoadPart {
   n: number;
   received: number;
-  missing: number;
   early: number;
   /** Events that were not EXPIRED, or whose expiresAt was not the instant the session was given. */
   wrong: number;
+  /** `next` frames after a socket's first one. */
+  duplicate: number;
   /** Subscriptions that received `complete` after their event. */
   completed: number;
   /** Sockets the server closed with 4401 within 5 s of the last event. */
   closed4401: number;
-  /** Event received (load clock) − expiresAt. */
+  /** Per received event: received (load clock) − expiresAt, serverTime − expiresAt, received − serverTime. */
+  latencies: number[];
+  serverLags: number[];
+  transits: number[];
+}
+
+export interface LoadResult extends Omit<LoadPart, 'serverLags' | 'transits'> {
+  missing: number;
+  /** Event received − expiresAt, over every socket: Infinity where the percentile falls among the missing events. */
   latency: Distribution;
   /** serverTime stamped in the event − expiresAt: timer, re-check and bookkeeping on the server. */
   serverLag: Distribution;
   /** Event received − serverTime: GraphQL execution of the event, the write, and the load reading it. */
   transit: Distribution;
-  /** Each received event's latency (as `latency`), in socket order: for the plots. */
-  latencies: number[];
 }
 
 const SUBSCRIBE = JSON.stringify({
@@ -58,7 +63,6 @@ const SUBSCRIBE = JSON.stringify({
 });
 const NEXT = Buffer.from('"type":"next"');
 const COMPLETE = Buffer.from('"type":"complete"');
-const PASSWORD = 'benchmark-password';
 
 let wsUrl = '';
 let tokens: string[] = [];
@@ -68,7 +72,10 @@ let receivedAt: Float64Array = new Float64Array(0);
 let frames: Buffer[] = [];
 let closeCodes: Int32Array = new Int32Array(0);
 let completed = 0;
+let duplicate = 0;
 let got = 0;
+let opened = 0;
+let refused = 0;
 let allIn: (() => void) | null = null;
 
 /** Runs fn(0..n-1) with at most `concurrency` calls in flight. */
@@ -80,55 +87,15 @@ async function pool(n: number, concurrency: number, fn: (i: number) => Promise<v
   await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
 }
 
-async function gql<T>(url: string, query: string, variables: Record<string, unknown>): Promise<T> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data?: T; errors?: Array<{ message: string }> };
-  if (body.errors?.length || !body.data) throw new Error(`GraphQL error: ${JSON.stringify(body.errors)}`);
-  return body.data;
-}
-
-async function prepare(args: PrepareArgs) {
-  const { target, url, n, sessions, first, spreadMs, users, concurrency } = args;
-  deadlines = new Float64Array(n);
-  for (let i = 0; i < n; i++) deadlines[i] = first + Math.floor(((i % sessions) * spreadMs) / sessions);
+function prepare(args: PrepareArgs): void {
+  const n = args.tokens.length;
+  tokens = args.tokens;
+  deadlines = Float64Array.from(args.deadlines);
   receivedAt = new Float64Array(n);
   closeCodes = new Int32Array(n);
   frames = new Array(n);
   sockets = new Array(n);
-  got = 0;
-  completed = 0;
-  if (target === 'bare') {
-    tokens = Array.from(deadlines, String);
-    return { registerMs: 0, loginMs: 0 };
-  }
-  const tag = Math.random().toString(36).slice(2, 8);
-  const username = (u: number) => `bench_${tag}_${u}`;
-  const t0 = Date.now();
-  await pool(users, concurrency, async (u) => {
-    await gql(url, 'mutation($u: String!, $p: String!) { register(username: $u, password: $p) { id } }', {
-      u: username(u),
-      p: PASSWORD,
-    });
-  });
-  const t1 = Date.now();
-  const sessionTokens = new Array<string>(sessions);
-  await pool(sessions, concurrency, async (i) => {
-    if (deadlines[i]! < Date.now() + 2000) throw new Error('setup too slow: a login came within 2 s of its deadline');
-    const at = new Date(deadlines[i]!).toISOString();
-    const data = await gql<{ login: { token: string; session: { expiryDate: string } } }>(
-      url,
-      'mutation($u: String!, $p: String!, $at: DateTimeISO!) { login(username: $u, password: $p, expiry: { at: $at }) { token session { expiryDate } } }',
-      { u: username(i % users), p: PASSWORD, at },
-    );
-    if (data.login.session.expiryDate !== at) throw new Error(`asked for expiry ${at}, got ${data.login.session.expiryDate}`);
-    sessionTokens[i] = data.login.token;
-  });
-  tokens = Array.from({ length: n }, (_, i) => sessionTokens[i % sessions]!);
-  return { registerMs: t1 - t0, loginMs: Date.now() - t1 };
+  got = completed = duplicate = opened = refused = 0;
 }
 
 /** Resolves once the socket has its connection_ack and the subscribe message has been sent. */
@@ -136,10 +103,12 @@ function openSocket(i: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(wsUrl, 'graphql-transport-ws', { perMessageDeflate: false });
     sockets[i] = ws;
+    closeCodes[i] = 0;
     let acked = false;
     ws.on('open', () => ws.send(JSON.stringify({ type: 'connection_init', payload: { token: tokens[i] } })));
     ws.on('message', (data: Buffer) => {
-      if (receivedAt[i] === 0 && acked && data.includes(NEXT)) {
+      if (acked && data.includes(NEXT)) {
+        if (receivedAt[i] !== 0) return void duplicate++;
         receivedAt[i] = Date.now();
         frames[i] = data;
         if (++got === receivedAt.length) allIn?.();
@@ -162,25 +131,41 @@ function openSocket(i: number): Promise<void> {
   });
 }
 
-/** Opens sockets [from, to) against `url` (the server that logged the sessions in, or another one on the same database). */
-async function open({ url, concurrency, from = 0, to = tokens.length }: { url: string; concurrency: number; from?: number; to?: number }) {
+/**
+ * Why a socket could not be set up that is worth another try: an upgrade refused with 503 (HAProxy
+ * with every server marked down for a moment, their health checks having timed out on a busy
+ * machine), or the server's close with 4408 (its event loop did not get to our connection_init
+ * within 3 s).
+ */
+const TRANSIENT = /^Unexpected server response: 503$|closed with 4408 before connection_ack$/;
+
+/** Opens socket i, trying a transient failure again (at most 20 times, half a second apart). */
+async function openWithRetries(i: number): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await openSocket(i);
+    } catch (err) {
+      if (!TRANSIENT.test((err as Error).message) || attempt === 20) throw err;
+      refused++;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
+/** Opens this process's next sockets against `url`, until `to` of them are open; tells how many upgrades were refused so far. */
+async function open({ url, concurrency, to = tokens.length }: { url: string; concurrency: number; to?: number }) {
   wsUrl = url.replace(/^http/, 'ws');
   const t0 = Date.now();
-  await pool(to - from, concurrency, (i) => openSocket(from + i));
-  return { openMs: Date.now() - t0 };
+  const from = opened;
+  opened = Math.max(opened, to);
+  await pool(opened - from, concurrency, (i) => openWithRetries(from + i));
+  return { openMs: Date.now() - t0, refused };
 }
 
-function distribution(values: number[]): Distribution {
-  if (values.length === 0) return { p50: NaN, p99: NaN, max: NaN, min: NaN };
-  const sorted = Float64Array.from(values).sort();
-  const rank = (p: number) => sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]!;
-  return { p50: rank(0.5), p99: rank(0.99), max: sorted[sorted.length - 1]!, min: sorted[0]! };
-}
-
-/** Waits for every event (or until `graceMs` past the last deadline), then (at most 5 s) for the closes, then summarises. */
-async function collect({ graceMs }: { graceMs: number }): Promise<LoadResult> {
+/** Waits for every event (or until `graceMs` past the last deadline), then (at most 5 s) for the closes, then reports. */
+async function collect({ graceMs }: { graceMs: number }): Promise<LoadPart> {
   const n = receivedAt.length;
-  const last = deadlines[n - 1]!;
+  const last = deadlines.reduce((a, b) => Math.max(a, b), 0);
   if (got < n) {
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, Math.max(0, last + graceMs - Date.now()));
@@ -194,40 +179,55 @@ async function collect({ graceMs }: { graceMs: number }): Promise<LoadResult> {
   const closeBy = Date.now() + 5000;
   while (closeCodes.some((c) => c === 0) && Date.now() < closeBy) await new Promise((r) => setTimeout(r, 50));
 
-  const latency: number[] = [];
-  const serverLag: number[] = [];
-  const transit: number[] = [];
-  let early = 0;
-  let wrong = 0;
+  const part: LoadPart = { n, received: got, early: 0, wrong: 0, duplicate, completed, closed4401: 0, latencies: [], serverLags: [], transits: [] };
   for (let i = 0; i < n; i++) {
+    if (closeCodes[i] === 4401) part.closed4401++;
     if (receivedAt[i] === 0) continue;
     const msg = JSON.parse(frames[i]!.toString()) as {
       payload: { data?: { sessionEvents: { kind: string; expiresAt: string; serverTime: string } } };
     };
     const event = msg.payload.data?.sessionEvents;
     const expiresAt = event ? Date.parse(event.expiresAt) : NaN;
-    if (!event || event.kind !== 'EXPIRED' || expiresAt !== deadlines[i]) wrong++;
+    if (!event || event.kind !== 'EXPIRED' || expiresAt !== deadlines[i]) part.wrong++;
     const serverTime = event ? Date.parse(event.serverTime) : NaN;
     const late = receivedAt[i]! - deadlines[i]!;
-    if (late < 0) early++;
-    latency.push(late);
-    serverLag.push(serverTime - deadlines[i]!);
-    transit.push(receivedAt[i]! - serverTime);
+    if (late < 0) part.early++;
+    part.latencies.push(late);
+    part.serverLags.push(serverTime - deadlines[i]!);
+    part.transits.push(receivedAt[i]! - serverTime);
   }
   for (const ws of sockets) ws?.terminate();
+  return part;
+}
+
+/** Percentiles of `n` values of which these are known: the others (missing events) count as later than any, Infinity. */
+function distribution(values: number[], n = values.length): Distribution {
+  if (n === 0) return { p50: NaN, p99: NaN, max: NaN, min: NaN };
+  const sorted = Float64Array.from(values).sort();
+  const rank = (p: number) => sorted[Math.max(0, Math.ceil(p * n) - 1)] ?? Infinity;
+  return { p50: rank(0.5), p99: rank(0.99), max: rank(1), min: sorted[0] ?? Infinity };
+}
+
+/** The load processes' parts of one run as one result. */
+export function mergeParts(parts: LoadPart[]): LoadResult {
+  const sum = (key: 'n' | 'received' | 'early' | 'wrong' | 'duplicate' | 'completed' | 'closed4401') => parts.reduce((t, p) => t + p[key], 0);
+  const all = (key: 'latencies' | 'serverLags' | 'transits') => parts.flatMap((p) => p[key]);
+  const latencies = all('latencies');
   return {
-    n,
-    received: got,
-    missing: n - got,
-    early,
-    wrong,
-    completed,
-    closed4401: closeCodes.filter((c) => c === 4401).length,
-    latency: distribution(latency),
-    serverLag: distribution(serverLag),
-    transit: distribution(transit),
-    latencies: latency,
+    n: sum('n'),
+    received: sum('received'),
+    missing: sum('n') - sum('received'),
+    early: sum('early'),
+    wrong: sum('wrong'),
+    duplicate: sum('duplicate'),
+    completed: sum('completed'),
+    closed4401: sum('closed4401'),
+    latencies,
+    latency: distribution(latencies, sum('n')),
+    serverLag: distribution(all('serverLags')),
+    transit: distribution(all('transits')),
   };
 }
 
-serve({ prepare, open, collect });
+// Only when run (forked) as the load process: the orchestrator imports mergeParts from here too.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) serve({ prepare, open, collect });

@@ -2,8 +2,8 @@
  * The API server under test, alone in its process (so its RSS is its own). Configured by the
  * environment like `npm start`; BENCH_MONGODB_URI names the database.
  *
- * Instrumentation (read-only, nothing in src/ changes): the expiry re-check's database reads are
- * timed by wrapping the change feed's `catchUp` on this instance, subscriptions are counted as the
+ * Instrumentation (read-only, nothing in src/ changes): the expiry re-check's database work is
+ * timed by wrapping the session service's `expireDue` on this instance, subscriptions are counted as the
  * hub takes them (`hub.subscribe`), and the event loop's delay is
  * sampled, so the report can say where the time between a deadline and its event goes. Log
  * lines are counted by message rather than printed.
@@ -32,15 +32,19 @@ const sink = new Writable({
 const logger = pino({ level: settings.logLevel }, sink);
 const server = await startServer({ settings, mongoUri: process.env.BENCH_MONGODB_URI!, logger });
 
-/** Expiry re-checks: how many were sent, and for each answer how long the database took and for how many sessions. */
+/**
+ * Expiry re-checks: how many were sent, and for each answer how long the database took and for how
+ * many sessions. The re-check's database work is `expireDue` (the commit that ends the sessions
+ * due, and the reads of those another writer got first).
+ */
 let rechecks = { sent: 0, answered: [] as Array<{ ms: number; sessions: number }> };
-const catchUp = server.feed.catchUp.bind(server.feed);
-server.feed.catchUp = async (ids: string[]) => {
+const expireDue = server.service.expireDue.bind(server.service);
+server.service.expireDue = async (sessions) => {
   const at = Date.now();
   const into = rechecks;
   into.sent++;
-  const found = await catchUp(ids);
-  into.answered.push({ ms: Date.now() - at, sessions: ids.length });
+  const found = await expireDue(sessions);
+  into.answered.push({ ms: Date.now() - at, sessions: sessions.length });
   return found;
 };
 

@@ -44,6 +44,21 @@ describe('HAProxy config', () => {
     expect(() => haproxyConfig({ bind: { host: '127.0.0.1', port: 1 }, servers: [] })).toThrow(/no servers/);
   });
 
+  it('binds several addresses and sets the global maxconn when asked (bench/balancer.ts)', () => {
+    const global = (text: string) => directives(text).slice(1, directives(text).indexOf('defaults'));
+    expect(global(config)).toEqual([]);
+    const tier = haproxyConfig({
+      bind: [
+        { host: '127.0.0.2', port: 4000 },
+        { host: '127.0.0.3', port: 4000 },
+      ],
+      servers: [{ name: 'a', host: '127.0.0.1', port: 5 }],
+      maxconn: 9000,
+    });
+    expect(global(tier)).toEqual(['maxconn 9000']);
+    expect(directives(tier).filter((l) => l.startsWith('bind '))).toEqual(['bind 127.0.0.2:4000', 'bind 127.0.0.3:4000']);
+  });
+
   it("deploy/haproxy.cfg (docker compose) has the generated config's defaults and backend settings", () => {
     const deploy = directives(deployConfig);
     const section = (lines: string[], name: string) => {
