@@ -1,7 +1,7 @@
 import type { ExpirySettings } from '../config.js';
 import { expiresAtBrowserClose } from '../expiry/rules.js';
 import type { Logger } from '../logger.js';
-import type { EndReason, Session, SessionListener } from '../session.js';
+import type { ChangeFeed, EndReason, Session, SessionListener } from '../session.js';
 import { within } from '../timeLimit.js';
 import { EventQueue } from './eventQueue.js';
 import { liveEvent, terminalEvent, type SessionEvent } from './events.js';
@@ -15,9 +15,8 @@ export interface SessionTimeouts {
   endAfterAnnouncedTimeout(id: string): Promise<void>;
 }
 
-/** The sockets of a session (server/sessionSockets.ts). */
+/** The sockets of a session, told once it has ended and its subscribers have been told (server/subscriptions.ts). */
 export interface SessionSockets {
-  /** The session has ended and its subscribers have been handed the terminal event, which they have not sent yet. */
   sessionEnded(sessionId: string): void;
 }
 
@@ -34,6 +33,8 @@ export interface DatabaseHealth {
 }
 
 export interface HubDeps {
+  /** Where the hub reads what other processes changed before deciding that a deadline has passed. */
+  feed: ChangeFeed;
   sessions: SessionTimeouts;
   database: DatabaseHealth;
   presence: SubscriptionPresence;
@@ -64,6 +65,7 @@ class Subscriber extends EventQueue<SessionEvent> {
 
   constructor(
     private readonly hub: EventHub,
+    readonly id: number,
     readonly ownSessionId: string,
     readonly userId: string,
     readonly leadMs: number,
@@ -90,8 +92,6 @@ interface Watched {
   subscribers: Set<Subscriber>;
   /** This process holds sockets authenticated with the session (subscribed or not): they close when it ends. */
   sockets: boolean;
-  /** Per lead (ms): the expiry its subscribers were last sent EXPIRING_SOON for. */
-  soonSent?: Map<number, number>;
 }
 
 /** How long the hub remembers a session it has seen end, so that a change feed re-delivering older versions cannot revive it. */
@@ -108,6 +108,7 @@ export class EventHub implements SessionListener {
   private readonly ended = new Map<string, { session: Session; until: number }>();
   private sockets: SessionSockets = { sessionEnded() {} };
   private readonly userFeeds = new Map<string, Set<Subscriber>>();
+  private nextSubscriberId = 1;
   private recheckBatch = new Set<string>();
   private recheckRunning = false;
   private pendingEnds: Promise<void> = Promise.resolve();
@@ -152,11 +153,11 @@ export class EventHub implements SessionListener {
       const queue = new EventQueue<SessionEvent>();
       queue.push(terminalEvent(last, last.endReason!, new Date(this.deps.now()), this.deps.loginUrl));
       queue.end();
-      this.sockets.sessionEnded(own.id);
+      this.closeSocketsSoon(own.id);
       return queue;
     }
     const present = expiresAtBrowserClose(own.expiry.spec, this.deps.expiry);
-    const sub = new Subscriber(this, own.id, own.userId, options.leadSeconds * 1000, present, listedAt);
+    const sub = new Subscriber(this, this.nextSubscriberId++, own.id, own.userId, options.leadSeconds * 1000, present, listedAt);
     this.follow(sub, own);
     if (sub.present) this.deps.presence.attach(own.id);
     if (options.allSessions) {
@@ -200,7 +201,7 @@ export class EventHub implements SessionListener {
   socketsOpened(session: Session): void {
     if (session.endedAt) {
       this.rememberEnded(session);
-      this.sockets.sessionEnded(session.id);
+      this.closeSocketsSoon(session.id);
     } else {
       this.watch(session).sockets = true;
     }
@@ -240,10 +241,10 @@ export class EventHub implements SessionListener {
   /** Called once by the subscriber when its queue ends. */
   unsubscribe(sub: Subscriber): void {
     for (const id of sub.following()) {
+      this.deps.scheduler.cancel(soonKey(sub, id));
       const w = this.watched.get(id);
       if (!w) continue;
       w.subscribers.delete(sub);
-      if (sub.leadMs > 0 && !someLead(w.subscribers, sub.leadMs)) this.deps.scheduler.cancel(soonKey(id, sub.leadMs));
       this.unwatchIfUnused(w);
     }
     sub.others = null;
@@ -258,29 +259,13 @@ export class EventHub implements SessionListener {
     this.deps.scheduler.schedule(expiryKey(id), w.session.expiry.expiresAt.getTime(), () => this.queueRecheck(id));
   }
 
-  /**
-   * EXPIRING_SOON at the subscriber's lead before expiry: one deadline for all the subscribers of a
-   * session with the same lead (many tabs of one login), and one event they share. A subscriber that
-   * joins after its group was told is told at once.
-   */
   private armExpiringSoon(sub: Subscriber, w: Watched): void {
     if (sub.leadMs <= 0) return;
-    const { id } = w.session;
-    const expiresAt = w.session.expiry.expiresAt.getTime();
-    if (w.soonSent?.get(sub.leadMs) === expiresAt) {
+    const at = w.session.expiry.expiresAt.getTime() - sub.leadMs;
+    this.deps.scheduler.schedule(soonKey(sub, w.session.id), at, () => {
+      if (sub.closed || !w.subscribers.has(sub)) return;
       sub.push(liveEvent('EXPIRING_SOON', w.session, new Date(this.deps.now())));
-      return;
-    }
-    const leadMs = sub.leadMs;
-    this.deps.scheduler.schedule(soonKey(id, leadMs), expiresAt - leadMs, () => this.sendExpiringSoon(id, leadMs));
-  }
-
-  private sendExpiringSoon(id: string, leadMs: number): void {
-    const w = this.watched.get(id);
-    if (!w) return;
-    (w.soonSent ??= new Map()).set(leadMs, w.session.expiry.expiresAt.getTime());
-    const event = liveEvent('EXPIRING_SOON', w.session, new Date(this.deps.now()));
-    for (const sub of w.subscribers) if (sub.leadMs === leadMs) sub.push(event);
+    });
   }
 
   /**
@@ -305,18 +290,17 @@ export class EventHub implements SessionListener {
   }
 
   /**
-   * Followed sessions reached their expiry. The database decides: each session still due is ended
-   * with TIMEOUT over the version this process holds, and only then announced. Where another
-   * process has written a newer version (a renewal this process has not heard of yet, or an end),
-   * that commit fails and the version that won is read and applied instead: the deadline moves, or
-   * that end is announced. So the commit is the re-check, and no read of the changes goes before
-   * it. A database that is slow but there is waited for. One that is out of reach (the re-check
-   * fails, or takes over `recheckTimeoutMs` and a ping goes unanswered) cannot keep a session alive:
-   * the sessions end on what this process knows, never past their last known expiry, and that end
-   * is made to stick once the database answers again.
+   * Followed sessions reached their expiry. The database decides: changes it holds that this
+   * process has not seen yet (a renewal in another process) are applied first and move the
+   * deadline; each session still due is ended with TIMEOUT in the database, or found ended or
+   * renewed by another writer, and only then announced. A database that is slow but there is waited
+   * for. One that is out of reach (the re-check fails, or takes over `recheckTimeoutMs` and a ping
+   * goes unanswered) cannot keep a session alive: the sessions end on what this process knows, never
+   * past their last known expiry, and that end is made to stick once the database answers again.
    */
   private async recheck(ids: string[]): Promise<void> {
     const settled = (async () => {
+      for (const session of await this.deps.feed.catchUp(ids)) this.sessionChanged(session);
       const due = this.dueSessions(ids);
       if (due.length > 0) for (const session of await this.deps.sessions.expireDue(due)) this.sessionChanged(session);
     })();
@@ -354,12 +338,17 @@ export class EventHub implements SessionListener {
     this.deps.scheduler.cancel(expiryKey(id));
     const event = terminalEvent(w.session, reason, new Date(this.deps.now()), this.deps.loginUrl);
     for (const sub of w.subscribers) {
-      if (sub.leadMs > 0) this.deps.scheduler.cancel(soonKey(id, sub.leadMs));
+      this.deps.scheduler.cancel(soonKey(sub, id));
       sub.others?.delete(id);
       sub.push(event);
       if (sub.ownSessionId === id) sub.end();
     }
-    this.sockets.sessionEnded(id);
+    this.closeSocketsSoon(id);
+  }
+
+  /** After the consumers have sent the terminal event and the completion. */
+  private closeSocketsSoon(sessionId: string): void {
+    setImmediate(() => this.sockets.sessionEnded(sessionId));
   }
 
   private rememberEnded(session: Session): void {
@@ -388,8 +377,4 @@ export class EventHub implements SessionListener {
 }
 
 const expiryKey = (sessionId: string) => `expire:${sessionId}`;
-const soonKey = (sessionId: string, leadMs: number) => `soon:${sessionId}:${leadMs}`;
-const someLead = (subscribers: Set<Subscriber>, leadMs: number) => {
-  for (const sub of subscribers) if (sub.leadMs === leadMs) return true;
-  return false;
-};
+const soonKey = (sub: Subscriber, sessionId: string) => `soon:${sub.id}:${sessionId}`;

@@ -1,5 +1,4 @@
-import { createSourceEventStream, execute, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
-import type { PromiseOrValue } from 'graphql/jsutils/PromiseOrValue.js';
+import { createSourceEventStream, execute, type ExecutionArgs, type ExecutionResult } from 'graphql';
 
 /**
  * graphql-js's `subscribe`, with its per-event mapping held by one small object instead of
@@ -44,7 +43,7 @@ class ExecutedEvents implements AsyncGenerator<ExecutionResult> {
   private async map(result: IteratorResult<unknown>): Promise<IteratorResult<ExecutionResult>> {
     if (result.done) return result;
     try {
-      return { value: await executeEvent(this.args, result.value), done: false };
+      return { value: await execute({ ...this.args, rootValue: result.value }), done: false };
     } catch (error) {
       await this.returnIgnoringErrors();
       throw error;
@@ -60,34 +59,4 @@ class ExecutedEvents implements AsyncGenerator<ExecutionResult> {
       }
     }
   }
-}
-
-interface Executed {
-  document: DocumentNode;
-  operationName: string | null | undefined;
-  /** The variables, as JSON. */
-  variables: string;
-  result: PromiseOrValue<ExecutionResult>;
-}
-
-/** Each event's results so far, one per document, operation and variables it was executed with. */
-const executedEvents = new WeakMap<object, Executed[]>();
-
-/**
- * Executes an event for one subscription, or hands back the result another subscription got for it.
- * The hub gives every subscriber of a session the same event object, and the subscription fields
- * resolve from the event alone, never from the context: so the result only depends on the event,
- * the document, the operation and the variables, and the sockets of a session (many tabs of one
- * login) share one execution.
- */
-export function executeEvent(args: ExecutionArgs, event: unknown): PromiseOrValue<ExecutionResult> {
-  if (typeof event !== 'object' || event === null) return execute({ ...args, rootValue: event });
-  const variables = JSON.stringify(args.variableValues ?? null);
-  let executed = executedEvents.get(event);
-  const same = executed?.find((e) => e.document === args.document && e.operationName === args.operationName && e.variables === variables);
-  if (same) return same.result;
-  const result = execute({ ...args, rootValue: event });
-  if (!executed) executedEvents.set(event, (executed = []));
-  executed.push({ document: args.document, operationName: args.operationName, variables, result });
-  return result;
 }

@@ -11,8 +11,8 @@ interface SessionEventsArgs {
 
 /** Opens the event stream of the socket's session (and, on request, of the user's other sessions). */
 async function subscribeToSessionEvents({ args, context }: SubscribeResolverData<unknown, SessionEventsArgs, GraphQLContext>) {
-  const { service, hub, settings, token } = context;
-  if (!context.socketSessionId || !token) {
+  const { service, hub, settings } = context;
+  if (!context.socketSessionId) {
     throw apiError('UNAUTHENTICATED', 'Subscribe over graphql-ws with the session token in connectionParams.', {
       loginUrl: settings.loginUrl,
     });
@@ -21,9 +21,7 @@ async function subscribeToSessionEvents({ args, context }: SubscribeResolverData
   if (!Number.isInteger(lead) || lead < 0 || lead > settings.expiry.maxExpiry) {
     throw apiError('INVALID_ARGUMENT', `expiringSoonLead must be 0 to ${settings.expiry.maxExpiry} seconds.`);
   }
-  // Read as the socket was authenticated: from the session cache while it is fresh, else from the
-  // database (docs/write-protocol.md). A passed expiry not recorded yet ends through the hub's deadline.
-  const own = await service.store.findByToken(token);
+  const own = await service.current(context.socketSessionId);
   if (!own) {
     throw apiError('UNAUTHENTICATED', 'Unknown session: log in again.', { loginUrl: settings.loginUrl });
   }

@@ -110,6 +110,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     logger,
   });
   const hub = new EventHub({
+    feed,
     sessions: service,
     database: store,
     presence,

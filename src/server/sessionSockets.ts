@@ -48,7 +48,7 @@ class SessionSocket extends Connection {
     request: IncomingMessage,
     readonly clientAddress: string,
   ) {
-    super(socket, request.socket);
+    super(socket);
     this.request = request;
   }
 
@@ -56,7 +56,6 @@ class SessionSocket extends Connection {
 }
 
 const closeEnded = (socket: SessionSocket) => socket.close(SESSION_ENDED_CLOSE, 'Session ended');
-const closeAllEnded = (sockets: SessionSocket[]) => sockets.forEach(closeEnded);
 
 /**
  * The API's websockets: graphql-ws on the HTTP server's port and path (./ws/adapter.ts), where each
@@ -191,11 +190,6 @@ export function attachSessionSockets(options: {
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors ? { ...result, errors: pipeline.formatErrors(result.errors) } : undefined,
       onError: (_ctx, _id, _payload, errors) => pipeline.formatErrors(errors),
-      // A subscribed socket of an ended session closes right after its subscriptions complete: each
-      // completion leaves with the close frame. (The terminal event before it does not wait.)
-      onComplete: (ctx) => {
-        if (ctx.extra.sessionOver && ctx.extra.subscribed) ctx.extra.holdUntilClose();
-      },
       onConnect: async (ctx) => {
         const conn = ctx.extra;
         const request = conn.request!;
@@ -238,20 +232,14 @@ export function attachSessionSockets(options: {
   };
 
   return {
-    /**
-     * Closes the sockets of a session that has ended, once their subscriptions have sent the
-     * terminal event and the completion.
-     */
+    /** Closes the sockets of a session that has ended (after its terminal event went out). */
     sessionEnded(sessionId: string) {
-      const closing: SessionSocket[] = [];
       for (const conn of socketsOf(sessionId)) {
         conn.sessionOver = true;
         if (!conn.subscribed) setTimeout(closeEnded, UNSUBSCRIBED_CLOSE_DELAY_MS, conn).unref();
-        else if (conn.settingUp === 0) closing.push(conn);
+        else if (conn.settingUp === 0) closeEnded(conn);
       }
       socketsBySession.delete(sessionId);
-      // The subscriptions send in promise reactions, which all run before this.
-      if (closing.length > 0) setImmediate(closeAllEnded, closing);
     },
     dispose: adapter.dispose,
   };

@@ -1,5 +1,4 @@
 import type { IncomingMessage, Server } from 'node:http';
-import type { Socket } from 'node:net';
 import { CloseCode, DEPRECATED_GRAPHQL_WS_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Logger } from '../../logger.js';
@@ -17,22 +16,10 @@ export class Connection {
   /** A keep-alive ping went out and no pong has come back yet. */
   awaitingPong = false;
 
-  constructor(
-    readonly socket: WebSocket,
-    /** The TCP socket under it. */
-    private readonly transport: Socket,
-  ) {}
+  constructor(readonly socket: WebSocket) {}
 
   get protocol(): string {
     return this.socket.protocol;
-  }
-
-  /**
-   * Holds back what is sent from now on until `close`, whose close frame it then leaves with: one
-   * write (one system call, one TCP segment) instead of one per message.
-   */
-  holdUntilClose(): void {
-    if (this.socket.readyState === WebSocket.OPEN && this.transport.writableCorked === 0) this.transport.cork();
   }
 
   /**
@@ -47,7 +34,6 @@ export class Connection {
 
   close(code?: number, reason?: string): void {
     this.socket.close(code, reason);
-    if (this.transport.writableCorked > 0) this.transport.uncork();
   }
 
   onMessage(cb: (data: string) => Promise<void>): void {
@@ -124,11 +110,8 @@ export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>)
 
   function onMessage(this: WebSocket, data: RawData) {
     const text = String(data);
-    // Decided now rather than on failure: handling a subscribe message lasts as long as the
-    // subscription, and the text would be kept as long.
-    const fromClient = isClientMessage(text);
     connections.get(this)?.receive?.(text).catch((err: unknown) => {
-      if (!fromClient) {
+      if (!isClientMessage(text)) {
         // A message only a server sends (graphql-ws throws on it): the client broke the protocol.
         logger.debug({ err }, 'websocket message of a type clients do not send');
         this.close(CloseCode.BadRequest, 'Invalid message received');
