@@ -33,7 +33,7 @@ export class Connection {
   }
 
   close(code?: number, reason?: string): void {
-    this.socket.close(code, reason);
+    this.socket.close(code, reason === undefined ? undefined : closeReason(reason));
   }
 
   onMessage(cb: (data: string) => Promise<void>): void {
@@ -198,4 +198,12 @@ export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>)
 function clearInitTimer(conn: Connection): void {
   if (conn.initTimer) clearTimeout(conn.initTimer);
   conn.initTimer = null;
+}
+
+/** A close frame's reason may hold 123 bytes of UTF-8 (ws throws on more): graphql-ws puts client-chosen ids into some. */
+export function closeReason(reason: string): string {
+  const bytes = Buffer.from(reason);
+  if (bytes.length <= 123) return reason;
+  // Cut on a character boundary: drop a partial sequence left at the end.
+  return new TextDecoder().decode(bytes.subarray(0, 123)).replace(/\uFFFD+$/, '');
 }
