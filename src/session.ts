@@ -36,10 +36,5 @@ export interface FeedListener extends SessionListener {
 /** Delivers every change to the sessions, from whichever process made it. */
 export interface ChangeFeed {
   start(listener: FeedListener): Promise<void>;
-  /**
-   * Brings the expiry re-check up to date: the current state of `ids` where the database may know
-   * better than the changes delivered so far. Changes it reads on the way go to the listener too.
-   */
-  catchUp(ids: string[]): Promise<Session[]>;
   stop(): Promise<void>;
 }

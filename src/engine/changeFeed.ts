@@ -1,7 +1,7 @@
 import type { mongo } from 'mongoose';
 import type { Logger } from '../logger.js';
 import type { SessionDoc } from '../store/models.js';
-import type { ChangeFeed, FeedListener, Session } from '../session.js';
+import type { ChangeFeed, FeedListener } from '../session.js';
 import { CHANGE_FEED_OVERLAP_MS, toSession, type SessionStore } from '../store/sessionStore.js';
 
 /** MongoDB change streams; after an error the stream is reopened after the last change it delivered. */
@@ -31,11 +31,6 @@ export class ChangeStreamFeed implements ChangeFeed {
     });
     // The stream only delivers changes made after the server has registered it.
     await stream.tryNext().catch(() => null);
-  }
-
-  /** A stream may deliver a change a little after a deadline: read the sessions themselves (by index). */
-  catchUp(ids: string[]): Promise<Session[]> {
-    return this.store.findByIds(ids);
   }
 
   async stop(): Promise<void> {
@@ -93,12 +88,6 @@ export class PollingFeed implements ChangeFeed {
       if (this.timer) this.timer = setTimeout(tick, this.intervalMs);
     };
     this.timer = setTimeout(tick, this.intervalMs);
-  }
-
-  /** A read of its own, started now rather than after the regular poll in flight: it sees every change committed before it. */
-  async catchUp(): Promise<Session[]> {
-    await this.read();
-    return [];
   }
 
   private async read(): Promise<void> {

@@ -1,7 +1,7 @@
 import type { ExpirySettings } from '../config.js';
 import { expiresAtBrowserClose } from '../expiry/rules.js';
 import type { Logger } from '../logger.js';
-import type { ChangeFeed, EndReason, Session, SessionListener } from '../session.js';
+import type { EndReason, Session, SessionListener } from '../session.js';
 import { within } from '../timeLimit.js';
 import { EventQueue } from './eventQueue.js';
 import { liveEvent, terminalEvent, type SessionEvent } from './events.js';
@@ -33,8 +33,6 @@ export interface DatabaseHealth {
 }
 
 export interface HubDeps {
-  /** Where the hub reads what other processes changed before deciding that a deadline has passed. */
-  feed: ChangeFeed;
   sessions: SessionTimeouts;
   database: DatabaseHealth;
   presence: SubscriptionPresence;
@@ -269,9 +267,9 @@ export class EventHub implements SessionListener {
   }
 
   /**
-   * Deadlines that fall due together are re-checked with one database read, and only one read is
-   * in flight at a time: what falls due meanwhile waits for the next one (a slow database then
-   * gets fewer, larger reads instead of a pile of small ones).
+   * Deadlines that fall due together are re-checked with one database write, and only one is in
+   * flight at a time: what falls due meanwhile waits for the next one (a slow database then gets
+   * fewer, larger writes instead of a pile of small ones).
    */
   private queueRecheck(id: string): void {
     this.recheckBatch.add(id);
@@ -290,17 +288,16 @@ export class EventHub implements SessionListener {
   }
 
   /**
-   * Followed sessions reached their expiry. The database decides: changes it holds that this
-   * process has not seen yet (a renewal in another process) are applied first and move the
-   * deadline; each session still due is ended with TIMEOUT in the database, or found ended or
-   * renewed by another writer, and only then announced. A database that is slow but there is waited
+   * Followed sessions reached their expiry. The database decides: each is ended with TIMEOUT by
+   * committing its next version, which fails where another writer (a renewal or an end in another
+   * process, not seen here yet) committed that version first; those are read again and their latest
+   * version applies. Only then is anything announced. A database that is slow but there is waited
    * for. One that is out of reach (the re-check fails, or takes over `recheckTimeoutMs` and a ping
    * goes unanswered) cannot keep a session alive: the sessions end on what this process knows, never
    * past their last known expiry, and that end is made to stick once the database answers again.
    */
   private async recheck(ids: string[]): Promise<void> {
     const settled = (async () => {
-      for (const session of await this.deps.feed.catchUp(ids)) this.sessionChanged(session);
       const due = this.dueSessions(ids);
       if (due.length > 0) for (const session of await this.deps.sessions.expireDue(due)) this.sessionChanged(session);
     })();

@@ -110,7 +110,6 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     logger,
   });
   const hub = new EventHub({
-    feed,
     sessions: service,
     database: store,
     presence,

@@ -188,10 +188,6 @@ export class SessionStore {
     return session;
   }
 
-  async findByIds(ids: string[]): Promise<Session[]> {
-    return this.latestOf(await this.models.Session.find({ _id: { $in: ids.map(oid) } }).lean<SessionDoc[]>());
-  }
-
   /** The user's sessions that have not ended, newest first (an ended session document is never stale: nothing follows an end). */
   async listOpen(userId: string): Promise<Session[]> {
     const heads = await this.models.Session.find({ userId: oid(userId), endedAt: null }).sort({ createdAt: -1 }).lean<SessionDoc[]>();
