@@ -340,15 +340,24 @@ async function runOnce(target: Target, s: Scenario, attempt: number): Promise<Ru
     const concurrency = Math.ceil((HANDSHAKES_PER_SERVER[target] * s.processes) / loads.length);
     // Memory is read as the growth from 10 % to 100 % of the sockets, so that what any first socket
     // warms up (code, pools, caches) is not counted as the cost of each.
+    const lastChance = first - SETTLE_MS - 1000;
     const open = async (fraction: number) => {
       const opening = Date.now();
       const upTo = (k: number) => Math.ceil(fraction * shares[k]!.tokens.length);
-      const opened = await Promise.all(loads.map((load, k) => load.call<{ refused: number }>('open', { url: urlOf(k), concurrency, to: upTo(k) }))).catch((err: Error) => {
-        throw new SetupFailed(`opening the sockets failed: ${err.message.split('\n')[0]}`);
+      const opens = Promise.all(loads.map((load, k) => load.call<{ refused: number }>('open', { url: urlOf(k), concurrency, to: upTo(k) })));
+      const overrun = sleep(lastChance - Date.now()).then(() => {
+        throw new SetupFailed(`the sockets were still opening ${SETTLE_MS + 1000} ms before the first deadline`);
       });
+      overrun.catch(() => {}); // when the sockets are open first
+      const opened = await Promise.race([
+        opens.catch((err: Error) => {
+          throw new SetupFailed(`opening the sockets failed: ${err.message.split('\n')[0]}`);
+        }),
+        overrun,
+      ]);
       const expected = sum(loads.map((_, k) => upTo(k)));
       while ((await subscribed()) < expected) {
-        if (Date.now() > first - SETTLE_MS - 1000) throw new SetupFailed(`subscriptions not in place ${first - Date.now()} ms before the first deadline`);
+        if (Date.now() > lastChance) throw new SetupFailed(`subscriptions not in place ${first - Date.now()} ms before the first deadline`);
         await sleep(50);
       }
       return { openMs: Date.now() - opening, opened: expected, refused: sum(opened.map((o) => o.refused)) };

@@ -62,6 +62,8 @@ const SUBSCRIBE = JSON.stringify({
   payload: { query: 'subscription { sessionEvents(expiringSoonLead: 0) { kind sessionId expiresAt serverTime } }' },
 });
 const NEXT = Buffer.from('"type":"next"');
+/** A socket not acknowledged by then fails the set-up (a server waiting on a swamped database would keep it forever). */
+const ACK_TIMEOUT_MS = 30_000;
 const COMPLETE = Buffer.from('"type":"complete"');
 
 let wsUrl = '';
@@ -105,6 +107,14 @@ function openSocket(i: number): Promise<void> {
     sockets[i] = ws;
     closeCodes[i] = 0;
     let acked = false;
+    const timer = setTimeout(() => {
+      reject(new Error(`socket ${i}: no connection_ack within ${ACK_TIMEOUT_MS / 1000} s`));
+      ws.terminate();
+    }, ACK_TIMEOUT_MS);
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      reject(err);
+    };
     ws.on('open', () => ws.send(JSON.stringify({ type: 'connection_init', payload: { token: tokens[i] } })));
     ws.on('message', (data: Buffer) => {
       if (acked && data.includes(NEXT)) {
@@ -115,18 +125,19 @@ function openSocket(i: number): Promise<void> {
       } else if (acked) {
         if (data.includes(COMPLETE)) completed++;
       } else {
-        if (!data.includes('connection_ack')) return reject(new Error(`socket ${i}: expected connection_ack, got ${String(data)}`));
+        if (!data.includes('connection_ack')) return fail(new Error(`socket ${i}: expected connection_ack, got ${String(data)}`));
         acked = true;
+        clearTimeout(timer);
         ws.send(SUBSCRIBE);
         resolve();
       }
     });
     ws.on('close', (code) => {
       closeCodes[i] = code;
-      if (!acked) reject(new Error(`socket ${i} closed with ${code} before connection_ack`));
+      if (!acked) fail(new Error(`socket ${i} closed with ${code} before connection_ack`));
     });
     ws.on('error', (err) => {
-      if (!acked) reject(err);
+      if (!acked) fail(err);
     });
   });
 }
