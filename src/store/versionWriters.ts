@@ -93,7 +93,9 @@ export class InsertedVersions implements VersionWriter {
       if (failed.length === 0 || failed.some((e) => e.code !== 11000)) throw err;
       for (const e of failed) won[e.index] = false;
     }
-    writes.forEach(({ id, next }, i) => won[i] && this.updateHead(id, next));
+    // A timeout leaves the session document as it was: the expiries of a burst would otherwise each
+    // update it, ahead of the next commits, and the first reader of the ended session repairs it.
+    writes.forEach(({ id, next }, i) => won[i] && next.endReason !== 'TIMEOUT' && this.updateHead(id, next));
     return won;
   }
 

@@ -87,6 +87,20 @@ describe('inserted versions', () => {
     expect((await models.Session.findById(first.id).lean())?.version).toBe(3);
   });
 
+  it('a timeout is committed without updating the session document; reads, listings and later writers still see the end', async () => {
+    const store = new SessionStore(models, new InsertedVersions(models));
+    const first = await newStoredSession(store);
+    const timeout = ended(first, 'TIMEOUT', new Date());
+    expect(await store.commitMany([timeout])).toEqual([true]);
+    await store.drain();
+    expect((await models.Session.findById(first.id).lean())?.version).toBe(1);
+    expect(await store.listOpen(first.userId)).toEqual([]);
+    expect(await store.commit(rivals(first, 2)[1]!)).toBe(false);
+    expect(await store.findById(first.id)).toEqual(timeout);
+    await store.drain();
+    expect((await models.Session.findById(first.id).lean())?.endReason).toBe('TIMEOUT');
+  });
+
   it('a writer of a version that exists loses, even if the session document does not show it yet', async () => {
     const store = new SessionStore(models, new InsertedVersions(models));
     const first = await newStoredSession(store);
