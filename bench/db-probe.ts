@@ -91,7 +91,7 @@ export async function probeDatabase(uri: string, sizes = [1000, 10_000]): Promis
         ],
         [
           'updateOne({ _id, version: { $lt } })',
-          'every write of a session on FerretDB (an expiry too), after the insert that decides it: the session document brought up to date, in the background (store/versionWriters.ts)',
+          'every write of a session on FerretDB but a timeout, after the insert that decides it: the session document brought up to date, in the background (store/versionWriters.ts)',
           Session.findOne({ _id: lastId, version: { $lt: 0 } }),
           () => Session.updateOne({ _id: lastId, version: { $lt: 0 } }, { $set: { version: 1 } }),
         ],
