@@ -18,6 +18,7 @@ import { loadSettings } from '../src/config.js';
 import { computeExpiry, parseExpiry } from '../src/expiry/rules.js';
 import { createModels } from '../src/store/models.js';
 import { UserStore } from '../src/store/userStore.js';
+import { gql } from './graphql.js';
 import { BENCH_SERVER_ENV } from './ipc.js';
 
 const BATCH = 1000;
@@ -69,17 +70,6 @@ export async function seedSessions(uri: string, deadlines: number[]): Promise<st
   }
 }
 
-async function gql<T>(url: string, query: string, variables: Record<string, unknown>): Promise<T> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'user-agent': USER_AGENT },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = (await res.json()) as { data?: T; errors?: Array<{ message: string }> };
-  if (body.errors?.length || !body.data) throw new Error(`GraphQL error: ${JSON.stringify(body.errors)}`);
-  return body.data;
-}
-
 /** Each field of a stored document with its BSON type (as the driver reads it back). */
 const fieldTypes = (doc: Record<string, unknown>) =>
   Object.entries(doc)
@@ -93,12 +83,14 @@ const fieldTypes = (doc: Record<string, unknown>) =>
  */
 export async function checkSeededShape(uri: string, url: string, token: string): Promise<void> {
   const username = `bench_check_${Date.now().toString(36)}`;
-  await gql(url, 'mutation($u: String!, $p: String!) { register(username: $u, password: $p) { id } }', { u: username, p: PASSWORD });
+  const headers = { 'user-agent': USER_AGENT };
+  await gql(url, 'mutation($u: String!, $p: String!) { register(username: $u, password: $p) { id } }', { u: username, p: PASSWORD }, headers);
   const at = new Date(Date.now() + 3600_000).toISOString();
   const { login } = await gql<{ login: { session: { id: string } } }>(
     url,
     'mutation($u: String!, $p: String!, $at: DateTimeISO!) { login(username: $u, password: $p, expiry: { at: $at }) { session { id } } }',
     { u: username, p: PASSWORD, at },
+    headers,
   );
   const conn = await mongoose.createConnection(uri).asPromise();
   try {

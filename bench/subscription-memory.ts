@@ -20,6 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import WebSocket from 'ws';
+import { gql } from './graphql.js';
 import { BENCH_SERVER_ENV, countSubscriptions, rssKiB, serve, spawnChild, type Child } from './ipc.js';
 
 const here = fileURLToPath(import.meta.url);
@@ -57,13 +58,6 @@ if (env.SUBMEM_CHILD) {
   });
 } else {
   await main();
-}
-
-async function gql<T>(url: string, query: string, variables: Record<string, unknown>): Promise<T> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
-  const body = (await res.json()) as { data?: T; errors?: unknown[] };
-  if (body.errors?.length || !body.data) throw new Error(`GraphQL error: ${JSON.stringify(body.errors)}`);
-  return body.data;
 }
 
 /** Opens a socket, authenticates it and subscribes; resolves once the server has acknowledged the connection. */
