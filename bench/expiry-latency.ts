@@ -519,19 +519,28 @@ async function writePlots(date: string, all: Array<RunResult | Skipped>): Promis
   return scenarios;
 }
 
-/** HAProxy's stderr lines, counted by kind: servers marked down (and why) or up, alerts, anything else. */
+/** The kinds of HAProxy lines counted under one name, first match first: servers marked down (and why) or up. */
+const HAPROXY_LINE_KINDS: Array<[RegExp, (match: RegExpExecArray) => string]> = [
+  [/ is DOWN, reason: Layer7 timeout/, () => 'server marked down (health check timed out)'],
+  [/ is DOWN, reason: Layer7 wrong status, code: (\d+)/, (m) => `server marked down (health check answered ${m[1]})`],
+  [/ is DOWN/, () => 'server marked down (other)'],
+  [/ is UP/, () => 'server up again'],
+];
+
+/** A line's kind: one of HAPROXY_LINE_KINDS, or the line itself (alerts, anything else), made fit for a table cell. */
+function haproxyLineKind(line: string): string {
+  for (const [pattern, kind] of HAPROXY_LINE_KINDS) {
+    const match = pattern.exec(line);
+    if (match) return kind(match);
+  }
+  return line.replace(/^haproxy \d+: /, '').replace(/\(\d+\)/, '').replace(/\s+/g, ' ').replace(/\|/g, '\\|').slice(0, 120);
+}
+
+/** HAProxy's stderr lines, counted by kind. */
 function summarizeHaproxyLog(lines: string[]): string {
   const counts = new Map<string, number>();
   for (const line of lines) {
-    const kind = / is DOWN, reason: Layer7 timeout/.test(line)
-      ? 'server marked down (health check timed out)'
-      : / is DOWN, reason: Layer7 wrong status, code: (\d+)/.test(line)
-        ? `server marked down (health check answered ${/code: (\d+)/.exec(line)![1]})`
-        : / is DOWN/.test(line)
-          ? 'server marked down (other)'
-          : / is UP/.test(line)
-            ? 'server up again'
-            : line.replace(/^haproxy \d+: /, '').replace(/\(\d+\)/, '').replace(/\s+/g, ' ').replace(/\|/g, '\\|').slice(0, 120);
+    const kind = haproxyLineKind(line);
     counts.set(kind, (counts.get(kind) ?? 0) + 1);
   }
   return [...counts].map(([kind, n]) => `${n} × ${kind}`).join('; ') || 'nothing';
