@@ -386,7 +386,9 @@ const SUB_IDS = ['1', '1', '2', 'dup', '', '__proto__', 'constructor', 'hasOwnPr
 const subDocArb: fc.Arbitrary<SubDoc> = fc.oneof(
   CROSS,
   { weight: 6, arbitrary: fc.constantFrom<SubDoc>('ping', 'events', 'events', 'eventsHugeLead', 'eventsBadLead', 'session', 'syntax', 'invalid', 'subscriptionTwoFields') },
-  { weight: 1, arbitrary: hostileDocArb },
+  // The hand-written hostile documents include mutations that run (setExpiry(seconds: -0) is 0):
+  // left out here, since a protocol case never changes a session; the operations family sends them.
+  { weight: 1, arbitrary: hostileDocArb.filter((d) => d.h !== 'syntax' || classify(d.text).opType !== 'mutation') },
 );
 
 const stepArb: fc.Arbitrary<WsStep> = fc.oneof(
