@@ -7,11 +7,7 @@
  * parseExpiry and computeExpiry, version 1. `checkSeededShape` compares one with a session logged
  * in through the API, so a change of that shape in src/ fails the bench instead of skewing it.
  */
-import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import mongoose from 'mongoose';
-import type { ResolvedDatabase } from '../scripts/database.js';
 import { newSessionToken } from '../src/auth/tokens.js';
 import { PasswordHasher } from '../src/auth/passwords.js';
 import { loadSettings } from '../src/config.js';
@@ -102,32 +98,5 @@ export async function checkSeededShape(uri: string, url: string, token: string):
     if (want !== got) throw new Error(`seeded sessions are not shaped like the API's:\n  login: ${want}\n  seed:  ${got}`);
   } finally {
     await conn.close();
-  }
-}
-
-const sqlite = (file: string, sql: string) => promisify(execFile)('sqlite3', ['-cmd', '.timeout 30000', file, sql]);
-
-/**
- * FerretDB 1.24.2 on SQLite creates its `_id` index on the expression `_ferretdb_sjson->"_id"` but
- * looks documents up by `_ferretdb_sjson->'$._id'`, which SQLite does not match to that index: a
- * lookup by `_id` (every socket's authentication) scans the table, about 6 µs per stored session,
- * which makes opening 50 000 sockets take hours. For the set-up only, this adds an index on the
- * expression the lookups use (through the sqlite3 command; FerretDB's own catalogue does not list
- * it); the returned function drops it again, so the expiries are measured on FerretDB as it is.
- * Elsewhere, or without the sqlite3 command, it does nothing.
- */
-export async function indexIdLookups(db: ResolvedDatabase, dbName: string, log: (line: string) => void): Promise<() => Promise<void>> {
-  const none = async () => {};
-  if (db.kind !== 'ferretdb' || !db.dataDir) return none;
-  const file = path.join(db.dataDir, `${dbName}.sqlite`);
-  try {
-    const { stdout } = await sqlite(file, `SELECT table_name FROM _ferretdb_collections WHERE name = 'sessions'`);
-    const table = stdout.trim();
-    if (!/^\w+$/.test(table)) throw new Error(`no sessions table in ${file}`);
-    await sqlite(file, `CREATE INDEX bench_id_lookup ON "${table}" (_ferretdb_sjson->'$._id')`);
-    return async () => void (await sqlite(file, 'DROP INDEX IF EXISTS bench_id_lookup'));
-  } catch (err) {
-    log(`  could not index the lookups by _id for the set-up (${(err as Error).message.trim()}): sockets open slowly`);
-    return none;
   }
 }

@@ -11,6 +11,7 @@ export {
   DEFAULT_POSTGRESQL_URL,
   dropPostgresDatabase,
   ensureFerretDB,
+  FERRETDB_BIN,
   FERRETDB_VERSION,
   PG_TEMPORARY_PREFIX,
   postgresAdminUrl,

@@ -9,7 +9,7 @@ import { postgresBackend } from './postgres.js';
 import { message, type Supervisor } from './process.js';
 import { redact, withDbName } from './uri.js';
 
-export { ensureFerretDB, FERRETDB_VERSION } from './ferretdb.js';
+export { ensureFerretDB, FERRETDB_BIN, FERRETDB_VERSION } from './ferretdb.js';
 export {
   DEFAULT_POSTGRESQL_URL,
   dropPostgresDatabase,

@@ -8,6 +8,7 @@ import mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   dropPostgresDatabase,
+  FERRETDB_BIN,
   postgresDatabaseExists,
   postgresUnavailable,
   resolveDatabase,
@@ -119,7 +120,7 @@ describe.skipIf(kind === 'external')(`an embedded ${kind} (skipped with MONGODB_
 const postgresSkip = await (async () => {
   const unavailable = await postgresUnavailable();
   if (unavailable) return `PostgreSQL not reachable (set SESSIONS_POSTGRESQL_URL to use another server): ${unavailable}`;
-  const built = await fsp.access(path.resolve('.cache/ferretdb/bin/ferretdb')).then(() => true, () => false);
+  const built = await fsp.access(FERRETDB_BIN).then(() => true, () => false);
   if (!built && kind !== 'ferretdb') return 'FerretDB is not built (SESSIONS_EMBEDDED_DB=ferretdb npx tsx scripts/database.ts --ensure builds it)';
   return undefined;
 })();
