@@ -16,12 +16,20 @@
  * bounded. For N > 1 000 on one process it also runs N sockets over BENCH_FANOUT_SESSIONS sessions
  * (several tabs per login).
  *
+ * Failover (issue 11 item 2): for N = BENCH_FAILOVER_SIZES on the cluster, expiries spread over 10 s,
+ * one API process is killed (SIGKILL) 3 s into the spread; its sockets reconnect through the
+ * balancer with the README's client retry settings and subscribe again. Reported: missing,
+ * duplicate, early and wrong events, reconnection time, lateness on time and, for sessions that
+ * ended while their socket was away, from its reconnection. Written to its own section of the file.
+ *
  * Environment: BENCH_SIZES (default "1000,10000"), BENCH_CLUSTER_SIZES (default "50000"; empty: no
- * cluster scenario), BENCH_CLUSTER_PROCESSES (default 3), BENCH_OUTPUT (default BENCHMARKS.md),
+ * cluster scenario), BENCH_FAILOVER_SIZES (default "20000"; empty: none), BENCH_CLUSTER_PROCESSES (default 3), BENCH_OUTPUT (default BENCHMARKS.md),
  * BENCH_SETUP_BUDGET_S (default 900), BENCH_FANOUT_SESSIONS (default 100), and what
  * scripts/database.ts reads (MONGODB_URI, SESSIONS_EMBEDDED_DB, SESSIONS_POSTGRESQL_URL). LOG_LEVEL,
  * CHANGE_POLL_INTERVAL_MS and WS_PING_INTERVAL pass through to the API server. BENCH_CPU_PROF=dir
- * writes a V8 CPU profile of the API server's expiry phase into dir (read it with profile-summary.ts).
+ * writes a V8 CPU profile of the API server's expiry phase into dir (read it with profile-summary.ts);
+ * BENCH_DB_COMMANDS=1 logs the server processes' database commands in that phase (count and time by
+ * command and collection).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
@@ -34,7 +42,7 @@ import { probeDatabase, type ProbeRow } from './db-probe.js';
 import { BENCH_SERVER_ENV, rssKiB, spawnChild, type Child } from './ipc.js';
 import { mergeParts, type Distribution, type LoadPart, type LoadResult, type PrepareArgs, type Target } from './load.js';
 import { latencyCdfSvg } from './plot.js';
-import { checkSeededShape, indexIdLookups, seedSessions } from './seed.js';
+import { checkSeededShape, seedSessions } from './seed.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -42,12 +50,19 @@ const sizes = (list: string) => list.split(',').filter(Boolean).map(Number).sort
 /** Ascending: the smaller runs calibrate the projected setup time of the larger ones. */
 const SIZES = sizes(env.BENCH_SIZES ?? '1000,10000');
 const CLUSTER_SIZES = sizes(env.BENCH_CLUSTER_SIZES ?? '50000');
+/**
+ * 20 000 by default, not 50 000: on the embedded FerretDB/SQLite a cluster of 50 000 loses most
+ * events without any kill (BENCHMARKS.md), which would hide what a kill costs; 20 000 it serves.
+ */
+const FAILOVER_SIZES = sizes(env.BENCH_FAILOVER_SIZES ?? '20000');
 const CLUSTER_PROCESSES = Number(env.BENCH_CLUSTER_PROCESSES ?? 3);
 const OUTPUT = path.resolve(here, '..', env.BENCH_OUTPUT ?? 'BENCHMARKS.md');
 const SETUP_BUDGET_MS = Number(env.BENCH_SETUP_BUDGET_S ?? 900) * 1000;
 const FANOUT_SESSIONS = Number(env.BENCH_FANOUT_SESSIONS ?? 100);
 const SPREAD_MS = 3000;
 const CLUSTER_SPREAD_MS = 10_000;
+/** Into the spread, when the failover scenario kills one API process. */
+const KILL_AFTER_MS = 3000;
 /** Sockets per load process: one process may open at most 20 000 files here. */
 const SOCKETS_PER_LOAD = 12_500;
 /** Idle time between the last subscription in place and the memory reading. */
@@ -69,7 +84,8 @@ const pct = (part: number, whole: number) => (whole > 0 ? (100 * part) / whole :
 const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
-type Mode = 'spread' | 'burst';
+/** Failover: spread, with one API process killed KILL_AFTER_MS into it (API only, on the cluster). */
+type Mode = 'spread' | 'burst' | 'failover';
 interface Scenario {
   n: number;
   sessions: number;
@@ -85,6 +101,8 @@ const scenarioName = (target: Target, s: Scenario) =>
 interface ServerStats {
   rechecks: { sent: number; answered: Array<{ ms: number; sessions: number }> };
   logCounts: Record<string, number>;
+  /** With BENCH_DB_COMMANDS: the database commands, by command and collection. */
+  commands: Record<string, { count: number; ms: number }>;
   loopDelayMs: Distribution | null;
 }
 
@@ -142,7 +160,8 @@ async function cpuMeter(groups: Processes[]) {
     Promise.all(
       groups.map(async (g) => {
         const pids = typeof g === 'function' ? await g() : g ? [g] : [];
-        return new Map(await Promise.all(pids.map(async (pid) => [pid, await cpuTicks(pid)] as const)));
+        const ticks = await Promise.all(pids.map(async (pid) => [pid, await cpuTicks(pid)] as const));
+        return new Map(ticks.filter(([, t]) => t > 0)); // 0: it has ended
       }),
     );
   const from = await read();
@@ -203,9 +222,8 @@ let databaseDescription: string | undefined;
  * Projected setup time, in ms, from what earlier runs on the same topology cost (before the first,
  * defaults measured on FerretDB, a little pessimistic): starting the processes is taken as
  * constant; seeding as constant per session; opening a socket as a constant plus a part
- * proportional to the number of sessions in the database (authenticating a socket reads the
- * session by its id, which is a scan of the table where that read has no index: see
- * indexIdLookups in seed.ts).
+ * proportional to the number of sessions in the database (where authenticating a socket, which
+ * reads the session by its id, is not an index lookup).
  */
 interface Costs {
   startMs: number;
@@ -253,6 +271,7 @@ function loadShare(k: number, loads: number, s: Scenario, tokens: string[], dead
   return {
     tokens: sockets.map((i) => tokens[i % s.sessions]!),
     deadlines: sockets.map((i) => deadlines[i % s.sessions]!),
+    reconnect: s.mode === 'failover',
   };
 }
 
@@ -263,9 +282,18 @@ const totalRssKiB = async (pids: number[]) => sum(await Promise.all(pids.map(rss
 function mergeServerStats(stats: ServerStats[]): ServersStats {
   const logCounts: Record<string, number> = {};
   for (const st of stats) for (const [msg, count] of Object.entries(st.logCounts)) logCounts[msg] = (logCounts[msg] ?? 0) + count;
+  const commands: ServerStats['commands'] = {};
+  for (const st of stats) {
+    for (const [key, c] of Object.entries(st.commands)) {
+      const tally = (commands[key] ??= { count: 0, ms: 0 });
+      tally.count += c.count;
+      tally.ms += c.ms;
+    }
+  }
   return {
     rechecks: { sent: sum(stats.map((st) => st.rechecks.sent)), answered: stats.flatMap((st) => st.rechecks.answered) },
     logCounts,
+    commands,
     loopDelaysMs: stats.map((st) => st.loopDelayMs),
   };
 }
@@ -308,7 +336,6 @@ async function runOnce(target: Target, s: Scenario, attempt: number): Promise<Ru
   const children: Child[] = [];
   let db: RunDatabase | null = null;
   let balancer: Balancer | null = null;
-  let dropIdIndex = async () => {};
   try {
     const t0 = Date.now();
     const first = t0 + 5000 + SETTLE_MS + Math.ceil(1.5 * 2 ** (attempt - 1) * projectedSetupMs(target, s));
@@ -319,7 +346,6 @@ async function runOnce(target: Target, s: Scenario, attempt: number): Promise<Ru
       db = await databaseForRun(`bench_${n}_${sessions}_${s.processes}_${mode}`);
       // Before any server process starts: their change feeds do not see the seeded sessions as changes.
       tokens = await seedSessions(db.uri, deadlines);
-      dropIdIndex = await indexIdLookups(db.resolved, db.name, log);
     }
     const seeded = Date.now();
     const servers = await startServers(target, s, db ? apiServerEnv(s, db) : {}, children);
@@ -385,7 +411,6 @@ async function runOnce(target: Target, s: Scenario, attempt: number): Promise<Ru
       `  ${name}: seeded in ${(setup.seedMs / 1000).toFixed(1)} s, processes started in ${(setup.startMs / 1000).toFixed(1)} s, ` +
         `subscribed in ${(setup.subscribeMs / 1000).toFixed(1)} s (CPU server ${setupServer!.toFixed(0)} %, DB ${setupDb!.toFixed(0)} %)`,
     );
-    await dropIdIndex();
     const connections = balancer?.connections() ?? [];
     if (balancer) log(`  ${name}: connections per HAProxy process ${connections.join(', ')} (maxconn ${HAPROXY_MAXCONN})`);
 
@@ -400,9 +425,12 @@ async function runOnce(target: Target, s: Scenario, attempt: number): Promise<Ru
     await sleep(Math.max(0, first - 100 - Date.now()));
     await Promise.all(servers.map((c) => c.call('resetStats')));
     const expiry = await cpuMeter([async () => serverPids, dbPids, balancerPids]);
+    const killed = s.mode === 'failover' ? servers[1]! : null;
+    if (killed) void sleep(first + KILL_AFTER_MS - Date.now()).then(() => process.kill(killed.pid, 'SIGKILL'));
     const parts = await Promise.all(loads.map((load) => load.call<LoadPart>('collect', { graceMs: GRACE_MS })));
     const [expiryServer, expiryDb, expiryBalancer] = await expiry();
-    const stats = mergeServerStats(await Promise.all(servers.map((c) => c.call<ServerStats>('stats'))));
+    const survivors = servers.filter((c) => c !== killed);
+    const stats = mergeServerStats(await Promise.all(survivors.map((c) => c.call<ServerStats>('stats'))));
     const sockets = rest.opened - warm.opened;
     return {
       ...s,
@@ -415,7 +443,6 @@ async function runOnce(target: Target, s: Scenario, attempt: number): Promise<Ru
       balancer: balancer && { instances: balancer.pids.length, connections, rss: memory(balancerBeforeKiB, balancerAfterKiB, sockets), lines: balancer.output },
     };
   } finally {
-    await dropIdIndex().catch(() => {});
     await balancer?.stop();
     await Promise.all(children.map((child) => child.stop()));
     await db?.resolved.stop();
@@ -441,10 +468,14 @@ async function run(target: Target, s: Scenario): Promise<RunResult | Skipped> {
       const l = r.load;
       log(
         `${name}: p50 ${l.latency.p50} p99 ${l.latency.p99} max ${l.latency.max} ms, missing ${l.missing}, early ${l.early}, wrong ${l.wrong}, ` +
-          `duplicate ${l.duplicate}; RSS ${r.rss.perSocketKiB.toFixed(1)} KiB per socket`,
+          `duplicate ${l.duplicate}; RSS ${r.rss.perSocketKiB.toFixed(1)} KiB per socket` +
+          (s.mode === 'failover' ? `; ${l.reconnected} reconnected, p50 ${l.reconnect.p50} p99 ${l.reconnect.p99} ms; ${l.endedAway} ended while away; ${l.stillAway} still reconnecting; ` +
+              `failed attempts: ${Object.entries(l.reconnectFailures).map(([why, n]) => `${n} × ${why}`).join(', ') || 'none'}` : ''),
       );
       const lines = Object.entries(r.server.logCounts).map(([msg, count]) => `${count} × "${msg}"`);
       if (lines.length) log(`  server log from the first deadline on: ${lines.join(', ')}`);
+      const commands = Object.entries(r.server.commands).sort((a, b) => b[1].ms - a[1].ms);
+      if (commands.length) log(`  database commands from the first deadline on, by time: ${commands.slice(0, 10).map(([k, c]) => `${k} ${c.count}× ${Math.round(c.ms)} ms`).join(', ')}`);
       return r;
     } catch (err) {
       if (!(err instanceof SetupFailed)) throw err;
@@ -493,7 +524,8 @@ const plotPath = (s: Scenario) =>
 /** The sockets of a scenario, for a table cell ("10,000 (over 100 sessions)") or, with `unit`, a title ("10,000 sockets (over …)"). */
 const sockets = (s: Scenario, unit = '') =>
   `${count(s.n)}${unit}${s.sessions < s.n ? ` (over ${count(s.sessions)} sessions)` : ''}${s.processes > 1 ? ` on ${s.processes} processes behind HAProxy` : ''}`;
-const expiries = (s: Scenario) => (s.mode === 'spread' ? `spread over ${spreadMs(s) / 1000} s` : 'all at one instant');
+const expiries = (s: Scenario) =>
+  s.mode === 'burst' ? 'all at one instant' : `spread over ${spreadMs(s) / 1000} s${s.mode === 'failover' ? `, one process killed ${KILL_AFTER_MS / 1000} s in` : ''}`;
 const describe = (s: Scenario) => `${sockets(s)} | ${expiries(s)}`;
 /** The scenario in words: "1,000 sockets, spread over 3 s". */
 const phrase = (s: Scenario) => `${sockets(s, ' sockets')}, ${expiries(s)}`;
@@ -511,7 +543,7 @@ async function writePlots(date: string, all: Array<RunResult | Skipped>): Promis
       const r = done.find((o) => o.target === target && same(o, s));
       return r ? [{ label: target === 'api' ? 'API' : 'bare ws', color: target === 'api' ? '#d62728' : '#1f77b4', latencies: r.load.latencies, n: r.load.n }] : [];
     });
-    const title = `${sockets(s, ' sockets')}, ${s.mode === 'spread' ? `expiring over ${spreadMs(s) / 1000} s` : 'expiring at one instant'}: ${date.slice(0, 16).replace('T', ' ')} UTC`;
+    const title = `${phrase(s)}: ${date.slice(0, 16).replace('T', ' ')} UTC`;
     const file = path.join(path.dirname(OUTPUT), plotPath(s));
     await mkdir(path.dirname(file), { recursive: true });
     await writeFile(file, latencyCdfSvg(title, series));
@@ -521,6 +553,7 @@ async function writePlots(date: string, all: Array<RunResult | Skipped>): Promis
 
 /** The kinds of HAProxy lines counted under one name, first match first: servers marked down (and why) or up. */
 const HAPROXY_LINE_KINDS: Array<[RegExp, (match: RegExpExecArray) => string]> = [
+  [/ is DOWN, reason: Health analyze/, () => 'server marked down (connections to it failed)'],
   [/ is DOWN, reason: Layer7 timeout/, () => 'server marked down (health check timed out)'],
   [/ is DOWN, reason: Layer7 wrong status, code: (\d+)/, (m) => `server marked down (health check answered ${m[1]})`],
   [/ is DOWN/, () => 'server marked down (other)'],
@@ -546,21 +579,26 @@ function summarizeHaproxyLog(lines: string[]): string {
   return [...counts].map(([kind, n]) => `${n} × ${kind}`).join('; ') || 'nothing';
 }
 
-function report(
-  m: ReturnType<typeof machine>,
-  all: Array<RunResult | Skipped>,
-  probe: ProbeRow[],
-  totalS: number,
-  loadavg: string,
-  plotted: Scenario[],
-): string {
+/** The run and the machine, the first line of each section written. */
+interface RunInfo {
+  machine: ReturnType<typeof machine>;
+  totalS: number;
+  loadavg: string;
+}
+const runLine = ({ machine: m, totalS, loadavg }: RunInfo) =>
+  `Run of ${m.date}: ${Math.round(totalS)} s in all. Machine: ${m.nproc} CPUs (nproc), ${m.cpu}, ${m.memory} RAM, ${m.os}, ` +
+  `Node ${m.node}; load average ${loadavg}. Database: ${m.database}. Code: ${m.code}.`;
+const pctCell = (v: number) => `${v.toFixed(0)} %`;
+const dist = (d: Distribution) => `${ms(d.p50)} / ${ms(d.p99)} / ${ms(d.max)}`;
+const plotLine = (s: Scenario) => `![Expiry latency CDF, ${phrase(s)}](${plotPath(s)})`;
+
+function report(info: RunInfo, all: Array<RunResult | Skipped>, probe: ProbeRow[], plotted: Scenario[]): string {
   const done = all.filter((r): r is RunResult => !('skipped' in r));
   const bareOf = (s: Scenario) => done.find((r) => r.target === 'bare' && same(r, s));
   const api = all.filter((r) => r.target === 'api');
   const apiDone = done.filter((r) => r.target === 'api');
   const lines: string[] = [
-    `Run of ${m.date}: ${Math.round(totalS)} s in all. Machine: ${m.nproc} CPUs (nproc), ${m.cpu}, ${m.memory} RAM, ${m.os}, ` +
-      `Node ${m.node}; load average ${loadavg}. Database: ${m.database}. Code: ${m.code}.`,
+    runLine(info),
     '',
     '#### Expiry latency: event received − `expiresAt`, ms',
     '',
@@ -593,7 +631,7 @@ function report(
       '',
       'The distribution of each scenario: the share of events received by a given lateness (log scale), API in red, bare ' +
         'server in blue, p50 and p99 dashed.',
-      ...plotted.flatMap((s) => ['', `![Expiry latency CDF, ${phrase(s)}: API and bare](${plotPath(s)})`]),
+      ...plotted.flatMap((s) => ['', plotLine(s)]),
     );
   }
   lines.push(
@@ -610,8 +648,6 @@ function report(
     '| sockets | expiries | server lag p50 / p99 / max | transit p50 / p99 / max | re-check commits sent / answered | answered in p50 / max (largest batch) | re-checks timed out | event-loop delay max (per process) | CPU server / DB / balancer | completed / closed 4401 |',
     '|---|---|---|---|---:|---|---:|---:|---|---:|',
   );
-  const dist = (d: Distribution) => `${ms(d.p50)} / ${ms(d.p99)} / ${ms(d.max)}`;
-  const cpu = (v: number) => `${v.toFixed(0)} %`;
   for (const r of apiDone) {
     const rc = r.server.rechecks;
     const reads = rc.answered.map((x) => x.ms).sort((a, b) => a - b);
@@ -621,7 +657,7 @@ function report(
       `| ${describe(r)} | ${dist(r.load.serverLag)} | ${dist(r.load.transit)} | ${rc.sent} / ${rc.answered.length} | ` +
         `${reads.length ? `${ms(reads[Math.floor((reads.length - 1) / 2)]!)} / ${ms(reads[reads.length - 1]!)} (${count(largest)})` : '–'} | ` +
         `${timedOut} | ${r.server.loopDelaysMs.map((d) => (d ? ms(d.max) : '–')).join(' / ')} | ` +
-        `${cpu(r.cpu.expiryServer)} / ${cpu(r.cpu.expiryDb)} / ${r.balancer ? cpu(r.cpu.expiryBalancer) : '–'} | ${r.load.completed} / ${r.load.closed4401} |`,
+        `${pctCell(r.cpu.expiryServer)} / ${pctCell(r.cpu.expiryDb)} / ${r.balancer ? pctCell(r.cpu.expiryBalancer) : '–'} | ${r.load.completed} / ${r.load.closed4401} |`,
     );
   }
   lines.push(
@@ -645,7 +681,7 @@ function report(
     lines.push(
       `| ${describe(r)} | ${count(r.rss.beforeKiB)} | ${count(r.rss.afterKiB)} | ${r.rss.perSocketKiB.toFixed(1)} | ${r.rss.heapPerSocketKiB.toFixed(1)} | ` +
         `${bare ? bare.rss.perSocketKiB.toFixed(1) : '–'} | ${b ? `${count(b.afterKiB)} (${b.perSocketKiB.toFixed(1)})` : '–'} | ` +
-        `≤ ${TARGETS.kibPerSession} | ${yes(r.rss.perSocketKiB <= TARGETS.kibPerSession)} | ${cpu(r.cpu.idleServer)} / ${cpu(r.cpu.idleDb)} |`,
+        `≤ ${TARGETS.kibPerSession} | ${yes(r.rss.perSocketKiB <= TARGETS.kibPerSession)} | ${pctCell(r.cpu.idleServer)} / ${pctCell(r.cpu.idleDb)} |`,
     );
   }
   lines.push(
@@ -710,14 +746,52 @@ function report(
   return lines.join('\n');
 }
 
-const BEGIN = '<!-- bench:begin (written by npm run bench) -->';
-const END = '<!-- bench:end -->';
+function failoverReport(info: RunInfo, all: Array<RunResult | Skipped>, plotted: Scenario[]): string {
+  const lines = [
+    runLine(info),
+    '',
+    '| sockets | expiries | sockets reconnected | reconnection p50 / p99 / max | lateness, on time: p50 / p99 / max | ended while away: events, from reconnection p50 / p99 / max | missing (of which still reconnecting) | early | wrong | duplicate | event-loop delay max (survivors) | CPU survivors / DB / balancer | survivors logged | HAProxy logged |',
+    '|---|---|---:|---|---|---|---:|---:|---:|---:|---|---|---|---|',
+  ];
+  for (const r of all) {
+    if ('skipped' in r) {
+      lines.push(`| ${describe(r)} | not run: ${r.skipped} | | | | | | | | | | |`);
+      continue;
+    }
+    const l = r.load;
+    const logged = Object.entries(r.server.logCounts).map(([msg, n]) => `${n} × ${msg.replace(/\|/g, '\\|')}`).join('; ') || 'nothing';
+    lines.push(
+      `| ${describe(r)} | ${count(l.reconnected)} | ${dist(l.reconnect)} | ${dist(l.onTime)} | ${count(l.endedAway)}: ${dist(l.away)} | ` +
+        `${l.missing} (${l.stillAway}) | ${l.early} | ${l.wrong} | ${l.duplicate} | ${r.server.loopDelaysMs.map((d) => (d ? ms(d.max) : '–')).join(' / ')} | ` +
+        `${pctCell(r.cpu.expiryServer)} / ${pctCell(r.cpu.expiryDb)} / ${pctCell(r.cpu.expiryBalancer)} | ${logged} | ${r.balancer ? summarizeHaproxyLog(r.balancer.lines) : '–'} |`,
+    );
+  }
+  lines.push(...plotted.flatMap((s) => ['', plotLine(s)]));
+  lines.push(
+    '',
+    `One API process of ${CLUSTER_PROCESSES} killed with SIGKILL ${KILL_AFTER_MS / 1000} s into the spread; nothing restarts it during the run. ` +
+      "Each socket of the load that closes before its event reconnects through the balancer with the README's graphql-ws client " +
+      'settings (retries without end, 250 ms doubling up to 4 s, jittered) and subscribes again with the same token. Reconnection: ' +
+      'from the close to the new socket\'s `connection_ack`. On time: received − `expiresAt`, for every event but those of sessions ' +
+      'that ended while their socket was away, which the server sends at once on the new subscription: for them, received − the ' +
+      `reconnection. Missing: no event within ${GRACE_MS / 1000} s of the last deadline. Duplicate: a second event for a socket, ` +
+      'across its reconnections.',
+  );
+  return lines.join('\n');
+}
 
-async function write(section: string): Promise<void> {
-  let text = await readFile(OUTPUT, 'utf8').catch(() => '');
-  if (!text.includes(BEGIN)) text = `# Benchmarks\n\nRun with \`npm run bench\`.\n\n${BEGIN}\n${END}\n`;
-  const head = text.slice(0, text.indexOf(BEGIN) + BEGIN.length);
-  const tail = text.slice(text.indexOf(END));
+/** The sections this file writes into the output, each between its markers (text outside them is kept). */
+const SECTIONS = {
+  latency: ['<!-- bench:begin (written by npm run bench) -->', '<!-- bench:end -->'],
+  failover: ['<!-- bench:failover:begin (written by npm run bench) -->', '<!-- bench:failover:end -->'],
+} as const;
+
+async function write(which: keyof typeof SECTIONS, section: string): Promise<void> {
+  const [begin, end] = SECTIONS[which];
+  let text = await readFile(OUTPUT, 'utf8').catch(() => '# Benchmarks\n\nRun with `npm run bench`.\n');
+  if (!text.includes(begin)) text = `${text.trimEnd()}\n\n${begin}\n${end}\n`;
+  const head = text.slice(0, text.indexOf(begin) + begin.length);
+  const tail = text.slice(text.indexOf(end));
   await writeFile(OUTPUT, `${head}\n${section}\n${tail}`);
 }
 
@@ -741,20 +815,25 @@ async function main() {
   const results: Array<RunResult | Skipped> = [];
   let probe: ProbeRow[] = [];
   for (const s of scenarios) for (const target of ['bare', 'api'] as const) results.push(await run(target, s));
-  const db = await databaseForRun('bench_probe');
-  try {
-    log(`timing the database on the hot-path queries: ${db.resolved.description}`);
-    probe = await probeDatabase(db.uri);
-  } finally {
-    await db.resolved.stop();
+  const failovers: Array<RunResult | Skipped> = [];
+  for (const n of FAILOVER_SIZES) failovers.push(await run('api', { n, sessions: n, mode: 'failover', processes: CLUSTER_PROCESSES }));
+  if (results.length) {
+    const db = await databaseForRun('bench_probe');
+    try {
+      log(`timing the database on the hot-path queries: ${db.resolved.description}`);
+      probe = await probeDatabase(db.uri);
+    } finally {
+      await db.resolved.stop();
+    }
   }
-  info.database = databaseDescription!;
+  info.database = databaseDescription ?? '';
   const totalS = (Date.now() - started) / 1000;
   const codeAtEnd = gitState();
   // Children load src/ when they start: if the tree changed meanwhile, later runs measured other code.
   if (codeAtEnd !== info.code) info.code = `${info.code} at the start, ${codeAtEnd} at the end (src/ changed during the run)`;
-  const plotted = await writePlots(info.date, results);
-  await write(report(info, results, probe, totalS, `${loadBefore} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end`, plotted));
+  const runInfo: RunInfo = { machine: info, totalS, loadavg: `${loadBefore} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end` };
+  if (results.length) await write('latency', report(runInfo, results, probe, await writePlots(info.date, results)));
+  if (failovers.length) await write('failover', failoverReport(runInfo, failovers, await writePlots(info.date, failovers)));
   log(`done in ${Math.round(totalS)} s; figures written to ${path.relative(process.cwd(), OUTPUT)}`);
 }
 

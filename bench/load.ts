@@ -4,7 +4,9 @@
  * records when each socket's `next` arrives. Kept light: the receive handler only stamps
  * Date.now() and keeps the raw frame; frames are parsed after the last event is in. A large
  * scenario runs several of these (one process holds at most ~20 000 sockets here), each to its
- * own address of the balancer (bench/balancer.ts).
+ * own address of the balancer (bench/balancer.ts). With `reconnect`, a socket closed before its
+ * event comes back as the README's graphql-ws client settings bring it back (retries without end,
+ * 250 ms doubling up to 4 s, jittered), and subscribes again: the failover scenario.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +20,8 @@ export interface PrepareArgs {
   tokens: string[];
   /** Each socket's deadline, ms since the epoch: the `expiresAt` its event must carry. */
   deadlines: number[];
+  /** Reconnect a socket closed before its event, as a client does when its server process dies. */
+  reconnect?: boolean;
 }
 
 export interface Distribution {
@@ -44,9 +48,21 @@ export interface LoadPart {
   latencies: number[];
   serverLags: number[];
   transits: number[];
+  /** With `reconnect`: per reconnection, close → the new socket's connection_ack. */
+  reconnectMs: number[];
+  /** Sockets that reconnected at least once before their event. */
+  reconnected: number;
+  /** Sockets without their event that were still trying to reconnect at the end. */
+  stillAway: number;
+  /** Reconnection attempts that failed, by why. */
+  reconnectFailures: Record<string, number>;
+  /** Events of sessions that ended while their socket was away: received − the new socket's connection_ack. */
+  awayLatencies: number[];
+  /** The other events: received − expiresAt. */
+  onTimeLatencies: number[];
 }
 
-export interface LoadResult extends Omit<LoadPart, 'serverLags' | 'transits'> {
+export interface LoadResult extends Omit<LoadPart, 'serverLags' | 'transits' | 'reconnectMs' | 'awayLatencies' | 'onTimeLatencies'> {
   missing: number;
   /** Event received − expiresAt, over every socket: Infinity where the percentile falls among the missing events. */
   latency: Distribution;
@@ -54,6 +70,12 @@ export interface LoadResult extends Omit<LoadPart, 'serverLags' | 'transits'> {
   serverLag: Distribution;
   /** Event received − serverTime: GraphQL execution of the event, the write, and the load reading it. */
   transit: Distribution;
+  reconnect: Distribution;
+  /** Received − expiresAt of the events whose session did not end while its socket was away. */
+  onTime: Distribution;
+  /** Events of sessions that ended while their socket was away, and how late they came after the reconnection. */
+  endedAway: number;
+  away: Distribution;
 }
 
 const SUBSCRIBE = JSON.stringify({
@@ -73,6 +95,12 @@ let sockets: WebSocket[] = [];
 let receivedAt: Float64Array = new Float64Array(0);
 let frames: Buffer[] = [];
 let closeCodes: Int32Array = new Int32Array(0);
+let reconnecting = false;
+/** Per socket: its last close before its event, and the connection_ack after it (0: none). */
+let lastClose: Float64Array = new Float64Array(0);
+let lastBack: Float64Array = new Float64Array(0);
+let reconnectMs: number[] = [];
+let reconnectFailures: Record<string, number> = {};
 let completed = 0;
 let duplicate = 0;
 let got = 0;
@@ -97,6 +125,11 @@ function prepare(args: PrepareArgs): void {
   closeCodes = new Int32Array(n);
   frames = new Array(n);
   sockets = new Array(n);
+  reconnecting = args.reconnect === true;
+  lastClose = new Float64Array(n);
+  lastBack = new Float64Array(n);
+  reconnectMs = [];
+  reconnectFailures = {};
   got = completed = duplicate = opened = refused = 0;
 }
 
@@ -135,6 +168,7 @@ function openSocket(i: number): Promise<void> {
     ws.on('close', (code) => {
       closeCodes[i] = code;
       if (!acked) fail(new Error(`socket ${i} closed with ${code} before connection_ack`));
+      else if (reconnecting && receivedAt[i] === 0) void reconnect(i);
     });
     ws.on('error', (err) => {
       if (!acked) fail(err);
@@ -163,6 +197,30 @@ async function openWithRetries(i: number): Promise<void> {
   }
 }
 
+/** The README's graphql-ws client settings: retries without end, 250 ms doubling up to 4 s, jittered. */
+const retryWait = (retries: number) => Math.min(250 * 2 ** retries, 4000) * (0.5 + Math.random() / 2);
+
+/** Brings socket i back after a close before its event, trying until it is acknowledged (or the run is collected). */
+async function reconnect(i: number): Promise<void> {
+  const closedAt = Date.now();
+  lastClose[i] = closedAt;
+  lastBack[i] = 0;
+  for (let retries = 0; reconnecting; retries++) {
+    await new Promise((r) => setTimeout(r, retryWait(retries)));
+    if (!reconnecting) return;
+    try {
+      await openSocket(i);
+      lastBack[i] = Date.now();
+      reconnectMs.push(lastBack[i]! - closedAt);
+      return;
+    } catch (err) {
+      // Refused, reset or not acknowledged: the next try, as the client's retry would.
+      const why = (err as Error).message.replace(/^socket \d+:? ?/, '');
+      reconnectFailures[why] = (reconnectFailures[why] ?? 0) + 1;
+    }
+  }
+}
+
 /** Opens this process's next sockets against `url`, until `to` of them are open; tells how many upgrades were refused so far. */
 async function open({ url, concurrency, to = tokens.length }: { url: string; concurrency: number; to?: number }) {
   wsUrl = url.replace(/^http/, 'ws');
@@ -187,10 +245,28 @@ async function collect({ graceMs }: { graceMs: number }): Promise<LoadPart> {
     });
   }
   allIn = null;
+  reconnecting = false;
   const closeBy = Date.now() + 5000;
   while (closeCodes.some((c) => c === 0) && Date.now() < closeBy) await new Promise((r) => setTimeout(r, 50));
 
-  const part: LoadPart = { n, received: got, early: 0, wrong: 0, duplicate, completed, closed4401: 0, latencies: [], serverLags: [], transits: [] };
+  const part: LoadPart = {
+    n,
+    received: got,
+    early: 0,
+    wrong: 0,
+    duplicate,
+    completed,
+    closed4401: 0,
+    latencies: [],
+    serverLags: [],
+    transits: [],
+    reconnectMs,
+    reconnected: lastClose.filter((t) => t > 0).length,
+    reconnectFailures,
+    stillAway: range(n).filter((i) => receivedAt[i] === 0 && lastClose[i]! > 0 && lastBack[i] === 0).length,
+    awayLatencies: [],
+    onTimeLatencies: [],
+  };
   for (let i = 0; i < n; i++) {
     if (closeCodes[i] === 4401) part.closed4401++;
     if (receivedAt[i] === 0) continue;
@@ -204,12 +280,17 @@ async function collect({ graceMs }: { graceMs: number }): Promise<LoadPart> {
     const late = receivedAt[i]! - deadlines[i]!;
     if (late < 0) part.early++;
     part.latencies.push(late);
+    // Ended while its socket was away: told at once on reconnect is on time.
+    if (lastClose[i]! > 0 && deadlines[i]! >= lastClose[i]! && lastBack[i]! > deadlines[i]!) part.awayLatencies.push(receivedAt[i]! - lastBack[i]!);
+    else part.onTimeLatencies.push(late);
     part.serverLags.push(serverTime - deadlines[i]!);
     part.transits.push(receivedAt[i]! - serverTime);
   }
   for (const ws of sockets) ws?.terminate();
   return part;
 }
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** Percentiles of `n` values of which these are known: the others (missing events) count as later than any, Infinity. */
 function distribution(values: number[], n = values.length): Distribution {
@@ -221,8 +302,8 @@ function distribution(values: number[], n = values.length): Distribution {
 
 /** The load processes' parts of one run as one result. */
 export function mergeParts(parts: LoadPart[]): LoadResult {
-  const sum = (key: 'n' | 'received' | 'early' | 'wrong' | 'duplicate' | 'completed' | 'closed4401') => parts.reduce((t, p) => t + p[key], 0);
-  const all = (key: 'latencies' | 'serverLags' | 'transits') => parts.flatMap((p) => p[key]);
+  const sum = (key: 'n' | 'received' | 'early' | 'wrong' | 'duplicate' | 'completed' | 'closed4401' | 'reconnected' | 'stillAway') => parts.reduce((t, p) => t + p[key], 0);
+  const all = (key: 'latencies' | 'serverLags' | 'transits' | 'reconnectMs' | 'awayLatencies' | 'onTimeLatencies') => parts.flatMap((p) => p[key]);
   const latencies = all('latencies');
   return {
     n: sum('n'),
@@ -233,10 +314,20 @@ export function mergeParts(parts: LoadPart[]): LoadResult {
     duplicate: sum('duplicate'),
     completed: sum('completed'),
     closed4401: sum('closed4401'),
+    reconnected: sum('reconnected'),
+    stillAway: sum('stillAway'),
+    reconnectFailures: parts.reduce<Record<string, number>>((all, p) => {
+      for (const [why, n] of Object.entries(p.reconnectFailures)) all[why] = (all[why] ?? 0) + n;
+      return all;
+    }, {}),
     latencies,
     latency: distribution(latencies, sum('n')),
     serverLag: distribution(all('serverLags')),
     transit: distribution(all('transits')),
+    reconnect: distribution(all('reconnectMs')),
+    onTime: distribution(all('onTimeLatencies')),
+    endedAway: all('awayLatencies').length,
+    away: distribution(all('awayLatencies')),
   };
 }
 

@@ -6,13 +6,15 @@
  * timed by wrapping the session service's `expireDue` on this instance, subscriptions are counted as the
  * hub takes them (`hub.subscribe`), and the event loop's delay is
  * sampled, so the report can say where the time between a deadline and its event goes. Log
- * lines are counted by message rather than printed.
+ * lines are counted by message rather than printed. With BENCH_DB_COMMANDS=1 the driver's command
+ * monitoring tallies the database commands (count and time, by command and collection).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { Session as Inspector } from 'node:inspector/promises';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
+import mongoose from 'mongoose';
 import { pino } from 'pino';
 import { loadSettings } from '../src/config.js';
 import { startServer } from '../src/server/app.js';
@@ -30,7 +32,28 @@ const sink = new Writable({
   },
 });
 const logger = pino({ level: settings.logLevel }, sink);
-const server = await startServer({ settings, mongoUri: process.env.BENCH_MONGODB_URI!, logger });
+const monitorCommands = Boolean(process.env.BENCH_DB_COMMANDS);
+const mongoUri = process.env.BENCH_MONGODB_URI!;
+const server = await startServer({ settings, mongoUri: monitorCommands ? `${mongoUri}${mongoUri.includes('?') ? '&' : '?'}monitorCommands=true` : mongoUri, logger });
+
+/** Database commands since resetStats, by "command collection": how many, and their time in ms. */
+let commands: Record<string, { count: number; ms: number }> = {};
+if (monitorCommands) {
+  const started = new Map<number, string>();
+  for (const conn of mongoose.connections) {
+    const client = conn.getClient() as ReturnType<typeof conn.getClient> | undefined; // none on the unused default connection
+    if (!client) continue;
+    client.on('commandStarted', (e) => started.set(e.requestId, `${e.commandName} ${String(e.command[e.commandName] ?? '')}`));
+    client.on('commandSucceeded', (e) => {
+      const key = started.get(e.requestId) ?? e.commandName;
+      started.delete(e.requestId);
+      const tally = (commands[key] ??= { count: 0, ms: 0 });
+      tally.count++;
+      tally.ms += e.duration;
+    });
+    client.on('commandFailed', (e) => started.delete(e.requestId));
+  }
+}
 
 /**
  * Expiry re-checks: how many were sent, and for each answer how long the database took and for how
@@ -82,12 +105,14 @@ serve({
   resetStats: async () => {
     rechecks = { sent: 0, answered: [] };
     logCounts = {};
+    commands = {};
     loopDelay.reset();
     await startProfile();
   },
   stats: async () => (await writeProfile(), {
     rechecks,
     logCounts,
+    commands,
     loopDelayMs: { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
   }),
   exit: () => server.stop(),
