@@ -32,7 +32,7 @@ describe('HAProxy config', () => {
     expect(lines).toContain('option forwardfor');
     expect(lines).toContain('timeout tunnel 1h');
     expect(lines).toContain('option redispatch 1');
-    expect(lines).toContain('default-server check inter 1000ms fall 2 rise 2 observe layer4 error-limit 3 on-error mark-down');
+    expect(lines).toContain('default-server check inter 1000ms fall 2 rise 2');
     expect(lines.filter((l) => l.startsWith('server '))).toEqual(['server api1 127.0.0.1:41001', 'server api2 127.0.0.1:41002']);
   });
 
