@@ -61,7 +61,8 @@ const versionId = (id: mongoose.Types.ObjectId, version: number) => `${id.toHexS
  */
 export class InsertedVersions implements VersionWriter {
   readonly name = 'inserted-versions';
-  private readonly housekeeping = new Set<Promise<void>>();
+  /** The session document updates in flight, by session id: at most one each. */
+  private readonly housekeeping = new Map<string, Promise<void>>();
 
   constructor(private readonly models: Models) {}
 
@@ -100,7 +101,7 @@ export class InsertedVersions implements VersionWriter {
   }
 
   async drain(): Promise<void> {
-    while (this.housekeeping.size > 0) await Promise.all(this.housekeeping);
+    while (this.housekeeping.size > 0) await Promise.all(this.housekeeping.values());
   }
 
   /**
@@ -108,17 +109,21 @@ export class InsertedVersions implements VersionWriter {
    * looks a document up by index only for a filter on `_id` alone: with `version` in the filter
    * each of these updates scanned every session, holding the database's write lock meanwhile (on
    * SQLite, about 0.1 s per 1 000 sessions). So the version is compared on the document read by
-   * `_id`, and it is written by `_id`.
+   * `_id`, and it is written by `_id`. One at a time per session: every read of a lagging document
+   * asks for one (a wave of reconnecting clients asked thousands), and the next read or write after
+   * it brings the document further if need be.
    */
   private updateHead(id: mongoose.Types.ObjectId, state: SessionState): void {
+    const key = id.toHexString();
+    if (this.housekeeping.has(key)) return;
     const write = this.models.Session.findById(id, { version: 1 })
       .lean<Pick<SessionDoc, 'version'>>()
       .then(async (head) => {
         if (head && head.version < state.version) await this.models.Session.updateOne({ _id: id }, { $set: state });
       })
       .catch(() => {}) // a reader finds the version anyway; the next write or read repairs the cache
-      .finally(() => this.housekeeping.delete(write));
-    this.housekeeping.add(write);
+      .finally(() => this.housekeeping.delete(key));
+    this.housekeeping.set(key, write);
   }
 }
 
