@@ -123,6 +123,13 @@ const schema = z.object({
   WS_MAX_SOCKETS_PER_SESSION: positiveCount.default(20),
   /** Websockets from one client address that may wait for connection_init at once. */
   WS_MAX_UNAUTHENTICATED_PER_ADDRESS: positiveCount.default(20),
+  /**
+   * connection_init messages whose session is being read from the database at once, per process;
+   * the others wait their turn. When a process dies its clients all reconnect to the others at
+   * once: unbounded, their reads queued in the database ahead of the expiries' commits and of the
+   * health pings, so the survivors reported the database unreachable and HAProxy took them out too.
+   */
+  WS_MAX_CONCURRENT_AUTHENTICATIONS: positiveCount.default(16),
   /** Polling interval of the change feed when the database has no change streams, in ms. */
   CHANGE_POLL_INTERVAL_MS: positiveSeconds.default(100),
   /**
@@ -176,7 +183,7 @@ export interface Settings {
   registrationRateLimit: RateBudget;
   wsPingIntervalMs: number;
   httpRequestTimeoutMs: number;
-  websocket: { operationsPerSocket: number; socketsPerSession: number; unauthenticatedPerAddress: number };
+  websocket: { operationsPerSocket: number; socketsPerSession: number; unauthenticatedPerAddress: number; concurrentAuthentications: number };
   changePollIntervalMs: number;
   sessionCache: { maxStalenessMs: number; size: number };
   passwordHashCost: number;
@@ -280,6 +287,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
       operationsPerSocket: e.WS_MAX_OPERATIONS_PER_SOCKET,
       socketsPerSession: e.WS_MAX_SOCKETS_PER_SESSION,
       unauthenticatedPerAddress: e.WS_MAX_UNAUTHENTICATED_PER_ADDRESS,
+      concurrentAuthentications: e.WS_MAX_CONCURRENT_AUTHENTICATIONS,
     },
     changePollIntervalMs: e.CHANGE_POLL_INTERVAL_MS,
     sessionCache: { maxStalenessMs: e.SESSION_CACHE_MAX_STALENESS_MS, size: e.SESSION_CACHE_SIZE },

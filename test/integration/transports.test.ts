@@ -214,6 +214,49 @@ describe('errors that say what happened', () => {
   });
 });
 
+describe('a wave of connection_init messages', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ WS_MAX_CONCURRENT_AUTHENTICATIONS: '2' });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('reads at most WS_MAX_CONCURRENT_AUTHENTICATIONS sessions at once; the others wait their turn and are let in', async () => {
+    const { token } = await newUserSession(server);
+    const store = server.service.store;
+    const findByToken = store.findByToken.bind(store);
+    let reading = 0;
+    let most = 0;
+    store.findByToken = async (t: string) => {
+      most = Math.max(most, ++reading);
+      try {
+        await sleep(100); // a database that takes its time, so that the reads would overlap
+        return await findByToken(t);
+      } finally {
+        reading--;
+      }
+    };
+    try {
+      const sockets = Array.from({ length: 12 }, () => rawSocket(server));
+      await Promise.all(sockets.map(opened));
+      const answers = await Promise.all(
+        sockets.map((ws) => {
+          const first = new Promise<string>((resolve) => ws.once('message', (data) => resolve(JSON.parse(String(data)).type)));
+          ws.send(JSON.stringify({ type: 'connection_init', payload: { token } }));
+          return first;
+        }),
+      );
+      expect(answers).toEqual(Array(12).fill('connection_ack'));
+      expect(most).toBe(2);
+      for (const ws of sockets) ws.close();
+    } finally {
+      store.findByToken = findByToken;
+    }
+  });
+});
+
 describe('websocket caps', () => {
   let server: TestServer;
   beforeAll(async () => {
