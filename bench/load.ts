@@ -84,7 +84,11 @@ const SUBSCRIBE = JSON.stringify({
   payload: { query: 'subscription { sessionEvents(expiringSoonLead: 0) { kind sessionId expiresAt serverTime } }' },
 });
 const NEXT = Buffer.from('"type":"next"');
-/** A socket not acknowledged by then fails the set-up (a server waiting on a swamped database would keep it forever). */
+/**
+ * A socket not acknowledged by then fails the set-up (a server waiting on a swamped database would
+ * keep it forever). A reconnecting socket waits as long as it takes, as graphql-ws's client does
+ * by default (`connectionAckWaitTimeout: 0`).
+ */
 const ACK_TIMEOUT_MS = 30_000;
 const COMPLETE = Buffer.from('"type":"complete"');
 
@@ -134,16 +138,19 @@ function prepare(args: PrepareArgs): void {
 }
 
 /** Resolves once the socket has its connection_ack and the subscribe message has been sent. */
-function openSocket(i: number): Promise<void> {
+function openSocket(i: number, ackTimeoutMs = ACK_TIMEOUT_MS): Promise<void> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(wsUrl, 'graphql-transport-ws', { perMessageDeflate: false });
     sockets[i] = ws;
     closeCodes[i] = 0;
     let acked = false;
-    const timer = setTimeout(() => {
-      reject(new Error(`socket ${i}: no connection_ack within ${ACK_TIMEOUT_MS / 1000} s`));
-      ws.terminate();
-    }, ACK_TIMEOUT_MS);
+    // (No timer for Infinity: setTimeout would take it as 1 ms.)
+    const timer = Number.isFinite(ackTimeoutMs)
+      ? setTimeout(() => {
+          reject(new Error(`socket ${i}: no connection_ack within ${ackTimeoutMs / 1000} s`));
+          ws.terminate();
+        }, ackTimeoutMs)
+      : undefined;
     const fail = (err: Error) => {
       clearTimeout(timer);
       reject(err);
@@ -209,7 +216,7 @@ async function reconnect(i: number): Promise<void> {
     await new Promise((r) => setTimeout(r, retryWait(retries)));
     if (!reconnecting) return;
     try {
-      await openSocket(i);
+      await openSocket(i, Infinity);
       lastBack[i] = Date.now();
       reconnectMs.push(lastBack[i]! - closedAt);
       return;
