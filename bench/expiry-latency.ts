@@ -562,6 +562,7 @@ const HAPROXY_LINE_KINDS: Array<[RegExp, (match: RegExpExecArray) => string]> = 
   [/ is DOWN, reason: Health analyze/, () => 'server marked down (connections to it failed)'],
   [/ is DOWN, reason: Layer7 timeout/, () => 'server marked down (health check timed out)'],
   [/ is DOWN, reason: Layer7 wrong status, code: (\d+)/, (m) => `server marked down (health check answered ${m[1]})`],
+  [/ is DOWN, reason: ([^,]+)/, (m) => `server marked down (${m[1]!.toLowerCase()})`],
   [/ is DOWN/, () => 'server marked down (other)'],
   [/ is UP/, () => 'server up again'],
 ];
