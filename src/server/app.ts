@@ -39,6 +39,13 @@ const MAX_REQUEST_BYTES = 64 * 1024;
 const RECHECK_TIMEOUT_MS = 1_000;
 /** A client must have sent its headers within this, and its whole request within HTTP_REQUEST_TIMEOUT (Node's defaults: 60 s, 300 s). */
 const HEADERS_TIMEOUT_MS = 10_000;
+/**
+ * Connections the kernel holds for the server before it accepts them (Linux caps it at
+ * net.core.somaxconn, 4096 by default). Node's default, 511, overflowed when a process died and its
+ * clients all reconnected to the others: a connection beyond it is dropped and its client's SYN
+ * retried after 1, 3, 7… s, which put seconds on top of every queued reconnection.
+ */
+const LISTEN_BACKLOG = 4096;
 
 export interface RunningServer {
   url: string;
@@ -209,7 +216,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
-    httpServer.listen(settings.port, settings.host, () => resolve());
+    httpServer.listen({ port: settings.port, host: settings.host, backlog: LISTEN_BACKLOG }, () => resolve());
   });
   const { port } = httpServer.address() as AddressInfo;
   const host = settings.host.includes(':') ? `[${settings.host}]` : settings.host;
