@@ -276,6 +276,64 @@ describe('restart and several processes', () => {
     }
   });
 
+  it('changes made on another process between connection_init and subscribe reach the subscription (it is not read again)', async () => {
+    const uri = testDatabaseUri();
+    const a = await startTestServer({}, uri);
+    // B polls every 500 ms: each change below is subscribed to once right away (before B has heard
+    // of it) and once 700 ms after it, when B's change feed has delivered it to the socket's session
+    // alone (and before B closes a socket whose session ended without a subscription, 1 s).
+    const b = await startTestServer({ CHANGE_POLL_INTERVAL_MS: '500' }, uri);
+    const sockets: WebSocket[] = [];
+    try {
+      /** A socket on B that sent connection_init and got its ack; `subscribe` then subscribes and records. */
+      const acked = async (token: string) => {
+        const socket = new WebSocket(b.url.replace(/^http/, 'ws'), 'graphql-transport-ws');
+        sockets.push(socket);
+        const messages: Array<{ type: string; payload?: { data?: { sessionEvents: { kind: string; expiresAt: string } } } }> = [];
+        socket.on('message', (data) => messages.push(JSON.parse(String(data))));
+        await new Promise((resolve) => socket.on('open', resolve));
+        socket.send(JSON.stringify({ type: 'connection_init', payload: { token } }));
+        const deadline = Date.now() + 2000;
+        while (!messages.some((m) => m.type === 'connection_ack') && Date.now() < deadline) await sleep(10);
+        return {
+          subscribe: () => socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: 'subscription { sessionEvents(expiringSoonLead: 0) { kind expiresAt } }' } })),
+          events: () => messages.flatMap((m) => (m.type === 'next' && m.payload?.data ? [m.payload.data.sessionEvents] : [])),
+        };
+      };
+      const until = async (what: () => boolean, ms: number) => {
+        const deadline = Date.now() + ms;
+        while (!what() && Date.now() < deadline) await sleep(20);
+      };
+
+      for (const waitMs of [0, 700]) {
+        // A logout on A: the subscription on B ends with LOGGED_OUT, once.
+        const loggedOut = await newUserSession(a);
+        const first = await acked(loggedOut.token);
+        await a.gql('mutation { logout }', {}, { token: loggedOut.token });
+        await sleep(waitMs);
+        first.subscribe();
+        await until(() => first.events().length > 0, 3000);
+        await sleep(300); // room for a duplicate
+        expect(first.events().map((e) => e.kind), `logout, subscribed ${waitMs} ms after it`).toEqual(['LOGGED_OUT']);
+
+        // A renewal on A: the subscription on B expires at the new time, not the one read at connection_init.
+        const renewed = await newUserSession(a, { seconds: 3 });
+        const second = await acked(renewed.token);
+        const newExpiry = (await a.gql('mutation { setExpiry(seconds: 5) { expiryDate } }', {}, { token: renewed.token })).data.setExpiry.expiryDate;
+        await sleep(waitMs);
+        second.subscribe();
+        await until(() => second.events().some((e) => e.kind === 'EXPIRED'), 8000);
+        const expired = second.events().filter((e) => e.kind === 'EXPIRED');
+        expect(expired).toHaveLength(1);
+        expect(expired[0]!.expiresAt).toBe(newExpiry);
+        expect(second.events().filter((e) => TERMINAL.includes(e.kind))).toHaveLength(1);
+      }
+    } finally {
+      for (const socket of sockets) socket.terminate();
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+
   it('a logout on one process reaches a subscriber on another at once', async () => {
     const uri = testDatabaseUri();
     const a = await startTestServer({}, uri);
