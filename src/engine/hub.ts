@@ -168,6 +168,15 @@ export class EventHub implements SessionListener {
     return sub;
   }
 
+  /**
+   * The latest version this process knows of a session it follows or has seen end, or null. A
+   * socket's session is followed from its connection_init on (`socketsOpened`), and every change
+   * since has reached the hub, made here or delivered by the change feed.
+   */
+  known(id: string): Session | null {
+    return this.ended.get(id)?.session ?? this.watched.get(id)?.session ?? null;
+  }
+
   /** A session changed (here or in another process). Older or repeated versions are ignored. */
   sessionChanged(session: Session): void {
     const w = this.watched.get(session.id);

@@ -21,7 +21,9 @@ async function subscribeToSessionEvents({ args, context }: SubscribeResolverData
   if (!Number.isInteger(lead) || lead < 0 || lead > settings.expiry.maxExpiry) {
     throw apiError('INVALID_ARGUMENT', `expiringSoonLead must be 0 to ${settings.expiry.maxExpiry} seconds.`);
   }
-  const own = await service.current(context.socketSessionId);
+  // The hub has followed the socket's session since connection_init read it: reading it again would
+  // only load the database, which counts when a process dies and its clients all reconnect at once.
+  const own = hub.known(context.socketSessionId) ?? (await service.current(context.socketSessionId));
   if (!own) {
     throw apiError('UNAUTHENTICATED', 'Unknown session: log in again.', { loginUrl: settings.loginUrl });
   }
