@@ -280,8 +280,9 @@ describe('restart and several processes', () => {
     const uri = testDatabaseUri();
     const a = await startTestServer({}, uri);
     // B polls every 500 ms: each change below is subscribed to once right away (before B has heard
-    // of it) and once 700 ms after it, when B's change feed has delivered it to the socket's session
-    // alone (and before B closes a socket whose session ended without a subscription, 1 s).
+    // of it) and once after B's change feed has delivered it to the socket's session alone: 700 ms
+    // after a logout (B closes a socket whose session ended without a subscription after 1 s), 2.5 s
+    // after a renewal (past the feed's re-reading of recent changes, so only the hub can know it).
     const b = await startTestServer({ CHANGE_POLL_INTERVAL_MS: '500' }, uri);
     const sockets: WebSocket[] = [];
     try {
@@ -305,26 +306,26 @@ describe('restart and several processes', () => {
         while (!what() && Date.now() < deadline) await sleep(20);
       };
 
-      for (const waitMs of [0, 700]) {
+      for (const [logoutWaitMs, renewalWaitMs] of [[0, 0], [700, 2500]] as const) {
         // A logout on A: the subscription on B ends with LOGGED_OUT, once.
         const loggedOut = await newUserSession(a);
         const first = await acked(loggedOut.token);
         await a.gql('mutation { logout }', {}, { token: loggedOut.token });
-        await sleep(waitMs);
+        await sleep(logoutWaitMs);
         first.subscribe();
         await until(() => first.events().length > 0, 3000);
         await sleep(300); // room for a duplicate
-        expect(first.events().map((e) => e.kind), `logout, subscribed ${waitMs} ms after it`).toEqual(['LOGGED_OUT']);
+        expect(first.events().map((e) => e.kind), `logout, subscribed ${logoutWaitMs} ms after it`).toEqual(['LOGGED_OUT']);
 
         // A renewal on A: the subscription on B expires at the new time, not the one read at connection_init.
-        const renewed = await newUserSession(a, { seconds: 3 });
+        const renewed = await newUserSession(a, { seconds: 4 });
         const second = await acked(renewed.token);
-        const newExpiry = (await a.gql('mutation { setExpiry(seconds: 5) { expiryDate } }', {}, { token: renewed.token })).data.setExpiry.expiryDate;
-        await sleep(waitMs);
+        const newExpiry = (await a.gql('mutation { setExpiry(seconds: 7) { expiryDate } }', {}, { token: renewed.token })).data.setExpiry.expiryDate;
+        await sleep(renewalWaitMs);
         second.subscribe();
         await until(() => second.events().some((e) => e.kind === 'EXPIRED'), 8000);
         const expired = second.events().filter((e) => e.kind === 'EXPIRED');
-        expect(expired).toHaveLength(1);
+        expect(expired, `renewal, subscribed ${renewalWaitMs} ms after it`).toHaveLength(1);
         expect(expired[0]!.expiresAt).toBe(newExpiry);
         expect(second.events().filter((e) => TERMINAL.includes(e.kind))).toHaveLength(1);
       }
