@@ -559,7 +559,6 @@ async function writePlots(date: string, all: Array<RunResult | Skipped>): Promis
 
 /** The kinds of HAProxy lines counted under one name, first match first: servers marked down (and why) or up. */
 const HAPROXY_LINE_KINDS: Array<[RegExp, (match: RegExpExecArray) => string]> = [
-  [/ is DOWN, reason: Health analyze/, () => 'server marked down (connections to it failed)'],
   [/ is DOWN, reason: Layer7 timeout/, () => 'server marked down (health check timed out)'],
   [/ is DOWN, reason: Layer7 wrong status, code: (\d+)/, (m) => `server marked down (health check answered ${m[1]})`],
   [/ is DOWN, reason: ([^,]+)/, (m) => `server marked down (${m[1]!.toLowerCase()})`],
@@ -762,7 +761,7 @@ function failoverReport(info: RunInfo, all: Array<RunResult | Skipped>, plotted:
   ];
   for (const r of all) {
     if ('skipped' in r) {
-      lines.push(`| ${describe(r)} | not run: ${r.skipped} | | | | | | | | | | |`);
+      lines.push(`| ${describe(r)} | not run: ${r.skipped} | | | | | | | | | | | |`);
       continue;
     }
     const l = r.load;
