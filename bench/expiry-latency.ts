@@ -40,7 +40,7 @@ import { resolveDatabase, type ResolvedDatabase } from '../scripts/database.js';
 import { HAPROXY_MAXCONN, haproxyInstances, startBalancer, type Balancer } from './balancer.js';
 import { probeDatabase, type ProbeRow } from './db-probe.js';
 import { BENCH_SERVER_ENV, rssKiB, spawnChild, type Child } from './ipc.js';
-import { mergeParts, type Distribution, type LoadPart, type LoadResult, type PrepareArgs, type Target } from './load.js';
+import { mergeParts, sumCounts, type Distribution, type LoadPart, type LoadResult, type PrepareArgs, type Target } from './load.js';
 import { latencyCdfSvg } from './plot.js';
 import { checkSeededShape, seedSessions } from './seed.js';
 
@@ -286,8 +286,6 @@ const memory = (beforeKiB: number, afterKiB: number, sockets: number): Memory =>
 const totalRssKiB = async (pids: number[]) => sum(await Promise.all(pids.map(rssKiB)));
 
 function mergeServerStats(stats: ServerStats[]): ServersStats {
-  const logCounts: Record<string, number> = {};
-  for (const st of stats) for (const [msg, count] of Object.entries(st.logCounts)) logCounts[msg] = (logCounts[msg] ?? 0) + count;
   const commands: ServerStats['commands'] = {};
   for (const st of stats) {
     for (const [key, c] of Object.entries(st.commands)) {
@@ -298,7 +296,7 @@ function mergeServerStats(stats: ServerStats[]): ServersStats {
   }
   return {
     rechecks: { sent: sum(stats.map((st) => st.rechecks.sent)), answered: stats.flatMap((st) => st.rechecks.answered) },
-    logCounts,
+    logCounts: sumCounts(stats.map((st) => st.logCounts)),
     commands,
     loopDelaysMs: stats.map((st) => st.loopDelayMs),
   };

@@ -307,6 +307,13 @@ function distribution(values: number[], n = values.length): Distribution {
   return { p50: rank(0.5), p99: rank(0.99), max: rank(1), min: sorted[0] ?? Infinity };
 }
 
+/** Counts by name, added up over several processes' tallies. */
+export function sumCounts(tallies: Array<Record<string, number>>): Record<string, number> {
+  const total: Record<string, number> = {};
+  for (const tally of tallies) for (const [name, n] of Object.entries(tally)) total[name] = (total[name] ?? 0) + n;
+  return total;
+}
+
 /** The load processes' parts of one run as one result. */
 export function mergeParts(parts: LoadPart[]): LoadResult {
   const sum = (key: 'n' | 'received' | 'early' | 'wrong' | 'duplicate' | 'completed' | 'closed4401' | 'reconnected' | 'stillAway') => parts.reduce((t, p) => t + p[key], 0);
@@ -323,10 +330,7 @@ export function mergeParts(parts: LoadPart[]): LoadResult {
     closed4401: sum('closed4401'),
     reconnected: sum('reconnected'),
     stillAway: sum('stillAway'),
-    reconnectFailures: parts.reduce<Record<string, number>>((all, p) => {
-      for (const [why, n] of Object.entries(p.reconnectFailures)) all[why] = (all[why] ?? 0) + n;
-      return all;
-    }, {}),
+    reconnectFailures: sumCounts(parts.map((p) => p.reconnectFailures)),
     latencies,
     latency: distribution(latencies, sum('n')),
     serverLag: distribution(all('serverLags')),
