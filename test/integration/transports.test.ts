@@ -55,6 +55,13 @@ const opened = (ws: WebSocket) => new Promise<void>((resolve, reject) => {
   ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
 });
 
+/** Sends connection_init (with `payload`, if any) on an open socket; its answer: the first message's type, or the close code if it closes first. */
+function initAnswer(ws: WebSocket, payload?: unknown): Promise<string | number> {
+  const first = new Promise<string>((resolve) => ws.once('message', (data) => resolve(JSON.parse(String(data)).type)));
+  ws.send(JSON.stringify(payload === undefined ? { type: 'connection_init' } : { type: 'connection_init', payload }));
+  return Promise.race([first, closeOf(ws)]);
+}
+
 /** 16 aliases: one over the limit of 15. */
 const ALIASES = `{ ${Array.from({ length: 16 }, (_, i) => `a${i}: serverTime`).join(' ')} }`;
 /** Over the 1 000-token limit, and still valid GraphQL. */
@@ -241,13 +248,7 @@ describe('a wave of connection_init messages', () => {
     try {
       const sockets = Array.from({ length: 12 }, () => rawSocket(server));
       await Promise.all(sockets.map(opened));
-      const answers = await Promise.all(
-        sockets.map((ws) => {
-          const first = new Promise<string>((resolve) => ws.once('message', (data) => resolve(JSON.parse(String(data)).type)));
-          ws.send(JSON.stringify({ type: 'connection_init', payload: { token } }));
-          return first;
-        }),
-      );
+      const answers = await Promise.all(sockets.map((ws) => initAnswer(ws, { token })));
       expect(answers).toEqual(Array(12).fill('connection_ack'));
       expect(most).toBe(2);
       for (const ws of sockets) ws.close();
@@ -284,13 +285,7 @@ describe('websocket caps', () => {
     // Raw sockets that stay open (a graphql-ws client closes its socket once its last operation completes).
     const sockets = Array.from({ length: 3 }, () => rawSocket(server));
     await Promise.all(sockets.map(opened));
-    const answers = await Promise.all(
-      sockets.map((ws) => {
-        const first = new Promise<string>((resolve) => ws.once('message', (data) => resolve(JSON.parse(String(data)).type)));
-        ws.send(JSON.stringify({ type: 'connection_init', payload: { token } }));
-        return Promise.race([first, closeOf(ws)]);
-      }),
-    );
+    const answers = await Promise.all(sockets.map((ws) => initAnswer(ws, { token })));
     expect(answers.sort()).toEqual([4429, 'connection_ack', 'connection_ack'].sort());
     for (const ws of sockets) ws.close();
   });
@@ -321,9 +316,7 @@ describe('cross-site websocket hijacking', () => {
   const initWithCookie = async (token: string, origin?: string) => {
     const ws = rawSocket(server, { cookie: `sessionid=${token}`, ...(origin ? { origin } : {}) });
     await opened(ws);
-    const first = new Promise<string>((resolve) => ws.once('message', (data) => resolve(JSON.parse(String(data)).type)));
-    ws.send(JSON.stringify({ type: 'connection_init' }));
-    const result = await Promise.race([first, closeOf(ws)]);
+    const result = await initAnswer(ws);
     ws.close();
     return { result };
   };
@@ -342,9 +335,7 @@ describe('cross-site websocket hijacking', () => {
     const { token } = await newUserSession(server);
     const ws = rawSocket(server, { origin: 'https://evil.example' });
     await opened(ws);
-    const first = new Promise<string>((resolve) => ws.once('message', (data) => resolve(JSON.parse(String(data)).type)));
-    ws.send(JSON.stringify({ type: 'connection_init', payload: { token } }));
-    expect(await first).toBe('connection_ack');
+    expect(await initAnswer(ws, { token })).toBe('connection_ack');
     ws.close();
   });
 });
