@@ -276,7 +276,7 @@ export class SessionService {
 
   /** Ends all of the user's other sessions with REVOKED, and this one with LOGGED_OUT unless kept. */
   async logoutAll(session: Session, keepCurrent: boolean): Promise<number> {
-    const others = (await this.store.listOpen(session.userId)).filter((s) => s.id !== session.id);
+    const others = (await this.store.listAll(session.userId)).filter((s) => s.id !== session.id && !s.endedAt);
     const revoked = await Promise.all(others.map((s) => this.end(s, 'REVOKED')));
     if (!keepCurrent) await this.logout(session);
     return revoked.filter(Boolean).length + (keepCurrent ? 0 : 1);

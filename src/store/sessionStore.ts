@@ -188,6 +188,18 @@ export class SessionStore {
     return session;
   }
 
+  /**
+   * Every session of the user still on record, ended ones included, each at its latest version and
+   * told to the cache: a process that answers for all of them (logoutAll) must not go on serving
+   * from memory one that another process ended just before.
+   */
+  async listAll(userId: string): Promise<Session[]> {
+    const heads = await this.models.Session.find({ userId: oid(userId) }).lean<SessionDoc[]>();
+    const sessions = await this.latestOf(heads);
+    for (const session of sessions) this.options.cache?.sessionChanged(session);
+    return sessions;
+  }
+
   /** The user's sessions that have not ended, newest first (an ended session document is never stale: nothing follows an end). */
   async listOpen(userId: string): Promise<Session[]> {
     const heads = await this.models.Session.find({ userId: oid(userId), endedAt: null }).sort({ createdAt: -1 }).lean<SessionDoc[]>();

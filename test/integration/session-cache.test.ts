@@ -107,4 +107,29 @@ describe('the session cache, across two processes', () => {
       await server.stop();
     }
   });
+
+  it('honours at once an end this process answered in a logoutAll, when another process ended that session first', async (ctx) => {
+    if (b.capabilities.changeStreams) ctx.skip(); // only polling feeds can say how fresh they are
+    const actor = await newUserSession(a);
+    const second = await a.gql(
+      'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token session { id } } }',
+      { u: actor.username, p: actor.password },
+    );
+    const victim = second.data.login as { token: string; session: { id: string } };
+    // A process whose feed hears of nothing more while its cache still counts as fresh.
+    const server = await startTestServer({ SESSION_CACHE_MAX_STALENESS_MS: '10000' }, b.mongoUri);
+    try {
+      await sleep(300); // its feed has read the log: the cache answers
+      expect((await read(server, victim.token)).errors).toBeUndefined(); // cached there
+      await server.feed.stop();
+      const revoked = await a.gql('mutation($id:ID!){ revokeSession(id:$id) }', { id: victim.session.id }, bearer(actor.token));
+      expect(revoked.data?.revokeSession).toBe(true);
+      // The logoutAll finds the victim already ended: its answer still says every other session has ended.
+      const all = await server.gql('mutation { logoutAll(keepCurrent: true) }', {}, bearer(actor.token));
+      expect(all.errors).toBeUndefined();
+      expect(errorCode(await read(server, victim.token))).toBe('SESSION_ENDED');
+    } finally {
+      await server.stop();
+    }
+  });
 });
