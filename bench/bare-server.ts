@@ -51,7 +51,7 @@ serve({
     return process.memoryUsage();
   },
   resetStats: () => {},
-  stats: () => ({ rechecks: { sent: 0, answered: [] }, logCounts: {}, loopDelayMs: null }),
+  stats: () => ({ rechecks: { sent: 0, answered: [] }, logCounts: {}, commands: {}, loopDelayMs: null }),
   // The process exits right after: nothing to wait for.
   exit: () => {
     wss.close();
