@@ -238,7 +238,7 @@ interface Costs {
   socketPerSessionMs: number;
 }
 const DEFAULT_COSTS: Record<Target, Costs> = {
-  api: { startMs: 10_000, seedMs: 0.5, socketBaseMs: 8, socketPerSessionMs: 0 },
+  api: { startMs: 10_000, seedMs: 0.5, socketBaseMs: 4, socketPerSessionMs: 0 },
   bare: { startMs: 5_000, seedMs: 0, socketBaseMs: 1, socketPerSessionMs: 0 },
 };
 const observed = new Map<string, Costs>();
