@@ -509,13 +509,24 @@ function machine() {
 }
 
 /** The commit measured, and whether src/ differed from it (other work in progress in the same tree). */
+const git = (...args: string[]) => execFileSync('git', args, { cwd: path.join(here, '..'), encoding: 'utf8' });
+const uncommittedCode = () => git('status', '--porcelain', '--', 'src', 'scripts').split('\n').filter(Boolean).map((l) => l.slice(3));
+
 function gitState(): string {
   try {
-    const git = (...args: string[]) => execFileSync('git', args, { cwd: path.join(here, '..'), encoding: 'utf8' });
-    const dirty = git('status', '--porcelain', '--', 'src', 'scripts').split('\n').filter(Boolean).map((l) => l.slice(3));
+    const dirty = uncommittedCode();
     return `commit ${git('rev-parse', '--short', 'HEAD').trim()}${dirty.length ? ` with uncommitted changes to ${dirty.join(', ')}` : ''}`;
   } catch {
     return 'not a git checkout';
+  }
+}
+
+/** What the processes of a run load: src/ and scripts/ as committed, and what is changed in them. */
+function codeTree(): string {
+  try {
+    return `${git('rev-parse', 'HEAD:src', 'HEAD:scripts').trim()} ${uncommittedCode().join(',')}`;
+  } catch {
+    return '';
   }
 }
 
@@ -710,7 +721,7 @@ function report(info: RunInfo, all: Array<RunResult | Skipped>, probe: ProbeRow[
       '',
       `Connections per process: counted from its open file descriptors (2 per proxied connection) with every socket open; each ` +
         `process has \`maxconn ${HAPROXY_MAXCONN}\`. What they logged: on stderr, from their start to the end of the run; a server ` +
-        'is marked down after 2 failed health checks (`GET /readyz` not answered within 1 s, or answered 503) and up again after 2 passed.',
+        'is marked down after 2 failed health checks (`GET /readyz` not answered within 3 s, or answered 503; one a second) and up again after 2 passed.',
     );
   }
   lines.push(
@@ -801,6 +812,7 @@ async function write(which: keyof typeof SECTIONS, section: string): Promise<voi
 
 async function main() {
   const started = Date.now();
+  const codeAtStart = codeTree();
   setTimeout(() => {
     console.error(`bench: aborted after ${WATCHDOG_MS / 60_000} min`);
     process.exit(2);
@@ -832,9 +844,8 @@ async function main() {
   }
   info.database = databaseDescription ?? '';
   const totalS = (Date.now() - started) / 1000;
-  const codeAtEnd = gitState();
-  // Children load src/ when they start: if the tree changed meanwhile, later runs measured other code.
-  if (codeAtEnd !== info.code) info.code = `${info.code} at the start, ${codeAtEnd} at the end (src/ changed during the run)`;
+  // Children load src/ when they start: if it changed meanwhile, later runs measured other code.
+  if (codeTree() !== codeAtStart) info.code = `${info.code} at the start, ${gitState()} at the end (src/ changed during the run)`;
   const runInfo: RunInfo = { machine: info, totalS, loadavg: `${loadBefore} at the start, ${os.loadavg()[0]!.toFixed(1)} at the end` };
   if (results.length) await write('latency', report(runInfo, results, probe, await writePlots(info.date, results)));
   if (failovers.length) await write('failover', failoverReport(runInfo, failovers, await writePlots(info.date, failovers)));
