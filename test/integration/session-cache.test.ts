@@ -5,7 +5,7 @@
  * sends every request back to the database.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { errorCode, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
+import { errorCode, login, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
 
 const STALENESS_MS = 300;
 const READ = '{ session { id expiryDate } }';
@@ -74,11 +74,7 @@ describe('the session cache, across two processes', () => {
 
   it('honours a revocation and a shortened expiry made on another process within the bound', async () => {
     const victim = await newUserSession(a);
-    const second = await a.gql(
-      'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token session { id } } }',
-      { u: victim.username, p: victim.password },
-    );
-    const other = second.data.login as { token: string; session: { id: string } };
+    const other = await login(a, victim.username, victim.password);
     expect((await read(b, other.token)).errors).toBeUndefined();
     const revoke = () =>
       a.gql('mutation($id:ID!){ revokeSession(id:$id) }', { id: other.session.id }, bearer(victim.token)).then((res) => expect(res.data?.revokeSession).toBe(true));
@@ -111,11 +107,7 @@ describe('the session cache, across two processes', () => {
   it('honours at once an end this process answered in a logoutAll, when another process ended that session first', async (ctx) => {
     if (b.capabilities.changeStreams) ctx.skip(); // only polling feeds can say how fresh they are
     const actor = await newUserSession(a);
-    const second = await a.gql(
-      'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token session { id } } }',
-      { u: actor.username, p: actor.password },
-    );
-    const victim = second.data.login as { token: string; session: { id: string } };
+    const victim = await login(a, actor.username, actor.password);
     // A process whose feed hears of nothing more while its cache still counts as fresh.
     const server = await startTestServer({ SESSION_CACHE_MAX_STALENESS_MS: '10000' }, b.mongoUri);
     try {
