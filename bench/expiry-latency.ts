@@ -40,7 +40,7 @@ import { resolveDatabase, type ResolvedDatabase } from '../scripts/database.js';
 import { HAPROXY_MAXCONN, haproxyInstances, startBalancer, type Balancer } from './balancer.js';
 import { probeDatabase, type ProbeRow } from './db-probe.js';
 import { BENCH_SERVER_ENV, rssKiB, spawnChild, type Child } from './ipc.js';
-import { mergeParts, sumCounts, type Distribution, type LoadPart, type LoadResult, type PrepareArgs, type Target } from './load.js';
+import { mergeParts, range, sumCounts, type Distribution, type LoadPart, type LoadResult, type PrepareArgs, type Target } from './load.js';
 import { latencyCdfSvg } from './plot.js';
 import { checkSeededShape, seedSessions } from './seed.js';
 
@@ -88,7 +88,6 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const log = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
 const pct = (part: number, whole: number) => (whole > 0 ? (100 * part) / whole : 0);
 const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** Failover: spread, with one API process killed KILL_AFTER_MS into it (API only, on the cluster). */
 type Mode = 'spread' | 'burst' | 'failover';

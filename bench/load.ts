@@ -297,7 +297,7 @@ async function collect({ graceMs }: { graceMs: number }): Promise<LoadPart> {
   return part;
 }
 
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+export const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** Percentiles of `n` values of which these are known: the others (missing events) count as later than any, Infinity. */
 function distribution(values: number[], n = values.length): Distribution {
