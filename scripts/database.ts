@@ -17,6 +17,7 @@ export {
   postgresAdminUrl,
   postgresDatabaseExists,
   postgresUnavailable,
+  psql,
   redact,
   resolveDatabase,
   withDbName,

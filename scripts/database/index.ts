@@ -17,6 +17,7 @@ export {
   postgresAdminUrl,
   postgresDatabaseExists,
   postgresUnavailable,
+  psql,
 } from './postgres.js';
 export type { Supervisor } from './process.js';
 export { redact, withDbName } from './uri.js';

@@ -23,6 +23,13 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT
 /** Mongoose's own messages for operations it could not send (buffering, a closed connection). */
 const MONGOOSE_UNREACHABLE = /buffering timed out|Connection was force closed|before initial connection is complete/;
 
+/**
+ * FerretDB on PostgreSQL stays up while its backend is out of reach and answers every command with
+ * an InternalError (code 1) quoting the backend's failure: it could not connect, or its connection
+ * was cut (PostgreSQL shutting down, restarting, or refusing connections to the database).
+ */
+const FERRETDB_BACKEND_UNREACHABLE = /failed to connect to|SQLSTATE 57P0[1-3]|SQLSTATE 08\d{3}|conn closed|unexpected EOF/;
+
 /** Thrown by code that knows the database is out of reach before asking it. */
 export class DatabaseUnavailableError extends Error {
   override readonly name = 'DatabaseUnavailableError';
@@ -40,6 +47,7 @@ export function isDatabaseUnreachable(err: unknown, depth = 0): boolean {
   if (!(err instanceof Error) || depth > 4) return false;
   if (UNREACHABLE.has(err.name)) return true;
   if (err.name === 'MongooseError' && MONGOOSE_UNREACHABLE.test(err.message)) return true;
+  if (err.name === 'MongoServerError' && (err as { code?: unknown }).code === 1 && FERRETDB_BACKEND_UNREACHABLE.test(err.message)) return true;
   if (NETWORK_CODES.has(String((err as { code?: unknown }).code))) return true;
   const wrapped = err as { originalError?: unknown; cause?: unknown; errorResponse?: unknown };
   return [wrapped.originalError, wrapped.cause, wrapped.errorResponse].some((inner) => inner !== err && isDatabaseUnreachable(inner, depth + 1));

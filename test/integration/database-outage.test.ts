@@ -1,5 +1,6 @@
 import { describe, expect, inject, it } from 'vitest';
-import { resolveDatabase } from '../../scripts/database.js';
+import fsp from 'node:fs/promises';
+import { FERRETDB_BIN, postgresAdminUrl, postgresUnavailable, psql, resolveDatabase } from '../../scripts/database.js';
 import { EventRecorder } from '../helpers/events.js';
 import { login, newUserSession, sleep, startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -158,6 +159,45 @@ describe.skipIf(inject('dbKind') === 'external')('while the database is unreacha
     }
   });
 });
+
+// FerretDB on PostgreSQL, whatever database the run itself uses: FerretDB stays up while its
+// backend is out of reach, and says so with errors of its own.
+const postgresSkip = (await postgresUnavailable()) ?? ((await fsp.access(FERRETDB_BIN).then(() => true, () => false)) ? undefined : 'FerretDB is not built');
+
+describe.skipIf(postgresSkip !== undefined)('while the PostgreSQL behind FerretDB is out of reach', () => {
+  it('requests fail with DATABASE_UNAVAILABLE, /readyz answers 503, and both recover once it is back', async () => {
+    const db = await resolveDatabase({ persistent: false, kind: 'ferretdb-postgresql', log: () => {} });
+    const server = await startTestServer({ SESSION_CACHE_MAX_STALENESS_MS: String(CACHE_STALENESS_MS) }, db.uri);
+    const database = db.postgresDatabase!;
+    const admit = (allowed: boolean) => psql(postgresAdminUrl(), `ALTER DATABASE "${database}" ALLOW_CONNECTIONS ${allowed}`);
+    const readyz = async () => (await fetch(`${new URL(server.url).origin}/readyz`)).status;
+    try {
+      const { token } = await newUserSession(server);
+      await admit(false);
+      await psql(postgresAdminUrl(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${database}'`);
+      await sleep(CACHE_STALENESS_MS + 200); // the session cache no longer answers
+      const read = await server.gql('{ session { id } }', {}, { token });
+      expect({ code: read.errors?.[0]?.extensions?.code, status: read.status }).toEqual({ code: 'DATABASE_UNAVAILABLE', status: 503 });
+      expect(read.errors?.[0]?.message).not.toContain(database);
+      await until(async () => (await readyz()) === 503, 3_000);
+
+      await admit(true);
+      await until(async () => (await readyz()) === 200 && !(await server.gql('{ session { id } }', {}, { token })).errors, 10_000);
+    } finally {
+      await admit(true).catch(() => {});
+      await Promise.race([server.stop(), sleep(5000)]);
+      await db.stop();
+    }
+  });
+});
+
+async function until(condition: () => Promise<boolean>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`not within ${ms} ms`);
+    await sleep(100);
+  }
+}
 
 const LOGIN = 'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token } }';
 const SET_EXPIRY = 'mutation($s:Int){ setExpiry(seconds:$s){ policySeconds } }';

@@ -20,6 +20,9 @@ describe('database errors', () => {
       new mongo.MongoBulkWriteError(refused as never, {} as never),
       new GraphQLError('wrapped', { originalError: new mongo.MongoNetworkError('reset') }),
       new Error('outer', { cause: new mongo.MongoNetworkError('reset') }),
+      // FerretDB on PostgreSQL, its backend out of reach (as FerretDB 1.24 words it)
+      ferretdbInternal('[msg_find.go:344 handler.handleMaxTimeMSError] [collection.go:109 postgresql.(*collection).Query] failed to connect to `user=postgres database=sessions`: 127.0.0.1:5432 (127.0.0.1): dial error: dial tcp 127.0.0.1:5432: connect: connection refused'),
+      ferretdbInternal('[msg_ping.go:55 handler.(*Handler).MsgPing] [backend.go:109 postgresql.(*backend).Status] FATAL: terminating connection due to administrator command (SQLSTATE 57P01)'),
     ];
     for (const err of unreachable) expect([err.name, isDatabaseUnreachable(err)]).toEqual([err.name, true]);
   });
@@ -28,6 +31,7 @@ describe('database errors', () => {
     const others = [
       new mongo.MongoServerError({ message: 'E11000 duplicate key error', code: 11000 }),
       new mongo.MongoBulkWriteError({ message: 'E11000 duplicate key error', code: 11000 }, {} as never),
+      ferretdbInternal('[msg_find.go:344] ERROR: relation "sessions_1234" does not exist (SQLSTATE 42P01)'),
       new mongoose.Error('Cast to ObjectId failed'),
       new GraphQLError('Your session has expired: log in again.', { extensions: { code: 'SESSION_EXPIRED' } }),
       new TypeError("Cannot read properties of undefined (reading 'expiresAt')"),
@@ -44,3 +48,7 @@ describe('database errors', () => {
     expect(asDatabaseUnavailable(new Error('boom'))).toBeNull();
   });
 });
+
+function ferretdbInternal(message: string) {
+  return new mongo.MongoServerError({ message, code: 1, codeName: 'InternalError' });
+}
