@@ -2,7 +2,7 @@
  * `npm run start:cluster`: WORKERS API processes (default 3) behind HAProxy on HOST:PORT (default
  * 127.0.0.1:4000), on one database resolved once as `npm start` does (MONGODB_URI, else the
  * embedded one in .data/). The generated HAProxy config goes to CLUSTER_DIR (default .data/cluster/).
- * A dead API process is restarted; SIGINT/SIGTERM stop the API processes (gracefully), HAProxy and
+ * A dead API process or HAProxy is restarted; SIGINT/SIGTERM stop the API processes (gracefully), HAProxy and
  * the database.
  */
 import path from 'node:path';
@@ -28,7 +28,7 @@ async function main() {
       host: settings.host,
       port: settings.port,
       runtimeDir: process.env.CLUSTER_DIR ?? path.join(REPO, '.data', 'cluster'),
-      log: (line) => logger.warn(line), // a dead API process, restarted
+      log: (line) => logger.warn(line), // a dead API process or HAProxy, restarted
     });
   } catch (err) {
     await database.stop();
@@ -38,16 +38,9 @@ async function main() {
   printUrls(cluster.url, settings, database.description, [
     `  Balancer:     HAProxy (${cluster.configPath}), ${workers} API processes on ports ${cluster.workers.map((w) => w.port).join(', ')}`,
   ]);
-  let stopping = false; // HAProxy exiting then is our doing
-  const shutdown = stopOnSignals(logger, async () => {
-    stopping = true;
+  stopOnSignals(logger, async () => {
     await cluster.stop();
     await database.stop();
-  });
-  void cluster.haproxyExited.then((how) => {
-    if (stopping) return;
-    logger.error(`HAProxy exited (${how}); stopping the cluster`);
-    void shutdown('HAProxy exited', 1);
   });
 }
 

@@ -6,7 +6,9 @@
  *
  * Each API process is forked (scripts/cluster/worker.ts) on a port chosen once, so a process that
  * dies is restarted on the same port (one log line, backoff 100 ms doubling to 5 s, as the embedded
- * database is) and HAProxy's health check on /readyz takes it back into rotation.
+ * database is) and HAProxy's health check on /readyz takes it back into rotation. HAProxy is
+ * restarted the same way on the same config; its clients' connections are lost with it, and
+ * graphql-ws clients that retry come back.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -35,26 +37,29 @@ export interface ClusterOptions {
   restartDelayMs?: number;
 }
 
-export interface ClusterWorker {
-  /** "api1" … */
-  readonly name: string;
-  readonly port: number;
-  /** The API process running now, if any. */
+/** A process the cluster restarts when it dies. */
+export interface Supervised {
+  /** The process running now, if any. */
   pid(): number | undefined;
   /** How many times it was restarted. */
   restarts(): number;
-  /** Sends `signal` (default SIGKILL) to the running API process, as a crash would; it is restarted. */
+  /** Sends `signal` (default SIGKILL) to the running process, as a crash would; it is restarted. */
   kill(signal?: NodeJS.Signals): boolean;
+}
+
+export interface ClusterWorker extends Supervised {
+  /** "api1" … */
+  readonly name: string;
+  readonly port: number;
 }
 
 export interface Cluster {
   /** http://HOST:PORT/graphql (through HAProxy) */
   readonly url: string;
   readonly workers: ClusterWorker[];
+  /** Restarted on the same port and config when it dies, as the API processes are. */
+  readonly haproxy: Supervised;
   readonly configPath: string;
-  readonly haproxyPid: number;
-  /** Settles if HAProxy exits without stop() (the cluster is then useless: stop it). */
-  readonly haproxyExited: Promise<string>;
   /** API processes first (graceful: sockets close with 1001), then HAProxy. Not the database. */
   stop(): Promise<void>;
 }
@@ -83,7 +88,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     startWorkerProcess(names[i]!, { ...options.env, MONGODB_URI: options.mongoUri, HOST: '127.0.0.1', PORT: String(ports[i]) }, output);
   const supervisors: Supervisor[] = [];
   const stopWorkers = () => Promise.all(supervisors.map((s) => s.stop()));
-  let haproxy: ChildProcess | null = null;
+  let haproxy: Supervisor | null = null;
+  const killHaproxy = () => haproxy?.kill('SIGKILL');
   try {
     const started = await Promise.allSettled(ports.map((_, i) => startWorker(i)));
     const failed = started.find((r) => r.status === 'rejected');
@@ -106,47 +112,67 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         checkIntervalMs: options.checkIntervalMs,
       }),
     );
-    // -db: foreground, no daemon; HAProxy stops at once on SIGTERM. In a process group of its own, so
-    // that a Ctrl-C in the terminal reaches it only through stop(), after the API processes have
-    // closed their sockets with 1001 (through it).
-    const proc = spawn(haproxyBin, ['-db', '-f', configPath], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    haproxy = proc;
-    writeFileSync(path.join(options.runtimeDir, 'haproxy.pid'), `${proc.pid}\n`);
-    pipeLines(proc, 'haproxy', output);
-    const haproxyExited = new Promise<string>((resolve) => proc.once('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `exit code ${code}`)));
-    const killHaproxy = () => proc.kill('SIGKILL');
-    process.once('exit', killHaproxy);
-
     const host = options.host.includes(':') ? `[${options.host}]` : options.host;
     const origin = `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${options.port}`;
-    await waitForReady(`${origin}/readyz`, haproxyExited);
+    const startHaproxy = () => startHaproxyProcess(haproxyBin, configPath, options.runtimeDir, `${origin}/livez`, output);
+    const firstHaproxy = await startHaproxy();
+    haproxy = supervise(firstHaproxy, startHaproxy, { name: `HAProxy (port ${options.port})`, log: options.log, minDelayMs: options.restartDelayMs });
+    process.once('exit', killHaproxy);
+    await waitForAnswer(`${origin}/readyz`, (status) => status === 200, () => null); // at least one API process healthy behind it
 
+    const supervised = (s: Supervisor): Supervised => ({ pid: () => s.pid(), restarts: () => s.restarts(), kill: (signal = 'SIGKILL') => s.kill(signal) });
     let stopped: Promise<void> | null = null;
     return {
       url: `http://${host}:${options.port}/graphql`,
       configPath,
-      haproxyPid: proc.pid!,
-      haproxyExited,
-      workers: names.map((name, i) => ({
-        name,
-        port: ports[i]!,
-        pid: () => supervisors[i]!.pid(),
-        restarts: () => supervisors[i]!.restarts(),
-        kill: (signal: NodeJS.Signals = 'SIGKILL') => supervisors[i]!.kill(signal),
-      })),
+      haproxy: supervised(haproxy),
+      workers: names.map((name, i) => ({ name, port: ports[i]!, ...supervised(supervisors[i]!) })),
       stop: () =>
         (stopped ??= (async () => {
           await stopWorkers();
-          if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
-          await haproxyExited;
+          await haproxy!.stop();
           process.removeListener('exit', killHaproxy);
         })()),
     };
   } catch (err) {
-    haproxy?.kill('SIGKILL');
+    await haproxy?.stop();
+    process.removeListener('exit', killHaproxy);
     await stopWorkers();
     throw err;
   }
+}
+
+/**
+ * HAProxy on the generated config, resolved once it accepts connections (`GET /livez` through it
+ * gets any HTTP answer: a 503 while no API process is up counts). -db: foreground, no daemon;
+ * HAProxy stops at once on SIGTERM. In a process group of its own, so that a Ctrl-C in the terminal
+ * reaches it only through stop(), after the API processes have closed their sockets with 1001
+ * (through it).
+ */
+async function startHaproxyProcess(
+  bin: string,
+  configPath: string,
+  runtimeDir: string,
+  livez: string,
+  output: (source: string, line: string) => void,
+): Promise<RunningProcess> {
+  const proc = spawn(bin, ['-db', '-f', configPath], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  writeFileSync(path.join(runtimeDir, 'haproxy.pid'), `${proc.pid}\n`);
+  pipeLines(proc, 'haproxy', output);
+  let exitedHow: string | null = null;
+  const exited = new Promise<string>((resolve) => proc.once('exit', (code, signal) => resolve((exitedHow = signal ? `signal ${signal}` : `exit code ${code}`))));
+  await waitForAnswer(livez, () => true, () => exitedHow && `HAProxy exited (${exitedHow}) at start; see its output above`).catch((err: unknown) => {
+    proc.kill('SIGKILL');
+    throw err;
+  });
+  return {
+    pid: () => (proc.exitCode === null && proc.signalCode === null ? proc.pid : undefined),
+    exited,
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      await exited;
+    },
+  };
 }
 
 /**
@@ -163,20 +189,15 @@ function stopOrphanedHaproxy(runtimeDir: string, configPath: string): void {
   }
 }
 
-/** Resolves once `url` answers 200 (HAProxy up, and at least one API process healthy behind it). */
-async function waitForReady(url: string, exited: Promise<string>): Promise<void> {
-  let exitedHow: string | null = null;
-  void exited.then((how) => (exitedHow = how));
+/** Resolves once `url` answers with a status that `accept`s; throws with what `failure()` says, or after START_TIMEOUT_MS. */
+async function waitForAnswer(url: string, accept: (status: number) => boolean, failure: () => string | null): Promise<void> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
-    if (exitedHow) throw new Error(`HAProxy exited (${exitedHow}) at start; see its output above`);
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-      if (res.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`${url} did not answer 200 within ${START_TIMEOUT_MS / 1000} s`);
+    const why = failure();
+    if (why) throw new Error(why);
+    const status = await fetch(url, { signal: AbortSignal.timeout(2000) }).then((res) => res.status, () => 0); // 0: not listening yet
+    if (status && accept(status)) return;
+    if (Date.now() > deadline) throw new Error(`${url} did not answer ${status ? 'as expected' : 'at all'} within ${START_TIMEOUT_MS / 1000} s`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -334,6 +334,37 @@ runIf('several API processes behind HAProxy', () => {
     }
   });
 
+  it('HAProxy killed: the cluster restarts it on the same port and serves again', { timeout: 60_000 }, async () => {
+    const logs: string[] = [];
+    onTestFailed(() => void process.stderr.write(`----- cluster logs -----\n${logs.join('\n')}\n`));
+    const port = await freePort();
+    const cluster = await startCluster({
+      mongoUri: testDatabaseUri(),
+      workers: 1,
+      host: '127.0.0.1',
+      port,
+      runtimeDir: tempDir(),
+      env: CLUSTER_ENV,
+      log: (line) => logs.push(`[cluster] ${line}`),
+      output: (source, line) => logs.push(`[${source}] ${line}`),
+    });
+    try {
+      const readyz = `http://127.0.0.1:${port}/readyz`;
+      const first = cluster.haproxy.pid();
+      expect(cluster.haproxy.kill('SIGKILL')).toBe(true);
+      const deadline = Date.now() + 10_000;
+      while ((await fetch(readyz).then((r) => r.status, () => 0)) !== 200 || cluster.haproxy.pid() === first) {
+        if (Date.now() > deadline) throw new Error('HAProxy not back within 10 s');
+        await sleep(100);
+      }
+      expect(cluster.haproxy.restarts()).toBe(1);
+      expect(logs.filter((line) => /HAProxy .*exited unexpectedly \(signal SIGKILL\); restarting it/.test(line))).toHaveLength(1);
+    } finally {
+      await cluster.stop();
+    }
+    expect(await canConnect(port)).toBe(false);
+  });
+
   it('`scripts/cluster.ts` serves through HAProxy and stops everything on SIGTERM', { timeout: 90_000 }, async () => {
     const port = await freePort();
     const output: string[] = [];
