@@ -300,9 +300,24 @@ describe('websocket caps', () => {
     await acked;
     const next = rawSocket(server);
     await opened(next);
-    for (const ws of [...waiting, next]) ws.close();
+    await closeAll([...waiting, next]);
+  });
+
+  it('lets no more than the limit through when the upgrades arrive all at once', async () => {
+    const burst = Array.from({ length: 30 }, () => rawSocket(server));
+    const outcomes = await Promise.all(burst.map((ws) => opened(ws).then(() => 'open', (err: Error) => err.message)));
+    expect(outcomes.filter((o) => o === 'open')).toHaveLength(3);
+    expect(outcomes.filter((o) => o !== 'open').every((o) => o.includes('HTTP 429'))).toBe(true);
+    await closeAll(burst);
   });
 });
+
+/** Closes the sockets and waits until they have closed (and no longer count against a limit). */
+async function closeAll(sockets: WebSocket[]): Promise<void> {
+  await Promise.all(
+    sockets.map((ws) => (ws.readyState === WebSocket.CLOSED ? undefined : new Promise((resolve) => (ws.once('close', resolve), ws.close())))),
+  );
+}
 
 describe('cross-site websocket hijacking', () => {
   let server: TestServer;
