@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ExpirySettings } from '../config.js';
 import { expiresAtBrowserClose } from '../expiry/rules.js';
 import type { Logger } from '../logger.js';
@@ -92,6 +93,9 @@ interface Watched {
   sockets: boolean;
 }
 
+/** Sessions whose re-check outcome is applied per turn of the event loop. */
+const DELIVERY_SLICE = 500;
+
 /** How long the hub remembers a session it has seen end, so that a change feed re-delivering older versions cannot revive it. */
 const ENDED_MEMORY_MS = 60_000;
 
@@ -109,6 +113,8 @@ export class EventHub implements SessionListener {
   private nextSubscriberId = 1;
   private recheckBatch = new Set<string>();
   private recheckRunning = false;
+  /** While a burst of expiries is being delivered: the sessions whose sockets close once it has been. */
+  private burstCloses: string[] | null = null;
   private pendingEnds: Promise<void> = Promise.resolve();
   private stopped = false;
 
@@ -306,16 +312,16 @@ export class EventHub implements SessionListener {
    * past their last known expiry, and that end is made to stick once the database answers again.
    */
   private async recheck(ids: string[]): Promise<void> {
-    const settled = (async () => {
-      const due = this.dueSessions(ids);
-      if (due.length > 0) for (const session of await this.deps.sessions.expireDue(due)) this.sessionChanged(session);
-    })();
+    const due = this.dueSessions(ids);
+    const latest = due.length > 0 ? this.deps.sessions.expireDue(due) : Promise.resolve([]);
     try {
-      while (!(await within(settled.then(() => true), this.deps.recheckTimeoutMs, false))) {
+      while (!(await within(latest.then(() => true), this.deps.recheckTimeoutMs, false))) {
         if (!(await this.deps.database.answers(PING_TIMEOUT_MS))) throw new Error('the database does not answer');
       }
+      await this.applyInSlices(await latest);
     } catch (err) {
       this.deps.logger.warn({ err: String(err), sessions: ids.length }, 'expiry re-check failed: ending sessions on their last known expiry');
+      latest.then((sessions) => this.applyInSlices(sessions), () => {}); // what it decided after all still applies
     }
     for (const session of this.dueSessions(ids)) {
       this.terminate(this.watched.get(session.id)!, 'TIMEOUT');
@@ -324,6 +330,34 @@ export class EventHub implements SessionListener {
     for (const id of ids) {
       const w = this.watched.get(id);
       if (w) this.armExpiry(w);
+    }
+  }
+
+  /**
+   * The re-check's outcome, DELIVERY_SLICE sessions per turn of the event loop: the events of
+   * thousands at once (executed and written for every subscriber) would hold the process for
+   * seconds, with its health checks, database pings and change feed waiting behind them.
+   */
+  private async applyInSlices(sessions: Session[]): Promise<void> {
+    if (sessions.length <= DELIVERY_SLICE) {
+      for (const session of sessions) this.sessionChanged(session);
+      return;
+    }
+    // The sockets close after every event of the burst has gone: their teardown would otherwise
+    // come between the slices, ahead of the later events.
+    const closes: string[] = [];
+    this.burstCloses = closes;
+    try {
+      for (let i = 0; i < sessions.length; i += DELIVERY_SLICE) {
+        if (i > 0) await nextTurn();
+        for (const session of sessions.slice(i, i + DELIVERY_SLICE)) this.sessionChanged(session);
+      }
+    } finally {
+      if (this.burstCloses === closes) this.burstCloses = null;
+    }
+    for (let i = 0; i < closes.length; i += DELIVERY_SLICE) {
+      await nextTurn();
+      for (const id of closes.slice(i, i + DELIVERY_SLICE)) this.sockets.sessionEnded(id);
     }
   }
 
@@ -352,9 +386,10 @@ export class EventHub implements SessionListener {
     this.closeSocketsSoon(id);
   }
 
-  /** After the consumers have sent the terminal event and the completion. */
+  /** After the consumers have sent the terminal event and the completion (during a burst, after the whole burst's). */
   private closeSocketsSoon(sessionId: string): void {
-    setImmediate(() => this.sockets.sessionEnded(sessionId));
+    if (this.burstCloses) this.burstCloses.push(sessionId);
+    else setImmediate(() => this.sockets.sessionEnded(sessionId));
   }
 
   private rememberEnded(session: Session): void {

@@ -173,14 +173,14 @@ export class SessionService {
 
   /**
    * For the event hub: `sessions` reached their expiry. Each is ended with TIMEOUT unless another
-   * process got there first or renewed it in time; returns the latest version of each.
+   * process got there first or renewed it in time; returns the latest version of each, which the
+   * hub applies (not handed to the listener here: the hub paces a burst's events itself).
    */
   async expireDue(sessions: Session[]): Promise<Session[]> {
     const now = this.clock();
     const ends = sessions.filter((s) => !s.endedAt && !isValid(s.expiry.expiresAt, now)).map((s) => ended(s, 'TIMEOUT', now));
     const won = await this.store.commitMany(ends);
     const written = ends.filter((_, i) => won[i]);
-    for (const end of written) this.listener.sessionChanged(end);
     // Renewed or ended by another writer meanwhile: their latest version decides.
     const writtenIds = new Set(written.map((s) => s.id));
     const others = await Promise.all(sessions.filter((s) => !writtenIds.has(s.id)).map((s) => this.current(s.id)));

@@ -1,0 +1,99 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { loadSettings } from '../../src/config.js';
+import { EventHub } from '../../src/engine/hub.js';
+import { Scheduler, type TimerClock } from '../../src/engine/scheduler.js';
+import { ended } from '../../src/sessions/transitions.js';
+import type { Session } from '../../src/session.js';
+
+/** Timers fire only when the test says so. */
+class ManualClock implements TimerClock {
+  time = 1_000_000;
+  private timers = new Map<number, { at: number; fn: () => void }>();
+  private nextId = 1;
+  now = () => this.time;
+  setTimer = (fn: () => void, ms: number) => {
+    this.timers.set(this.nextId, { at: this.time + ms, fn });
+    return this.nextId++;
+  };
+  clearTimer = (id: unknown) => void this.timers.delete(id as number);
+  advanceTo(t: number) {
+    this.time = t;
+    for (const [id, timer] of [...this.timers]) {
+      if (timer.at > t) continue;
+      this.timers.delete(id);
+      timer.fn();
+    }
+  }
+}
+
+function session(i: number, expiresAt: number): Session {
+  const created = new Date(expiresAt - 60_000);
+  return {
+    id: `s${i}`,
+    userId: `u${i}`,
+    createdAt: created,
+    expiry: { spec: { policy: 'SECONDS', seconds: 60, date: null }, createdAt: created, lastSavedAt: created, expiresAt: new Date(expiresAt), limitedBy: 'POLICY' },
+    endedAt: null,
+    endReason: null,
+    version: 1,
+    updatedAt: created,
+    userAgent: null,
+    clientAddress: null,
+  } as Session;
+}
+
+describe('the event hub', () => {
+  it('delivers a burst of expiries a slice at a time, letting the event loop turn in between, and each subscriber gets its one EXPIRED', async () => {
+    const clock = new ManualClock();
+    const settings = loadSettings({});
+    const hub = new EventHub({
+      sessions: {
+        expireDue: async (due) => due.map((s) => ended(s, 'TIMEOUT', new Date(clock.time))),
+        endAfterAnnouncedTimeout: async () => {},
+      },
+      database: { answers: async () => true },
+      presence: { attach() {}, detach() {} },
+      scheduler: new Scheduler(clock),
+      now: clock.now,
+      expiry: settings.expiry,
+      loginUrl: '/login',
+      logger: pino({ level: 'silent' }),
+      recheckTimeoutMs: 1_000,
+    });
+    const received: string[] = [];
+    /** How many events had arrived at the event loop's next turn after the first one. */
+    let receivedAtNextTurn: number | null = null;
+    /** Sessions whose sockets were told to close before their event had arrived. */
+    const closedEarly: string[] = [];
+    const closed = new Set<string>();
+    hub.closeSocketsWith({
+      sessionEnded: (id) => {
+        if (!received.includes(id)) closedEarly.push(id);
+        closed.add(id);
+      },
+    });
+
+    const BURST = 1_200;
+    const expiresAt = clock.time + 5_000;
+    const consumers = Array.from({ length: BURST }, async (_, i) => {
+      const kinds: string[] = [];
+      for await (const event of hub.subscribe(session(i, expiresAt), { leadSeconds: 0, allSessions: false })) {
+        kinds.push(`${event.kind}/${event.reason}`);
+        if (received.push(event.sessionId) === 1) setImmediate(() => (receivedAtNextTurn = received.length));
+      }
+      return kinds;
+    });
+    clock.advanceTo(expiresAt);
+
+    expect(new Set(await Promise.all(consumers.map((c) => c.then((kinds) => kinds.join(',')))))).toEqual(new Set(['EXPIRED/TIMEOUT']));
+    expect(received).toHaveLength(BURST);
+    // Not all 1 200 in one turn of the event loop.
+    expect(receivedAtNextTurn).toBeGreaterThan(0);
+    expect(receivedAtNextTurn).toBeLessThan(BURST);
+    // Every session's sockets are closed, each after its event.
+    for (let turn = 0; turn < 20 && closed.size < BURST; turn++) await new Promise(setImmediate);
+    expect(closed.size).toBe(BURST);
+    expect(closedEarly).toEqual([]);
+  });
+});
