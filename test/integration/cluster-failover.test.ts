@@ -158,6 +158,18 @@ runIf('several API processes behind HAProxy', () => {
   afterAll(() => {
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
+  /** A cluster on a fresh database, its log lines and its processes' output collected in `logs`. */
+  const startTestCluster = (workers: number, port: number, logs: string[]) =>
+    startCluster({
+      mongoUri: testDatabaseUri(),
+      workers,
+      host: '127.0.0.1',
+      port,
+      runtimeDir: tempDir(),
+      env: CLUSTER_ENV,
+      log: (line) => logs.push(`[cluster] ${line}`),
+      output: (source, line) => logs.push(`[${source}] ${line}`),
+    });
 
   it('a process killed under load: its clients reconnect through HAProxy and every session ends exactly once, on time', { timeout: 120_000 }, async () => {
     const logs: string[] = [];
@@ -168,16 +180,7 @@ runIf('several API processes behind HAProxy', () => {
       const setupMs = { cluster: 0, users: 0, sessions: 0 };
       let phase = Date.now();
       const port = await freePort();
-      cluster = await startCluster({
-        mongoUri: testDatabaseUri(),
-        workers: WORKERS,
-        host: '127.0.0.1',
-        port,
-        runtimeDir: tempDir(),
-        env: CLUSTER_ENV,
-        log: (line) => logs.push(`[cluster] ${line}`),
-        output: (source, line) => logs.push(`[${source}] ${line}`),
-      });
+      cluster = await startTestCluster(WORKERS, port, logs);
       setupMs.cluster = Date.now() - phase;
       const url = cluster.url;
       const wsUrl = url.replace(/^http/, 'ws');
@@ -338,16 +341,7 @@ runIf('several API processes behind HAProxy', () => {
     const logs: string[] = [];
     onTestFailed(() => void process.stderr.write(`----- cluster logs -----\n${logs.join('\n')}\n`));
     const port = await freePort();
-    const cluster = await startCluster({
-      mongoUri: testDatabaseUri(),
-      workers: 1,
-      host: '127.0.0.1',
-      port,
-      runtimeDir: tempDir(),
-      env: CLUSTER_ENV,
-      log: (line) => logs.push(`[cluster] ${line}`),
-      output: (source, line) => logs.push(`[${source}] ${line}`),
-    });
+    const cluster = await startTestCluster(1, port, logs);
     try {
       const readyz = `http://127.0.0.1:${port}/readyz`;
       const first = cluster.haproxy.pid();
