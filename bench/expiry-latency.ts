@@ -507,10 +507,10 @@ function machine() {
   };
 }
 
-/** The commit measured, and whether src/ differed from it (other work in progress in the same tree). */
 const git = (...args: string[]) => execFileSync('git', args, { cwd: path.join(here, '..'), encoding: 'utf8' });
 const uncommittedCode = () => git('status', '--porcelain', '--', 'src', 'scripts').split('\n').filter(Boolean).map((l) => l.slice(3));
 
+/** The commit measured, and whether src/ differed from it (other work in progress in the same tree). */
 function gitState(): string {
   try {
     const dirty = uncommittedCode();

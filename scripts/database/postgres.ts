@@ -98,7 +98,6 @@ export function splitPassword(pgUrl: string): { url: string; password: string } 
 }
 
 /** Runs one statement with psql (the PostgreSQL client), resolving with its unaligned output. */
-/** Runs one SQL statement with psql; its output, unaligned and without headers. */
 export async function psql(pgUrl: string, sql: string): Promise<string> {
   let target: { url: string; password: string };
   try {
