@@ -14,7 +14,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, supervise, type RunningProcess, type Supervisor } from '../database/process.js';
+import { exitOf, freePort, runningPid, supervise, type RunningProcess, type Supervisor } from '../database/process.js';
 import { findHaproxy, haproxyConfig } from './haproxy.js';
 
 export interface ClusterOptions {
@@ -160,13 +160,14 @@ async function startHaproxyProcess(
   writeFileSync(path.join(runtimeDir, 'haproxy.pid'), `${proc.pid}\n`);
   pipeLines(proc, 'haproxy', output);
   let exitedHow: string | null = null;
-  const exited = new Promise<string>((resolve) => proc.once('exit', (code, signal) => resolve((exitedHow = signal ? `signal ${signal}` : `exit code ${code}`))));
+  const exited = exitOf(proc);
+  void exited.then((how) => (exitedHow = how));
   await waitForAnswer(livez, () => true, () => exitedHow && `HAProxy exited (${exitedHow}) at start; see its output above`).catch((err: unknown) => {
     proc.kill('SIGKILL');
     throw err;
   });
   return {
-    pid: () => (proc.exitCode === null && proc.signalCode === null ? proc.pid : undefined),
+    pid: () => runningPid(proc),
     exited,
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
@@ -233,7 +234,7 @@ function startWorkerProcess(
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
   pipeLines(child, name, output);
-  const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `exit code ${code}`)));
+  const exited = exitOf(child);
   return new Promise<RunningProcess>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -245,7 +246,7 @@ function startWorkerProcess(
       if (!msg?.ready) return;
       clearTimeout(timer);
       resolve({
-        pid: () => (child.exitCode === null && child.signalCode === null ? child.pid : undefined),
+        pid: () => runningPid(child),
         exited,
         stop: async () => {
           if (child.exitCode !== null || child.signalCode !== null) return;

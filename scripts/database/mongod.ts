@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { MongoMemoryServer } from 'mongodb-memory-server';
 import type { ResolvedDatabase, StartOptions } from './index.js';
 import { CACHE, shortPath } from './paths.js';
-import { freePort, message, once, supervise, type RunningProcess } from './process.js';
+import { freePort, message, once, runningPid, supervise, type RunningProcess } from './process.js';
 import { redact, withDbName } from './uri.js';
 
 const MONGOD_UNAVAILABLE = path.join(CACHE, 'mongod-unavailable');
@@ -89,7 +89,7 @@ function mongodProcess(member: MongoMemoryServer): RunningProcess {
     else child.once('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `exit code ${code}`));
   });
   return {
-    pid: () => (child.exitCode === null && child.signalCode === null ? child.pid : undefined),
+    pid: () => runningPid(child),
     exited,
     stop: async () => {},
   };

@@ -1,5 +1,12 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+
+/** The child's pid while it runs; undefined once it has exited. */
+export const runningPid = (child: ChildProcess): number | undefined => (child.exitCode === null && child.signalCode === null ? child.pid : undefined);
+
+/** How the child will exit: "signal SIGKILL" or "exit code 1" (taken before it can have exited). */
+export const exitOf = (child: ChildProcess): Promise<string> =>
+  new Promise((resolve) => child.once('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `exit code ${code}`)));
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
