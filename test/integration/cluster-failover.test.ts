@@ -26,7 +26,7 @@ import { startCluster, type Cluster } from '../../scripts/cluster/cluster.js';
 import { findHaproxy } from '../../scripts/cluster/haproxy.js';
 import { canConnect, freePort } from '../../scripts/database/process.js';
 import { EVENTS_QUERY } from '../helpers/events.js';
-import { postGraphQL, sleep, testDatabaseUri } from '../helpers/server.js';
+import { eventually, postGraphQL, sleep, testDatabaseUri } from '../helpers/server.js';
 import { SERVER_PROCESS_TEST_ENV } from '../helpers/serverProcess.js';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -346,11 +346,7 @@ runIf('several API processes behind HAProxy', () => {
       const readyz = `http://127.0.0.1:${port}/readyz`;
       const first = cluster.haproxy.pid();
       expect(cluster.haproxy.kill('SIGKILL')).toBe(true);
-      const deadline = Date.now() + 10_000;
-      while ((await fetch(readyz).then((r) => r.status, () => 0)) !== 200 || cluster.haproxy.pid() === first) {
-        if (Date.now() > deadline) throw new Error('HAProxy not back within 10 s');
-        await sleep(100);
-      }
+      await eventually(async () => (await fetch(readyz).then((r) => r.status, () => 0)) === 200 && cluster.haproxy.pid() !== first, 10_000, 'HAProxy back');
       expect(cluster.haproxy.restarts()).toBe(1);
       expect(logs.filter((line) => /HAProxy .*exited unexpectedly \(signal SIGKILL\); restarting it/.test(line))).toHaveLength(1);
     } finally {

@@ -2,7 +2,7 @@ import { describe, expect, inject, it } from 'vitest';
 import fsp from 'node:fs/promises';
 import { FERRETDB_BIN, postgresAdminUrl, postgresUnavailable, psql, resolveDatabase } from '../../scripts/database.js';
 import { EventRecorder } from '../helpers/events.js';
-import { login, newUserSession, sleep, startTestServer, type TestServer } from '../helpers/server.js';
+import { eventually, login, newUserSession, sleep, startTestServer, type TestServer } from '../helpers/server.js';
 
 const CACHE_STALENESS_MS = 300;
 const embeddedKind = () => inject('dbKind') as 'ferretdb' | 'mongod' | 'ferretdb-postgresql';
@@ -179,10 +179,10 @@ describe.skipIf(postgresSkip !== undefined)('while the PostgreSQL behind FerretD
       const read = await server.gql('{ session { id } }', {}, { token });
       expect({ code: read.errors?.[0]?.extensions?.code, status: read.status }).toEqual({ code: 'DATABASE_UNAVAILABLE', status: 503 });
       expect(read.errors?.[0]?.message).not.toContain(database);
-      await until(async () => (await readyz()) === 503, 3_000);
+      await eventually(async () => (await readyz()) === 503, 3_000, '/readyz answering 503');
 
       await admit(true);
-      await until(async () => (await readyz()) === 200 && !(await server.gql('{ session { id } }', {}, { token })).errors, 10_000);
+      await eventually(async () => (await readyz()) === 200 && !(await server.gql('{ session { id } }', {}, { token })).errors, 10_000, 'recovery');
     } finally {
       await admit(true).catch(() => {});
       await Promise.race([server.stop(), sleep(5000)]);
@@ -190,14 +190,6 @@ describe.skipIf(postgresSkip !== undefined)('while the PostgreSQL behind FerretD
     }
   });
 });
-
-async function until(condition: () => Promise<boolean>, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms`);
-    await sleep(100);
-  }
-}
 
 const LOGIN = 'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token } }';
 const SET_EXPIRY = 'mutation($s:Int){ setExpiry(seconds:$s){ policySeconds } }';

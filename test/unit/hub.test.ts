@@ -2,30 +2,10 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { loadSettings } from '../../src/config.js';
 import { EventHub } from '../../src/engine/hub.js';
-import { Scheduler, type TimerClock } from '../../src/engine/scheduler.js';
+import { Scheduler } from '../../src/engine/scheduler.js';
 import { ended } from '../../src/sessions/transitions.js';
 import type { Session } from '../../src/session.js';
-
-/** Timers fire only when the test says so. */
-class ManualClock implements TimerClock {
-  time = 1_000_000;
-  private timers = new Map<number, { at: number; fn: () => void }>();
-  private nextId = 1;
-  now = () => this.time;
-  setTimer = (fn: () => void, ms: number) => {
-    this.timers.set(this.nextId, { at: this.time + ms, fn });
-    return this.nextId++;
-  };
-  clearTimer = (id: unknown) => void this.timers.delete(id as number);
-  advanceTo(t: number) {
-    this.time = t;
-    for (const [id, timer] of [...this.timers]) {
-      if (timer.at > t) continue;
-      this.timers.delete(id);
-      timer.fn();
-    }
-  }
-}
+import { ManualClock } from '../helpers/manualClock.js';
 
 function session(i: number, expiresAt: number): Session {
   const created = new Date(expiresAt - 60_000);
@@ -46,6 +26,7 @@ function session(i: number, expiresAt: number): Session {
 describe('the event hub', () => {
   it('delivers a burst of expiries a slice at a time, letting the event loop turn in between, and each subscriber gets its one EXPIRED', async () => {
     const clock = new ManualClock();
+    clock.time = 1_000_000;
     const settings = loadSettings({});
     const hub = new EventHub({
       sessions: {
