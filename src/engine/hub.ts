@@ -93,7 +93,7 @@ interface Watched {
   sockets: boolean;
 }
 
-/** Sessions whose re-check outcome is applied per turn of the event loop. */
+/** Subscribers told of a burst of expiries per turn of the event loop. */
 const DELIVERY_SLICE = 500;
 
 /** How long the hub remembers a session it has seen end, so that a change feed re-delivering older versions cannot revive it. */
@@ -114,7 +114,7 @@ export class EventHub implements SessionListener {
   private recheckBatch = new Set<string>();
   private recheckRunning = false;
   /** While a burst of expiries is being delivered: the sessions whose sockets close once it has been. */
-  private burstCloses: string[] | null = null;
+  private burstCloses: Array<{ id: string; weight: number }> | null = null;
   private pendingEnds: Promise<void> = Promise.resolve();
   private stopped = false;
 
@@ -334,31 +334,26 @@ export class EventHub implements SessionListener {
   }
 
   /**
-   * The re-check's outcome, DELIVERY_SLICE sessions per turn of the event loop: the events of
-   * thousands at once (executed and written for every subscriber) would hold the process for
-   * seconds, with its health checks, database pings and change feed waiting behind them.
+   * The re-check's outcome, about DELIVERY_SLICE subscribers' events per turn of the event loop:
+   * the events of thousands at once (executed and written for every subscriber) would hold the
+   * process for seconds, with its health checks, database pings and change feed waiting behind them.
    */
   private async applyInSlices(sessions: Session[]): Promise<void> {
-    if (sessions.length <= DELIVERY_SLICE) {
-      for (const session of sessions) this.sessionChanged(session);
-      return;
-    }
-    // The sockets close after every event of the burst has gone: their teardown would otherwise
-    // come between the slices, ahead of the later events.
-    const closes: string[] = [];
+    // The sockets close after every event of the burst has gone (their teardown would otherwise
+    // come between the slices, ahead of the later events), behind the next re-check's commit.
+    const closes: Array<{ id: string; weight: number }> = [];
     this.burstCloses = closes;
     try {
-      for (let i = 0; i < sessions.length; i += DELIVERY_SLICE) {
-        if (i > 0) await nextTurn();
-        for (const session of sessions.slice(i, i + DELIVERY_SLICE)) this.sessionChanged(session);
-      }
+      await inSlices(sessions, (session) => this.deliveries(session.id), (session) => this.sessionChanged(session));
     } finally {
       if (this.burstCloses === closes) this.burstCloses = null;
     }
-    for (let i = 0; i < closes.length; i += DELIVERY_SLICE) {
-      await nextTurn();
-      for (const id of closes.slice(i, i + DELIVERY_SLICE)) this.sockets.sessionEnded(id);
-    }
+    setImmediate(() => void inSlices(closes, (close) => close.weight, (close) => this.sockets.sessionEnded(close.id)));
+  }
+
+  /** What telling a session's end costs this process, in events (at least one: its sockets close). */
+  private deliveries(sessionId: string): number {
+    return Math.max(1, this.watched.get(sessionId)?.subscribers.size ?? 0);
   }
 
   private dueSessions(ids: string[]): Session[] {
@@ -377,18 +372,19 @@ export class EventHub implements SessionListener {
     this.rememberEnded(w.session.endedAt ? w.session : { ...w.session, endedAt: new Date(this.deps.now()), endReason: reason });
     this.deps.scheduler.cancel(expiryKey(id));
     const event = terminalEvent(w.session, reason, new Date(this.deps.now()), this.deps.loginUrl);
+    const sockets = Math.max(1, w.subscribers.size);
     for (const sub of w.subscribers) {
       this.deps.scheduler.cancel(soonKey(sub, id));
       sub.others?.delete(id);
       sub.push(event);
       if (sub.ownSessionId === id) sub.end();
     }
-    this.closeSocketsSoon(id);
+    this.closeSocketsSoon(id, sockets);
   }
 
-  /** After the consumers have sent the terminal event and the completion (during a burst, after the whole burst's). */
-  private closeSocketsSoon(sessionId: string): void {
-    if (this.burstCloses) this.burstCloses.push(sessionId);
+  /** After the consumers have sent the terminal event and the completion (during a burst, after the whole burst's). `weight`: about how many sockets. */
+  private closeSocketsSoon(sessionId: string, weight = 1): void {
+    if (this.burstCloses) this.burstCloses.push({ id: sessionId, weight });
     else setImmediate(() => this.sockets.sessionEnded(sessionId));
   }
 
@@ -419,3 +415,16 @@ export class EventHub implements SessionListener {
 
 const expiryKey = (sessionId: string) => `expire:${sessionId}`;
 const soonKey = (sub: Subscriber, sessionId: string) => `soon:${sub.id}:${sessionId}`;
+
+/** Runs `apply` on each item, yielding to the event loop whenever the weights since the last turn reach DELIVERY_SLICE. */
+async function inSlices<T>(items: T[], weight: (item: T) => number, apply: (item: T) => void): Promise<void> {
+  let sliced = 0;
+  for (const item of items) {
+    if (sliced >= DELIVERY_SLICE) {
+      await nextTurn();
+      sliced = 0;
+    }
+    sliced += weight(item);
+    apply(item);
+  }
+}

@@ -23,25 +23,30 @@ function session(i: number, expiresAt: number): Session {
   } as Session;
 }
 
+function hubOnManualClock() {
+  const clock = new ManualClock();
+  clock.time = 1_000_000;
+  const settings = loadSettings({});
+  const hub = new EventHub({
+    sessions: {
+      expireDue: async (due) => due.map((s) => ended(s, 'TIMEOUT', new Date(clock.time))),
+      endAfterAnnouncedTimeout: async () => {},
+    },
+    database: { answers: async () => true },
+    presence: { attach() {}, detach() {} },
+    scheduler: new Scheduler(clock),
+    now: clock.now,
+    expiry: settings.expiry,
+    loginUrl: '/login',
+    logger: pino({ level: 'silent' }),
+    recheckTimeoutMs: 1_000,
+  });
+  return { clock, hub };
+}
+
 describe('the event hub', () => {
   it('delivers a burst of expiries a slice at a time, letting the event loop turn in between, and each subscriber gets its one EXPIRED', async () => {
-    const clock = new ManualClock();
-    clock.time = 1_000_000;
-    const settings = loadSettings({});
-    const hub = new EventHub({
-      sessions: {
-        expireDue: async (due) => due.map((s) => ended(s, 'TIMEOUT', new Date(clock.time))),
-        endAfterAnnouncedTimeout: async () => {},
-      },
-      database: { answers: async () => true },
-      presence: { attach() {}, detach() {} },
-      scheduler: new Scheduler(clock),
-      now: clock.now,
-      expiry: settings.expiry,
-      loginUrl: '/login',
-      logger: pino({ level: 'silent' }),
-      recheckTimeoutMs: 1_000,
-    });
+    const { clock, hub } = hubOnManualClock();
     const received: string[] = [];
     /** How many events had arrived at the event loop's next turn after the first one. */
     let receivedAtNextTurn: number | null = null;
@@ -76,5 +81,35 @@ describe('the event hub', () => {
     for (let turn = 0; turn < 20 && closed.size < BURST; turn++) await new Promise(setImmediate);
     expect(closed.size).toBe(BURST);
     expect(closedEarly).toEqual([]);
+  });
+
+  it('slices a burst by subscribers, not by sessions: a few sessions with many sockets each are not told all in one turn', async () => {
+    const { clock, hub } = hubOnManualClock();
+    const SESSIONS = 8;
+    const SOCKETS = 200;
+    const expiresAt = clock.time + 5_000;
+    let received = 0;
+    let receivedAtNextTurn: number | null = null;
+    const consumers: Array<Promise<void>> = [];
+    for (let i = 0; i < SESSIONS; i++) {
+      const s = session(i, expiresAt);
+      for (let j = 0; j < SOCKETS; j++) {
+        consumers.push(
+          (async () => {
+            for await (const event of hub.subscribe(s, { leadSeconds: 0, allSessions: false })) {
+              expect(event.kind).toBe('EXPIRED');
+              if (++received === 1) setImmediate(() => (receivedAtNextTurn = received));
+            }
+          })(),
+        );
+      }
+    }
+    clock.advanceTo(expiresAt);
+    await Promise.all(consumers);
+    await new Promise(setImmediate);
+
+    expect(received).toBe(SESSIONS * SOCKETS);
+    expect(receivedAtNextTurn).toBeGreaterThan(0);
+    expect(receivedAtNextTurn).toBeLessThan(SESSIONS * SOCKETS);
   });
 });
