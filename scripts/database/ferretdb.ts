@@ -7,8 +7,9 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import mongoose from 'mongoose';
+import { buildOnceWithGo } from '../go-build.js';
 import type { DatabaseKind, ResolvedDatabase, StartOptions } from './index.js';
-import { CACHE, REPO, shortPath } from './paths.js';
+import { CACHE, shortPath } from './paths.js';
 import { createPostgresDatabase, dropPostgresDatabase, postgresUrl, splitPassword, type PostgresBackend } from './postgres.js';
 import { canConnect, freePort, message, once, run, supervise, type RunningProcess } from './process.js';
 import { redact } from './uri.js';
@@ -30,44 +31,37 @@ const PATCHES = [
 export const FERRETDB_BIN = path.join(CACHE, 'ferretdb', 'bin', `ferretdb-${FERRETDB_VERSION}-p1`);
 
 /** Returns the FerretDB binary, building it once with Go if it is missing. */
-export async function ensureFerretDB(log: (line: string) => void = console.log): Promise<string> {
-  if (await fsp.access(FERRETDB_BIN, fs.constants.X_OK).then(() => true, () => false)) return FERRETDB_BIN;
-  const go = await findGo();
-  log(`building FerretDB ${FERRETDB_VERSION} with Go into .cache/ferretdb (once; about 2-3 minutes on a cold machine)`);
-  await fsp.mkdir(path.dirname(FERRETDB_BIN), { recursive: true });
-  const work = await fsp.mkdtemp(path.join(CACHE, 'ferretdb', 'build-'));
-  try {
-    // `go install …/cmd/ferretdb@v1.24.2` succeeds but its binary panics at start-up: the module ships
-    // without build/version/version.txt. So build a copy of the module source with that file added.
-    const info = JSON.parse(await run(go, ['mod', 'download', '-json', `github.com/FerretDB/FerretDB@${FERRETDB_VERSION}`], work));
-    const src = path.join(work, 'src');
-    await fsp.cp(info.Dir, src, { recursive: true });
-    for (const d of [src, ...(await fsp.readdir(src, { recursive: true, withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => path.join(e.parentPath, e.name))]) {
-      await fsp.chmod(d, 0o755); // the module cache is read-only
-    }
-    await fsp.writeFile(path.join(src, 'build', 'version', 'version.txt'), `${FERRETDB_VERSION}\n`);
-    for (const { file, from, to } of PATCHES) {
-      const text = await fsp.readFile(path.join(src, file), 'utf8');
-      if (!text.includes(from)) throw new Error(`FerretDB ${FERRETDB_VERSION}: ${file} no longer holds ${from}`);
-      await fsp.chmod(path.join(src, file), 0o644);
-      await fsp.writeFile(path.join(src, file), text.replace(from, to));
-    }
-    const bin = path.join(work, 'ferretdb');
-    await run(go, ['build', '-buildvcs=false', '-o', bin, './cmd/ferretdb'], src);
-    const version = await run(bin, ['--version'], work);
-    if (!version.includes(FERRETDB_VERSION)) throw new Error(`built FerretDB reports an unexpected version:\n${version}`);
-    await fsp.rename(bin, FERRETDB_BIN); // atomic: concurrent builds never expose a partial binary
-    return FERRETDB_BIN;
-  } finally {
-    await fsp.rm(work, { recursive: true, force: true });
-  }
-}
-
-async function findGo(): Promise<string> {
-  for (const go of ['go', '/usr/local/go/bin/go']) {
-    if (await run(go, ['version'], REPO).then(() => true, () => false)) return go;
-  }
-  throw new Error('Go is not installed (https://go.dev/dl/); it is needed once to build FerretDB');
+export function ensureFerretDB(log: (line: string) => void = console.log): Promise<string> {
+  return buildOnceWithGo(
+    {
+      bin: FERRETDB_BIN,
+      name: 'FerretDB',
+      announce: `building FerretDB ${FERRETDB_VERSION} with Go into .cache/ferretdb (once; about 2-3 minutes on a cold machine)`,
+      build: async (go, work) => {
+        // `go install …/cmd/ferretdb@v1.24.2` succeeds but its binary panics at start-up: the module ships
+        // without build/version/version.txt. So build a copy of the module source with that file added.
+        const info = JSON.parse(await run(go, ['mod', 'download', '-json', `github.com/FerretDB/FerretDB@${FERRETDB_VERSION}`], work));
+        const src = path.join(work, 'src');
+        await fsp.cp(info.Dir, src, { recursive: true });
+        for (const d of [src, ...(await fsp.readdir(src, { recursive: true, withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => path.join(e.parentPath, e.name))]) {
+          await fsp.chmod(d, 0o755); // the module cache is read-only
+        }
+        await fsp.writeFile(path.join(src, 'build', 'version', 'version.txt'), `${FERRETDB_VERSION}\n`);
+        for (const { file, from, to } of PATCHES) {
+          const text = await fsp.readFile(path.join(src, file), 'utf8');
+          if (!text.includes(from)) throw new Error(`FerretDB ${FERRETDB_VERSION}: ${file} no longer holds ${from}`);
+          await fsp.chmod(path.join(src, file), 0o644);
+          await fsp.writeFile(path.join(src, file), text.replace(from, to));
+        }
+        const bin = path.join(work, 'ferretdb');
+        await run(go, ['build', '-buildvcs=false', '-o', bin, './cmd/ferretdb'], src);
+        const version = await run(bin, ['--version'], work);
+        if (!version.includes(FERRETDB_VERSION)) throw new Error(`built FerretDB reports an unexpected version:\n${version}`);
+        return bin;
+      },
+    },
+    log,
+  );
 }
 
 // Runs ferretdb under a tiny sh watchdog in its own process group: when our end of its stdin pipe closes
