@@ -3,7 +3,8 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci
+# The image runs on MONGODB_URI: no embedded mongod is downloaded at install (mongodb-memory-server's postinstall).
+RUN MONGOMS_DISABLE_POSTINSTALL=1 npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY src src
 COPY scripts scripts
