@@ -1,7 +1,7 @@
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ExpirySettings } from '../config.js';
 import { expiresAtBrowserClose } from '../expiry/rules.js';
 import type { Logger } from '../logger.js';
+import { inSlices } from '../slices.js';
 import type { EndReason, Session, SessionListener } from '../session.js';
 import { within } from '../timeLimit.js';
 import { EventQueue } from './eventQueue.js';
@@ -344,11 +344,11 @@ export class EventHub implements SessionListener {
     const closes: Array<{ id: string; weight: number }> = [];
     this.burstCloses = closes;
     try {
-      await inSlices(sessions, (session) => this.deliveries(session.id), (session) => this.sessionChanged(session));
+      await inSlices(sessions, DELIVERY_SLICE, (session) => this.deliveries(session.id), (session) => this.sessionChanged(session));
     } finally {
       if (this.burstCloses === closes) this.burstCloses = null;
     }
-    setImmediate(() => void inSlices(closes, (close) => close.weight, (close) => this.sockets.sessionEnded(close.id)));
+    setImmediate(() => void inSlices(closes, DELIVERY_SLICE, (close) => close.weight, (close) => this.sockets.sessionEnded(close.id)));
   }
 
   /** What telling a session's end costs this process, in events (at least one: its sockets close). */
@@ -416,15 +416,3 @@ export class EventHub implements SessionListener {
 const expiryKey = (sessionId: string) => `expire:${sessionId}`;
 const soonKey = (sub: Subscriber, sessionId: string) => `soon:${sub.id}:${sessionId}`;
 
-/** Runs `apply` on each item, yielding to the event loop whenever the weights since the last turn reach DELIVERY_SLICE. */
-async function inSlices<T>(items: T[], weight: (item: T) => number, apply: (item: T) => void): Promise<void> {
-  let sliced = 0;
-  for (const item of items) {
-    if (sliced >= DELIVERY_SLICE) {
-      await nextTurn();
-      sliced = 0;
-    }
-    sliced += weight(item);
-    apply(item);
-  }
-}

@@ -2,6 +2,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import { CloseCode, DEPRECATED_GRAPHQL_WS_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Logger } from '../../logger.js';
+import { inSlices } from '../../slices.js';
 
 /**
  * One socket, kept small since an idle subscribed socket is mostly this: graphql-ws talks through
@@ -166,17 +167,12 @@ export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>)
     conn.closed = server.opened(conn, conn);
   });
 
+  let sweeping: Promise<void> | null = null;
   const heartbeat =
     options.keepAliveMs > 0 && Number.isFinite(options.keepAliveMs)
       ? setInterval(() => {
-          for (const [socket, conn] of connections) {
-            if (conn.awaitingPong) {
-              socket.terminate();
-            } else if (socket.readyState === WebSocket.OPEN) {
-              conn.awaitingPong = true;
-              socket.ping();
-            }
-          }
+          // A process too busy to finish a sweep within the interval skips a beat rather than piling sweeps up.
+          sweeping ??= keepAliveSweep(connections).finally(() => (sweeping = null));
         }, options.keepAliveMs)
       : null;
   heartbeat?.unref();
@@ -192,6 +188,27 @@ export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>)
       await new Promise<void>((resolve, reject) => wss.close((err) => (err ? reject(err) : resolve())));
     },
   };
+}
+
+/** Sockets pinged per turn of the event loop by the keep-alive sweep. */
+const PING_SLICE = 500;
+
+/**
+ * One keep-alive round: a socket that has not answered the previous ping is terminated, every other
+ * open one is pinged. A ping is a system call per socket, so the sockets are taken PING_SLICE per
+ * turn of the event loop (20 000 at once held a loaded process for seconds); one that closed
+ * meanwhile is passed over.
+ */
+export function keepAliveSweep(connections: Map<WebSocket, Connection>, perTurn = PING_SLICE): Promise<void> {
+  return inSlices([...connections], perTurn, () => 1, ([socket, conn]) => {
+    if (!connections.has(socket)) return;
+    if (conn.awaitingPong) {
+      socket.terminate();
+    } else if (socket.readyState === WebSocket.OPEN) {
+      conn.awaitingPong = true;
+      socket.ping();
+    }
+  });
 }
 
 /** connection_init arrived (or the socket closed): the initialisation timeout no longer applies. */
