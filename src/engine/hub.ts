@@ -415,4 +415,3 @@ export class EventHub implements SessionListener {
 
 const expiryKey = (sessionId: string) => `expire:${sessionId}`;
 const soonKey = (sub: Subscriber, sessionId: string) => `soon:${sub.id}:${sessionId}`;
-
