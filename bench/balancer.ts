@@ -19,7 +19,7 @@ import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFile
 import os from 'node:os';
 import path from 'node:path';
 import { findHaproxy, haproxyConfig } from '../scripts/cluster/haproxy.js';
-import { freePort } from '../scripts/database/process.js';
+import { freePort, hasExited } from '../scripts/database/process.js';
 
 /** Connections one HAProxy process accepts: 2 fds each, plus a margin for listeners, checks and logs, under the 20 000-fd limit. */
 export const HAPROXY_MAXCONN = 9000;
@@ -70,7 +70,7 @@ export async function startBalancer(servers: string[], instances: number, addres
     return new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   });
   const stop = async () => {
-    for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
+    for (const p of procs) if (!hasExited(p)) p.kill('SIGTERM');
     await Promise.all(exits);
     process.removeListener('exit', killAll);
     rmSync(dir, { recursive: true, force: true });
@@ -96,7 +96,7 @@ export async function startBalancer(servers: string[], instances: number, addres
 async function untilAllListen(procs: ChildProcess[], port: number): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const exited = procs.findIndex((p) => p.exitCode !== null || p.signalCode !== null);
+    const exited = procs.findIndex(hasExited);
     if (exited >= 0) throw new Error(`HAProxy instance ${exited + 1} exited at start; see its output above`);
     const listening = listeningInodes(port);
     if (procs.every((p) => socketInodes(p.pid!).some((inode) => listening.has(inode)))) return;

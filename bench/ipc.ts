@@ -4,6 +4,7 @@
  * process), so a child's pid is the process whose memory is measured.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { hasExited } from '../scripts/database/process.js';
 
 interface Request {
   id: number;
@@ -51,7 +52,7 @@ export function spawnChild(file: string, env: Record<string, string> = {}, execA
         proc.send({ id, cmd, arg } satisfies Request);
       }),
     async stop(graceMs = 15_000) {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      if (hasExited(proc)) return;
       child.call('exit').catch(() => {});
       const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
       await exited;

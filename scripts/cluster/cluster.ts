@@ -14,7 +14,7 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { exitOf, freePort, runningPid, supervise, type RunningProcess, type Supervisor } from '../database/process.js';
+import { exitOf, freePort, hasExited, runningPid, supervise, type RunningProcess, type Supervisor } from '../database/process.js';
 import { findHaproxy, haproxyConfig } from './haproxy.js';
 
 export interface ClusterOptions {
@@ -170,7 +170,7 @@ async function startHaproxyProcess(
     pid: () => runningPid(proc),
     exited,
     stop: async () => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      if (!hasExited(proc)) proc.kill('SIGTERM');
       await exited;
     },
   };
@@ -249,7 +249,7 @@ function startWorkerProcess(
         pid: () => runningPid(child),
         exited,
         stop: async () => {
-          if (child.exitCode !== null || child.signalCode !== null) return;
+          if (hasExited(child)) return;
           const kill = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
           child.kill('SIGTERM');
           await exited;

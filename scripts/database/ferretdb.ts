@@ -11,7 +11,7 @@ import { buildOnceWithGo } from '../go-build.js';
 import type { DatabaseKind, ResolvedDatabase, StartOptions } from './index.js';
 import { CACHE, shortPath } from './paths.js';
 import { createPostgresDatabase, dropPostgresDatabase, postgresUrl, splitPassword, type PostgresBackend } from './postgres.js';
-import { canConnect, freePort, message, once, run, supervise, type RunningProcess } from './process.js';
+import { canConnect, freePort, hasExited, message, once, run, supervise, type RunningProcess } from './process.js';
 import { redact } from './uri.js';
 
 export const FERRETDB_VERSION = 'v1.24.2';
@@ -191,7 +191,7 @@ async function waitUntilReady(child: ChildProcess, port: number, uri: string, lo
     return new Error(`FerretDB ${why}; last lines of ${logFile}:\n${tail}`);
   };
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw await fail(`exited at start-up (code ${child.exitCode ?? child.signalCode})`);
+    if (hasExited(child)) throw await fail(`exited at start-up (code ${child.exitCode ?? child.signalCode})`);
     if (await canConnect(port)) break;
     if (Date.now() > deadline) throw await fail('did not accept connections within 20 s');
     await sleep(25);
@@ -217,7 +217,7 @@ function ferretdbProcess(child: ChildProcess, dir: string): RunningProcess {
   let pid: number | undefined;
   return {
     pid: () => {
-      if (child.exitCode !== null || child.signalCode !== null) return undefined;
+      if (hasExited(child)) return undefined;
       try {
         pid ??= Number(fs.readFileSync(path.join(dir, 'ferretdb.pid'), 'utf8')) || undefined;
       } catch {
@@ -239,7 +239,7 @@ function exitDescription(code: number | null, signal: NodeJS.Signals | null): st
 
 /** Ends a watchdog and its ferretdb without the watchdog's clean-up (a restart that failed: the data stays). */
 async function abandonProcessGroup(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
+  if (hasExited(child)) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   try {
     process.kill(-child.pid!, 'SIGKILL');
@@ -251,7 +251,7 @@ async function abandonProcessGroup(child: ChildProcess): Promise<void> {
 }
 
 async function stopProcessGroup(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) {
+  if (hasExited(child)) {
     child.stdin?.destroy();
     return;
   }

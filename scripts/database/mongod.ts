@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { MongoMemoryServer } from 'mongodb-memory-server';
 import type { ResolvedDatabase, StartOptions } from './index.js';
 import { CACHE, shortPath } from './paths.js';
-import { freePort, message, once, runningPid, supervise, type RunningProcess } from './process.js';
+import { exitOf, freePort, hasExited, message, once, runningPid, supervise, type RunningProcess } from './process.js';
 import { redact, withDbName } from './uri.js';
 
 const MONGOD_UNAVAILABLE = path.join(CACHE, 'mongod-unavailable');
@@ -84,10 +84,7 @@ export async function startMongod(o: StartOptions): Promise<ResolvedDatabase> {
 function mongodProcess(member: MongoMemoryServer): RunningProcess {
   const instance = member.instanceInfo!.instance;
   const child = instance.mongodProcess!;
-  const exited = new Promise<string>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve(`exit code ${child.exitCode ?? child.signalCode}`);
-    else child.once('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `exit code ${code}`));
-  });
+  const exited = hasExited(child) ? Promise.resolve(`exit code ${child.exitCode ?? child.signalCode}`) : exitOf(child);
   return {
     pid: () => runningPid(child),
     exited,

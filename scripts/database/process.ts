@@ -1,8 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 
+/** The child has exited, with a code or by a signal. */
+export const hasExited = (child: ChildProcess): boolean => child.exitCode !== null || child.signalCode !== null;
+
 /** The child's pid while it runs; undefined once it has exited. */
-export const runningPid = (child: ChildProcess): number | undefined => (child.exitCode === null && child.signalCode === null ? child.pid : undefined);
+export const runningPid = (child: ChildProcess): number | undefined => (hasExited(child) ? undefined : child.pid);
 
 /** How the child will exit: "signal SIGKILL" or "exit code 1" (taken before it can have exited). */
 export const exitOf = (child: ChildProcess): Promise<string> =>
