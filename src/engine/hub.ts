@@ -96,6 +96,9 @@ interface Watched {
 /** Subscribers told of a burst of expiries per turn of the event loop. */
 const DELIVERY_SLICE = 500;
 
+/** About how many sockets a session's end reaches in this process: its subscribers, at least one (its sockets close). */
+const reach = (w: Watched | undefined) => Math.max(1, w?.subscribers.size ?? 0);
+
 /** How long the hub remembers a session it has seen end, so that a change feed re-delivering older versions cannot revive it. */
 const ENDED_MEMORY_MS = 60_000;
 
@@ -344,16 +347,11 @@ export class EventHub implements SessionListener {
     const closes: Array<{ id: string; weight: number }> = [];
     this.burstCloses = closes;
     try {
-      await inSlices(sessions, DELIVERY_SLICE, (session) => this.deliveries(session.id), (session) => this.sessionChanged(session));
+      await inSlices(sessions, DELIVERY_SLICE, (session) => reach(this.watched.get(session.id)), (session) => this.sessionChanged(session));
     } finally {
       if (this.burstCloses === closes) this.burstCloses = null;
     }
     setImmediate(() => void inSlices(closes, DELIVERY_SLICE, (close) => close.weight, (close) => this.sockets.sessionEnded(close.id)));
-  }
-
-  /** What telling a session's end costs this process, in events (at least one: its sockets close). */
-  private deliveries(sessionId: string): number {
-    return Math.max(1, this.watched.get(sessionId)?.subscribers.size ?? 0);
   }
 
   private dueSessions(ids: string[]): Session[] {
@@ -372,7 +370,7 @@ export class EventHub implements SessionListener {
     this.rememberEnded(w.session.endedAt ? w.session : { ...w.session, endedAt: new Date(this.deps.now()), endReason: reason });
     this.deps.scheduler.cancel(expiryKey(id));
     const event = terminalEvent(w.session, reason, new Date(this.deps.now()), this.deps.loginUrl);
-    const sockets = Math.max(1, w.subscribers.size);
+    const sockets = reach(w);
     for (const sub of w.subscribers) {
       this.deps.scheduler.cancel(soonKey(sub, id));
       sub.others?.delete(id);
