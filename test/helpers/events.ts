@@ -26,8 +26,9 @@ export class EventRecorder {
   private readonly client: Client;
   private readonly waiters: Array<() => void> = [];
 
-  constructor(server: TestServer, token: string | null, variables: { lead?: number; all?: boolean } = {}) {
+  constructor(server: TestServer, token: string | null, variables: { lead?: number; all?: boolean } = {}, { answerPings = true } = {}) {
     this.client = server.wsClient(token, {
+      answerPings,
       onClosed: (code) => {
         this.closeCode = code;
         this.notify();

@@ -18,7 +18,7 @@ export interface TestServer extends RunningServer {
   /** Everything the server logged, as JSON lines. */
   logs: string[];
   gql<T = any>(query: string, variables?: Record<string, unknown>, options?: RequestOptions): Promise<GqlResponse<T>>;
-  wsClient(token: string | null, options?: { onClosed?: (code: number) => void }): Client;
+  wsClient(token: string | null, options?: WsClientOptions): Client;
   mongoUri: string;
 }
 
@@ -57,11 +57,25 @@ export async function postGraphQL<T>(
   return { status: res.status, data: body.data, errors: body.errors, headers: res.headers };
 }
 
-/** A graphql-ws client that connects at once, never retries, and tells `onClosed` how its socket closed. */
-export function graphqlWsClient(wsUrl: string, token: string | null, onClosed?: (code: number, reason: string) => void): Client {
+export interface WsClientOptions {
+  /** Told how the socket closed. */
+  onClosed?: (code: number, reason: string) => void;
+  /** False: the socket never answers the server's keep-alive pings, as a browser whose machine went to sleep. */
+  answerPings?: boolean;
+}
+
+/** A socket that reads every frame and answers no ping. */
+class DeafToPings extends WebSocket {
+  constructor(url: string, protocols?: string | string[]) {
+    super(url, protocols, { autoPong: false });
+  }
+}
+
+/** A graphql-ws client that connects at once and never retries. */
+export function graphqlWsClient(wsUrl: string, token: string | null, { onClosed, answerPings = true }: WsClientOptions = {}): Client {
   return createClient({
     url: wsUrl,
-    webSocketImpl: WebSocket,
+    webSocketImpl: answerPings ? WebSocket : DeafToPings,
     connectionParams: token ? { token } : {},
     retryAttempts: 0,
     lazy: false,
@@ -112,7 +126,7 @@ export async function startTestServer(env: Record<string, string> = {}, mongoUri
     logs,
     mongoUri,
     gql: (query, variables = {}, options = {}) => postGraphQL(server.url, query, variables, options),
-    wsClient: (token, options = {}) => graphqlWsClient(wsUrl, token, options.onClosed),
+    wsClient: (token, options) => graphqlWsClient(wsUrl, token, options),
   };
 }
 

@@ -16,7 +16,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client } from 'graphql-ws';
-import { graphqlWsClient, postGraphQL, type GqlResponse, type RequestOptions } from './server.js';
+import { graphqlWsClient, postGraphQL, type GqlResponse, type RequestOptions, type WsClientOptions } from './server.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '../..');
@@ -74,7 +74,7 @@ export interface ServerProcess {
   /** A GraphQL request over HTTP. Throws only when there is no HTTP answer with a JSON body (connection refused, timeout). */
   gql<T = any>(query: string, variables?: Record<string, unknown>, options?: RequestOptions): Promise<GqlResponse<T>>;
   /** A graphql-ws client on this process (not lazy, no retries); token null for none. */
-  wsClient(token: string | null, options?: { onClosed?: (code: number, reason: string) => void }): Client;
+  wsClient(token: string | null, options?: WsClientOptions): Client;
   /** Sends `signal` (default SIGKILL) and resolves once the child has exited. */
   kill(signal?: NodeJS.Signals): Promise<ExitStatus>;
   /** SIGTERM (graceful stop: sockets close with 1001, writes land), SIGKILL after `graceMs`; resolves once exited. */
@@ -180,7 +180,7 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
       return exitStatus === null;
     },
     gql: (query, variables = {}, requestOptions = {}) => postGraphQL(url, query, variables, requestOptions, name),
-    wsClient: (token, clientOptions = {}) => graphqlWsClient(wsUrl, token, clientOptions.onClosed),
+    wsClient: (token, clientOptions) => graphqlWsClient(wsUrl, token, clientOptions),
     kill: (signal = 'SIGKILL') => signalAndWait(signal),
     async stop(graceMs = 10_000) {
       if (exitStatus) return exitStatus;

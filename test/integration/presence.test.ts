@@ -28,8 +28,8 @@ async function startProcess(env: Record<string, string> = {}): Promise<ServerPro
 }
 
 /** A sessionEvents subscription on `target` (the recorder only uses wsClient, which a ServerProcess has too). */
-function record(target: TestServer | ServerProcess, token: string, variables?: { all?: boolean }): EventRecorder {
-  const recorder = new EventRecorder(target as TestServer, token, variables);
+function record(target: TestServer | ServerProcess, token: string, variables?: { all?: boolean }, client?: { answerPings?: boolean }): EventRecorder {
+  const recorder = new EventRecorder(target as TestServer, token, variables, client);
   recorders.push(recorder);
   return recorder;
 }
@@ -38,8 +38,8 @@ function record(target: TestServer | ServerProcess, token: string, variables?: {
  * A subscription on another process, resolved once it is in place there: a renewal made on the
  * observer reaches it as EXPIRY_CHANGED.
  */
-async function subscribeOn(proc: ServerProcess, token: string): Promise<EventRecorder> {
-  const recorder = record(proc, token);
+async function subscribeOn(proc: ServerProcess, token: string, client?: { answerPings?: boolean }): Promise<EventRecorder> {
+  const recorder = record(proc, token, {}, client);
   const deadline = Date.now() + 10_000;
   while (!recorder.events.some((e) => e.kind === 'EXPIRY_CHANGED')) {
     if (Date.now() > deadline) throw new Error(`subscription on ${proc.name} not in place: ${JSON.stringify(recorder.kinds())}`);
@@ -155,5 +155,29 @@ describe('browser-close presence across processes', { timeout: 60_000 }, () => {
     expect(browserClosedEvents(feed, id)[0]!.receivedAt).toBeGreaterThanOrEqual(closedAt + GRACE_MS);
     expect(browserClosedEvents(feed, id)).toHaveLength(1);
     await expectBrowserClosed(token);
+  });
+
+  it('a browser that stops answering pings without closing its socket is cut off by the keep-alive, and its session ends after the grace; one that answers keeps both', async () => {
+    const PING_MS = 1000;
+    const proc = await startProcess({ WS_PING_INTERVAL: String(PING_MS / 1000) });
+    onTestFailed(() => proc.printLogs());
+    const deaf = await browserCloseSession();
+    const answering = await browserCloseSession();
+    const deafSocket = await subscribeOn(proc, deaf.token, { answerPings: false });
+    const subscribedAt = Date.now();
+    const answeringSocket = await subscribeOn(proc, answering.token);
+
+    // The next sweep pings it, the one after finds no pong and terminates the socket; then the grace runs.
+    await deaf.feed.until(() => browserClosedEvents(deaf.feed, deaf.id).length > 0, 2 * PING_MS + GRACE_MS + 5000, 'EXPIRED (BROWSER_CLOSED)');
+    expect(browserClosedEvents(deaf.feed, deaf.id)[0]!.receivedAt).toBeGreaterThanOrEqual(subscribedAt + GRACE_MS);
+    // Terminated: no close frame reached the client.
+    expect(deafSocket.closeCode).toBe(1006);
+    await expectBrowserClosed(deaf.token);
+
+    // Several sweeps later the one that answers is still connected and its session valid.
+    await sleep(subscribedAt + 4 * PING_MS - Date.now());
+    expect(answeringSocket.closeCode).toBeNull();
+    expect(browserClosedEvents(answering.feed, answering.id)).toEqual([]);
+    await expectValid(answering.token, answering.id);
   });
 });
