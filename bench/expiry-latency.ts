@@ -24,7 +24,8 @@
  *
  * Environment: BENCH_SIZES (default "1000,10000"), BENCH_CLUSTER_SIZES (default "50000"; empty: no
  * cluster scenario), BENCH_FAILOVER_SIZES (default "20000"; empty: none), BENCH_CLUSTER_PROCESSES (default 3), BENCH_OUTPUT (default BENCHMARKS.md),
- * BENCH_SETUP_BUDGET_S (default 900), BENCH_FANOUT_SESSIONS (default 100), and what
+ * BENCH_SETUP_BUDGET_S (default 900), BENCH_FANOUT_SESSIONS (default 100), BENCH_MODES (default
+ * "spread,burst") and BENCH_TARGETS (default "bare,api") to run part of the latency scenarios, and what
  * scripts/database.ts reads (MONGODB_URI, SESSIONS_EMBEDDED_DB, SESSIONS_POSTGRESQL_URL). LOG_LEVEL,
  * CHANGE_POLL_INTERVAL_MS and WS_PING_INTERVAL pass through to the API server. BENCH_CPU_PROF=dir
  * writes a V8 CPU profile of the API server's expiry phase into dir (read it with profile-summary.ts);
@@ -56,6 +57,14 @@ const CLUSTER_SIZES = sizes(env.BENCH_CLUSTER_SIZES ?? '50000');
  */
 const FAILOVER_SIZES = sizes(env.BENCH_FAILOVER_SIZES ?? '20000');
 const CLUSTER_PROCESSES = Number(env.BENCH_CLUSTER_PROCESSES ?? 3);
+function choices<T extends string>(name: string, allowed: readonly T[]): T[] {
+  const chosen = (env[name] ?? allowed.join(',')).split(',').filter(Boolean);
+  const unknown = chosen.filter((c) => !(allowed as readonly string[]).includes(c));
+  if (unknown.length) throw new Error(`${name}: unknown ${unknown.join(', ')} (choose from ${allowed.join(', ')})`);
+  return chosen as T[];
+}
+const MODES = choices('BENCH_MODES', ['spread', 'burst'] as const);
+const TARGET_NAMES = choices('BENCH_TARGETS', ['bare', 'api'] as const);
 const OUTPUT = path.resolve(here, '..', env.BENCH_OUTPUT ?? 'BENCHMARKS.md');
 const SETUP_BUDGET_MS = Number(env.BENCH_SETUP_BUDGET_S ?? 900) * 1000;
 const FANOUT_SESSIONS = Number(env.BENCH_FANOUT_SESSIONS ?? 100);
@@ -819,17 +828,14 @@ async function main() {
 
   const info = machine();
   const loadBefore = os.loadavg()[0]!.toFixed(1);
-  const both = (n: number, sessions: number, processes: number): Scenario[] => [
-    { n, sessions, mode: 'spread', processes },
-    { n, sessions, mode: 'burst', processes },
-  ];
+  const both = (n: number, sessions: number, processes: number): Scenario[] => MODES.map((mode) => ({ n, sessions, mode, processes }));
   const scenarios: Scenario[] = [
     ...SIZES.flatMap((n) => [...both(n, n, 1), ...(n > 1000 && FANOUT_SESSIONS < n ? both(n, FANOUT_SESSIONS, 1) : [])]),
     ...CLUSTER_SIZES.flatMap((n) => both(n, n, CLUSTER_PROCESSES)),
   ];
   const results: Array<RunResult | Skipped> = [];
   let probe: ProbeRow[] = [];
-  for (const s of scenarios) for (const target of ['bare', 'api'] as const) results.push(await run(target, s));
+  for (const s of scenarios) for (const target of TARGET_NAMES) results.push(await run(target, s));
   const failovers: Array<RunResult | Skipped> = [];
   for (const n of FAILOVER_SIZES) failovers.push(await run('api', { n, sessions: n, mode: 'failover', processes: CLUSTER_PROCESSES }));
   if (results.length) {
