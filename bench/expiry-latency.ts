@@ -688,7 +688,7 @@ function report(info: RunInfo, all: Array<RunResult | Skipped>, probe: ProbeRow[
     'Server lag: `serverTime` in the event − `expiresAt` (timer, the re-check\'s commit, bookkeeping). Transit: received − `serverTime` ' +
       '(executing the event, writing it, through the balancer if any, the load reading it). Re-check commits: the expiry re-check\'s database work (`expireDue`: the insert that ends the sessions due, and the reads of ' +
       'those another writer got first), timed in the server processes; a re-check not answered within 1 s (and a ping then not ' +
-      'within 0.5 s) times out and the sessions end on their last known expiry. CPU: % of one ' +
+      'within 0.5 s), or not within `EXPIRY_RECHECK_MAX_WAIT` (10 s) in all, times out and the sessions end on their last known expiry. CPU: % of one ' +
       'core from the first deadline to the last event, for the server processes together, the database process (for FerretDB on ' +
       'PostgreSQL: FerretDB and the PostgreSQL backends serving its database) and the HAProxy processes together. Completed / closed: ' +
       'subscriptions that got `complete` after their event, and sockets the server closed with 4401 within 5 s of the last event.',

@@ -130,6 +130,11 @@ const schema = z.object({
    * health pings, so the survivors reported the database unreachable and HAProxy took them out too.
    */
   WS_MAX_CONCURRENT_AUTHENTICATIONS: positiveCount.default(16),
+  /**
+   * Seconds the expiry re-check waits for a database that answers pings but has not committed the
+   * ends due (a stuck write lock, a stalled disk) before they end on their last known expiry.
+   */
+  EXPIRY_RECHECK_MAX_WAIT: positiveSeconds.default(10),
   /** Polling interval of the change feed when the database has no change streams, in ms. */
   CHANGE_POLL_INTERVAL_MS: positiveSeconds.default(100),
   /**
@@ -185,6 +190,8 @@ export interface Settings {
   httpRequestTimeoutMs: number;
   websocket: { operationsPerSocket: number; socketsPerSession: number; unauthenticatedPerAddress: number; concurrentAuthentications: number };
   changePollIntervalMs: number;
+  /** How long the expiry re-check waits for a database that answers pings but has not decided (EXPIRY_RECHECK_MAX_WAIT). */
+  recheckMaxWaitMs: number;
   sessionCache: { maxStalenessMs: number; size: number };
   passwordHashCost: number;
   /**
@@ -290,6 +297,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
       concurrentAuthentications: e.WS_MAX_CONCURRENT_AUTHENTICATIONS,
     },
     changePollIntervalMs: e.CHANGE_POLL_INTERVAL_MS,
+    recheckMaxWaitMs: e.EXPIRY_RECHECK_MAX_WAIT * 1000,
     sessionCache: { maxStalenessMs: e.SESSION_CACHE_MAX_STALENESS_MS, size: e.SESSION_CACHE_SIZE },
     passwordHashCost: e.PASSWORD_HASH_COST,
     warnings,

@@ -45,6 +45,8 @@ export interface HubDeps {
   logger: Logger;
   /** How long the re-check at expiry waits for the database before asking whether it is there at all. */
   recheckTimeoutMs: number;
+  /** How long it waits in all for a database that answers those questions but has not decided. */
+  recheckMaxWaitMs: number;
 }
 
 /** A database that does not answer a ping within this is taken to be out of reach. */
@@ -310,16 +312,19 @@ export class EventHub implements SessionListener {
    * committing its next version, which fails where another writer (a renewal or an end in another
    * process, not seen here yet) committed that version first; those are read again and their latest
    * version applies. Only then is anything announced. A database that is slow but there is waited
-   * for. One that is out of reach (the re-check fails, or takes over `recheckTimeoutMs` and a ping
-   * goes unanswered) cannot keep a session alive: the sessions end on what this process knows, never
-   * past their last known expiry, and that end is made to stick once the database answers again.
+   * for, up to `recheckMaxWaitMs`. One that is out of reach (the re-check fails, or takes over
+   * `recheckTimeoutMs` and a ping goes unanswered) or stuck (it answers pings but has not decided
+   * by then) cannot keep a session alive: the sessions end on what this process knows, never past
+   * their last known expiry, and that end is made to stick once the database answers again.
    */
   private async recheck(ids: string[]): Promise<void> {
     const due = this.dueSessions(ids);
     const latest = due.length > 0 ? this.deps.sessions.expireDue(due) : Promise.resolve([]);
+    const giveUpAt = Date.now() + this.deps.recheckMaxWaitMs;
     try {
       while (!(await within(latest.then(() => true), this.deps.recheckTimeoutMs, false))) {
         if (!(await this.deps.database.answers(PING_TIMEOUT_MS))) throw new Error('the database does not answer');
+        if (Date.now() >= giveUpAt) throw new Error(`the database answers but has not decided within ${this.deps.recheckMaxWaitMs} ms`);
       }
       await this.applyInSlices(await latest);
     } catch (err) {

@@ -126,6 +126,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     loginUrl: settings.loginUrl,
     logger,
     recheckTimeoutMs: RECHECK_TIMEOUT_MS,
+    recheckMaxWaitMs: settings.recheckMaxWaitMs,
   });
   service.listen(hub);
   await feed.start(

@@ -1,5 +1,9 @@
-import { describe, expect, inject, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fsp from 'node:fs/promises';
+import path from 'node:path';
+import mongoose from 'mongoose';
+import { describe, expect, inject, it } from 'vitest';
 import { FERRETDB_BIN, postgresAdminUrl, postgresUnavailable, psql, resolveDatabase } from '../../scripts/database.js';
 import { EventRecorder } from '../helpers/events.js';
 import { eventually, login, newUserSession, sleep, startTestServer, type TestServer } from '../helpers/server.js';
@@ -154,6 +158,58 @@ describe.skipIf(inject('dbKind') === 'external')('while the database is unreacha
     } finally {
       await load.stop();
       await Promise.all(events.map((e) => e.dispose()));
+      await Promise.race([server.stop(), sleep(5000)]);
+      await db.stop();
+    }
+  });
+});
+
+/**
+ * Takes SQLite's write lock on `file` from another process, as a stuck writer would: readers (WAL)
+ * and FerretDB's pings go on, every write waits (FerretDB's busy timeout is 10 s).
+ */
+async function holdWriteLock(file: string): Promise<{ release(): Promise<void> }> {
+  const script = 'import sqlite3, sys\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute("BEGIN IMMEDIATE")\nprint("locked", flush=True)\nsys.stdin.read()';
+  const holder = spawn('python3', ['-c', script, file], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = once(holder, 'exit');
+  await Promise.race([once(holder.stdout!, 'data'), exited.then(([code]) => Promise.reject(new Error(`the lock holder exited with ${code}`)))]);
+  return {
+    async release() {
+      holder.stdin!.end();
+      await exited;
+    },
+  };
+}
+
+describe.skipIf(inject('dbKind') !== 'ferretdb')('while the database answers pings but commits no write', () => {
+  it('a session ends on its last known expiry EXPIRY_RECHECK_MAX_WAIT after it, and that end is written once writes go through', async () => {
+    const MAX_WAIT_MS = 2_000;
+    const db = await resolveDatabase({ persistent: false, kind: 'ferretdb', log: () => {} });
+    const server = await startTestServer({ EXPIRY_RECHECK_MAX_WAIT: String(MAX_WAIT_MS / 1000) }, db.uri);
+    const conn = await mongoose.createConnection(db.uri).asPromise();
+    let lock: { release(): Promise<void> } | null = null;
+    try {
+      const { token, session } = await newUserSession(server, { seconds: 3 });
+      const events = new EventRecorder(server, token);
+      await events.ready(server, session.id);
+      lock = await holdWriteLock(path.join(db.dataDir!, `${new URL(db.uri).pathname.slice(1)}.sqlite`));
+      expect((await fetch(`${new URL(server.url).origin}/readyz`)).status).toBe(200);
+
+      const expired = await events.untilEvent('EXPIRED', 10_000);
+      const late = expired.receivedAt - new Date(session.expiryDate).getTime();
+      expect(expired.reason).toBe('TIMEOUT');
+      // Waited for while it answered pings, then no longer: long before SQLite's busy timeout failed the write.
+      expect(late).toBeGreaterThanOrEqual(MAX_WAIT_MS);
+      expect(late).toBeLessThan(MAX_WAIT_MS + 3_000);
+
+      await lock.release();
+      lock = null;
+      const ends = () => conn.collection('session_versions').countDocuments({ sessionId: new mongoose.Types.ObjectId(session.id), 'state.endReason': 'TIMEOUT' });
+      await eventually(async () => (await ends()) === 1, 15_000, 'the TIMEOUT written');
+      await events.dispose();
+    } finally {
+      await lock?.release();
+      await conn.close();
       await Promise.race([server.stop(), sleep(5000)]);
       await db.stop();
     }

@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { loadSettings } from '../../src/config.js';
-import { EventHub } from '../../src/engine/hub.js';
+import { EventHub, type HubDeps } from '../../src/engine/hub.js';
 import { Scheduler } from '../../src/engine/scheduler.js';
 import { ended } from '../../src/sessions/transitions.js';
 import type { Session } from '../../src/session.js';
@@ -23,7 +23,7 @@ function session(i: number, expiresAt: number): Session {
   } as Session;
 }
 
-function hubOnManualClock() {
+function hubOnManualClock(overrides: Partial<HubDeps> = {}) {
   const clock = new ManualClock();
   clock.time = 1_000_000;
   const settings = loadSettings({});
@@ -40,6 +40,8 @@ function hubOnManualClock() {
     loginUrl: '/login',
     logger: pino({ level: 'silent' }),
     recheckTimeoutMs: 1_000,
+    recheckMaxWaitMs: 10_000,
+    ...overrides,
   });
   return { clock, hub };
 }
@@ -111,5 +113,43 @@ describe('the event hub', () => {
     expect(received).toBe(SESSIONS * SOCKETS);
     expect(receivedAtNextTurn).toBeGreaterThan(0);
     expect(receivedAtNextTurn).toBeLessThan(SESSIONS * SOCKETS);
+  });
+
+  describe('a database that answers pings but is slow to decide', () => {
+    const RECHECK_TIMEOUT_MS = 20;
+    const MAX_WAIT_MS = 300;
+
+    async function firstEventAfterExpiry(expireDue: HubDeps['sessions']['expireDue']) {
+      const announced: string[] = [];
+      const { clock, hub } = hubOnManualClock({
+        sessions: { expireDue, endAfterAnnouncedTimeout: async (id) => void announced.push(id) },
+        recheckTimeoutMs: RECHECK_TIMEOUT_MS,
+        recheckMaxWaitMs: MAX_WAIT_MS,
+      });
+      const s = session(1, clock.time + 5_000);
+      const next = hub.subscribe(s, { leadSeconds: 0, allSessions: false })[Symbol.asyncIterator]().next();
+      clock.advanceTo(s.expiry.expiresAt.getTime());
+      const startedAt = Date.now();
+      const { value } = await next;
+      return { event: `${value.kind}/${value.reason}`, waitedMs: Date.now() - startedAt, announced, s };
+    }
+
+    it('is waited for while it decides within EXPIRY_RECHECK_MAX_WAIT: a renewal it finds applies', async () => {
+      const { event, waitedMs, announced } = await firstEventAfterExpiry(async ([due]) => {
+        await new Promise((resolve) => setTimeout(resolve, MAX_WAIT_MS / 2));
+        return [{ ...due!, version: 2, expiry: { ...due!.expiry, expiresAt: new Date(due!.expiry.expiresAt.getTime() + 60_000) } }];
+      });
+      expect(event).toBe('EXPIRY_CHANGED/null');
+      expect(waitedMs).toBeGreaterThanOrEqual(MAX_WAIT_MS / 2 - 5);
+      expect(announced).toEqual([]);
+    });
+
+    it('once it has not decided within EXPIRY_RECHECK_MAX_WAIT, the session ends on its last known expiry and that end is made to stick', async () => {
+      const { event, waitedMs, announced, s } = await firstEventAfterExpiry(() => new Promise(() => {}));
+      expect(event).toBe('EXPIRED/TIMEOUT');
+      expect(waitedMs).toBeGreaterThanOrEqual(MAX_WAIT_MS - 5);
+      expect(waitedMs).toBeLessThan(MAX_WAIT_MS + 500);
+      await expect.poll(() => announced).toEqual([s.id]);
+    });
   });
 });
