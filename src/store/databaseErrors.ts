@@ -24,11 +24,15 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT
 const MONGOOSE_UNREACHABLE = /buffering timed out|Connection was force closed|before initial connection is complete/;
 
 /**
- * FerretDB on PostgreSQL stays up while its backend is out of reach and answers every command with
- * an InternalError (code 1) quoting the backend's failure: it could not connect, or its connection
- * was cut (PostgreSQL shutting down, restarting, or refusing connections to the database).
+ * FerretDB stays up while its backend cannot serve it and answers with an InternalError (code 1)
+ * quoting the backend's failure. On PostgreSQL: it could not connect, or its connection was cut
+ * (PostgreSQL shutting down, restarting, or refusing connections to the database). On SQLite: a
+ * write waited out the busy timeout (10 s) behind another process's write lock.
  */
-const FERRETDB_BACKEND_UNREACHABLE = /failed to connect to|SQLSTATE 57P0[1-3]|SQLSTATE 08\d{3}|conn closed|unexpected EOF/;
+const FERRETDB_BACKEND_UNREACHABLE = /failed to connect to|SQLSTATE 57P0[1-3]|SQLSTATE 08\d{3}|conn closed|unexpected EOF|\(SQLITE_BUSY\)/;
+
+/** A command's error answer, as such or as insertMany reports it (the driver copies its code and message). */
+const SERVER_ERRORS = new Set(['MongoServerError', 'MongoBulkWriteError']);
 
 /** Thrown by code that knows the database is out of reach before asking it. */
 export class DatabaseUnavailableError extends Error {
@@ -47,7 +51,7 @@ export function isDatabaseUnreachable(err: unknown, depth = 0): boolean {
   if (!(err instanceof Error) || depth > 4) return false;
   if (UNREACHABLE.has(err.name)) return true;
   if (err.name === 'MongooseError' && MONGOOSE_UNREACHABLE.test(err.message)) return true;
-  if (err.name === 'MongoServerError' && (err as { code?: unknown }).code === 1 && FERRETDB_BACKEND_UNREACHABLE.test(err.message)) return true;
+  if (SERVER_ERRORS.has(err.name) && (err as { code?: unknown }).code === 1 && FERRETDB_BACKEND_UNREACHABLE.test(err.message)) return true;
   if (NETWORK_CODES.has(String((err as { code?: unknown }).code))) return true;
   const wrapped = err as { originalError?: unknown; cause?: unknown; errorResponse?: unknown };
   return [wrapped.originalError, wrapped.cause, wrapped.errorResponse].some((inner) => inner !== err && isDatabaseUnreachable(inner, depth + 1));

@@ -6,7 +6,7 @@ import mongoose from 'mongoose';
 import { describe, expect, inject, it } from 'vitest';
 import { FERRETDB_BIN, postgresAdminUrl, postgresUnavailable, psql, resolveDatabase } from '../../scripts/database.js';
 import { EventRecorder } from '../helpers/events.js';
-import { eventually, login, newUserSession, sleep, startTestServer, type TestServer } from '../helpers/server.js';
+import { errorCode, eventually, login, newUserSession, sleep, startTestServer, type TestServer } from '../helpers/server.js';
 
 const CACHE_STALENESS_MS = 300;
 const embeddedKind = () => inject('dbKind') as 'ferretdb' | 'mongod' | 'ferretdb-postgresql';
@@ -182,7 +182,7 @@ async function holdWriteLock(file: string): Promise<{ release(): Promise<void> }
 }
 
 describe.skipIf(inject('dbKind') !== 'ferretdb')('while the database answers pings but commits no write', () => {
-  it('a session ends on its last known expiry EXPIRY_RECHECK_MAX_WAIT after it, and that end is written once writes go through', async () => {
+  it('a session ends on its last known expiry EXPIRY_RECHECK_MAX_WAIT after it; a logout meanwhile fails with DATABASE_UNAVAILABLE and changes nothing; the end is written once writes go through', async () => {
     const MAX_WAIT_MS = 2_000;
     const db = await resolveDatabase({ persistent: false, kind: 'ferretdb', log: () => {} });
     const server = await startTestServer({ EXPIRY_RECHECK_MAX_WAIT: String(MAX_WAIT_MS / 1000) }, db.uri);
@@ -190,10 +190,12 @@ describe.skipIf(inject('dbKind') !== 'ferretdb')('while the database answers pin
     let lock: { release(): Promise<void> } | null = null;
     try {
       const { token, session } = await newUserSession(server, { seconds: 3 });
+      const other = await newUserSession(server, { seconds: 600 });
       const events = new EventRecorder(server, token);
       await events.ready(server, session.id);
       lock = await holdWriteLock(path.join(db.dataDir!, `${new URL(db.uri).pathname.slice(1)}.sqlite`));
       expect((await fetch(`${new URL(server.url).origin}/readyz`)).status).toBe(200);
+      const logout = server.gql('mutation { logout }', {}, { token: other.token, timeoutMs: 60_000 });
 
       const expired = await events.untilEvent('EXPIRED', 10_000);
       const late = expired.receivedAt - new Date(session.expiryDate).getTime();
@@ -202,10 +204,15 @@ describe.skipIf(inject('dbKind') !== 'ferretdb')('while the database answers pin
       expect(late).toBeGreaterThanOrEqual(MAX_WAIT_MS);
       expect(late).toBeLessThan(MAX_WAIT_MS + 3_000);
 
+      // The logout's write waits out SQLite's busy timeout, and is refused as the database being unavailable.
+      const refused = await logout;
+      expect({ status: refused.status, code: errorCode(refused) }).toEqual({ status: 503, code: 'DATABASE_UNAVAILABLE' });
+
       await lock.release();
       lock = null;
       const ends = () => conn.collection('session_versions').countDocuments({ sessionId: new mongoose.Types.ObjectId(session.id), 'state.endReason': 'TIMEOUT' });
       await eventually(async () => (await ends()) === 1, 15_000, 'the TIMEOUT written');
+      expect((await server.gql('{ session { id } }', {}, { token: other.token })).errors).toBeUndefined();
       await events.dispose();
     } finally {
       await lock?.release();
@@ -213,7 +220,7 @@ describe.skipIf(inject('dbKind') !== 'ferretdb')('while the database answers pin
       await Promise.race([server.stop(), sleep(5000)]);
       await db.stop();
     }
-  });
+  }, 60_000);
 });
 
 // FerretDB on PostgreSQL, whatever database the run itself uses: FerretDB stays up while its

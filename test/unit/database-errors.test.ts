@@ -23,6 +23,9 @@ describe('database errors', () => {
       // FerretDB on PostgreSQL, its backend out of reach (as FerretDB 1.24 words it)
       ferretdbInternal('[msg_find.go:344 handler.handleMaxTimeMSError] [collection.go:109 postgresql.(*collection).Query] failed to connect to `user=postgres database=sessions`: 127.0.0.1:5432 (127.0.0.1): dial error: dial tcp 127.0.0.1:5432: connect: connection refused'),
       ferretdbInternal('[msg_ping.go:55 handler.(*Handler).MsgPing] [backend.go:109 postgresql.(*backend).Status] FATAL: terminating connection due to administrator command (SQLSTATE 57P01)'),
+      // FerretDB on SQLite, another process holding the write lock past the busy timeout
+      ferretdbInternal('[msg_update.go:133 handler.(*Handler).updateDocument] [collection.go:177 sqlite.(*collection).UpdateAll.func1] database is locked (5) (SQLITE_BUSY)'),
+      new mongo.MongoBulkWriteError(ferretdbInternal('[msg_insert.go:168 handler.(*Handler).MsgInsert] [collection.go:135 sqlite.(*collection).InsertAll.func1] database is locked (5) (SQLITE_BUSY)') as never, {} as never),
     ];
     for (const err of unreachable) expect([err.name, isDatabaseUnreachable(err)]).toEqual([err.name, true]);
   });
