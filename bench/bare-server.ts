@@ -14,6 +14,8 @@ const httpServer = createServer((req, res) => res.writeHead(req.url === '/readyz
 const wss = new WebSocketServer({ server: httpServer, path: '/graphql' });
 await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
 let subscribed = 0;
+/** BARE_CLOSING=1: the event is followed by graphql-ws's complete and the socket's close with 4401, the API's protocol. */
+const closing = process.env.BARE_CLOSING === '1';
 
 function expire(socket: WebSocket, id: string, deadline: number): void {
   const left = deadline - Date.now();
@@ -25,6 +27,11 @@ function expire(socket: WebSocket, id: string, deadline: number): void {
   const expiresAt = new Date(deadline).toISOString();
   const event = { kind: 'EXPIRED', sessionId: String(deadline), expiresAt, serverTime: new Date().toISOString() };
   socket.send(JSON.stringify({ id, type: 'next', payload: { data: { sessionEvents: event } } }));
+  if (closing) {
+    socket.send(JSON.stringify({ id, type: 'complete' }));
+    // After the other events due in this turn, as the API closes a burst's sockets after its events.
+    setImmediate(() => socket.close(4401, 'Session ended'));
+  }
 }
 
 wss.on('connection', (socket) => {

@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { serve } from './ipc.js';
 
-export type Target = 'api' | 'bare';
+/** bare-closing: the bare server also doing the protocol's end of a session (complete, then close 4401), as the API must. */
+export type Target = 'api' | 'bare' | 'bare-closing';
 
 export interface PrepareArgs {
   /** What each socket sends in connection_init: a session token (API), or its deadline (bare server). */
