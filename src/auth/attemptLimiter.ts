@@ -33,18 +33,27 @@ export class AttemptLimiter {
   ) {}
 
   async admit(charges: Charge[]): Promise<Admission> {
-    const now = this.clock();
-    const ms = now.getTime();
-    const ids = await this.store.insert(
-      charges.map((c) => ({ key: c.key, at: now, expiresAt: new Date(ms + c.budget.windowSeconds * 1000) })),
-      now,
-    );
-    const counts = await this.store.count(charges.map((c) => ({ key: c.key, since: windowStart(c, ms) })));
-    const over = charges.filter((c) => counts.get(c.key)! > c.budget.limit);
-    if (over.length === 0) return { admitted: true, attempt: { ids: new Map(charges.map((c, i) => [c.key, ids[i]!])) } };
-    await this.store.remove(ids);
-    const waits = await Promise.all(over.map((c) => this.secondsUntilRoom(c)));
-    return { admitted: false, retryAfter: Math.max(1, ...waits) };
+    for (let charged = 1; ; charged++) {
+      const now = this.clock();
+      const ms = now.getTime();
+      const ids = await this.store.insert(
+        charges.map((c) => ({ key: c.key, at: now, expiresAt: new Date(ms + c.budget.windowSeconds * 1000) })),
+        now,
+      );
+      const counts = await this.store.count(charges.map((c) => ({ key: c.key, since: windowStart(c, ms) })));
+      const over = charges.filter((c) => counts.get(c.key)! > c.budget.limit);
+      if (over.length > 0) {
+        await this.store.remove(ids);
+        const waits = await Promise.all(over.map((c) => this.secondsUntilRoom(c)));
+        return { admitted: false, retryAfter: Math.max(1, ...waits) };
+      }
+      // A success clears its key whatever is being charged to it meanwhile (refund's clearKeys). An
+      // attempt whose record went before it was counted would go ahead holding none, uncounted by
+      // the attempts after it: a whole burst could go through so. It is charged again instead.
+      if (await this.store.present(ids)) return { admitted: true, attempt: { ids: new Map(charges.map((c, i) => [c.key, ids[i]!])) } };
+      await this.store.remove(ids);
+      if (charged === MAX_CHARGES) return { admitted: false, retryAfter: 1 };
+    }
   }
 
   /** Takes the attempt back from the budgets of `keys` (default: all of them); `clearKeys` lose every record, others' too. */
@@ -70,6 +79,9 @@ export class AttemptLimiter {
     return Math.max(1, Math.ceil((at.getTime() + charge.budget.windowSeconds * 1000 - ms) / 1000));
   }
 }
+
+/** How many times an attempt is charged when successes keep clearing its key under it, before it is refused. */
+const MAX_CHARGES = 3;
 
 const windowStart = (c: Charge, nowMs: number) => new Date(nowMs - c.budget.windowSeconds * 1000);
 

@@ -22,6 +22,8 @@ export interface AttemptStore {
   count(windows: Array<{ key: string; since: Date }>): Promise<Map<string, number>>;
   /** The `at` of the key's records after `since`, oldest first, the first `skip` left out, at most `limit`. */
   oldest(key: string, since: Date, skip: number, limit: number): Promise<Date[]>;
+  /** Whether every one of the records is still there (none removed since they were written). */
+  present(ids: string[]): Promise<boolean>;
   remove(ids: string[]): Promise<void>;
   /** Removes every record of the key. */
   removeKey(key: string): Promise<void>;
@@ -91,6 +93,12 @@ export class MongoAttemptStore implements AttemptStore {
     return docs.map((d) => d.at);
   }
 
+  async present(ids: string[]): Promise<boolean> {
+    // By _id, one at a time: the lookup FerretDB makes with its index.
+    const found = await Promise.all(ids.map((id) => this.collection.findOne({ _id: new mongoose.Types.ObjectId(id) }, { projection: { _id: 1 } })));
+    return found.every((doc) => doc !== null);
+  }
+
   async remove(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
     // One delete per _id rather than one `$in`, which FerretDB on PostgreSQL answers with a scan.
@@ -137,6 +145,10 @@ export class MemoryAttemptStore implements AttemptStore {
       .map((r) => r.at)
       .sort((a, b) => a.getTime() - b.getTime())
       .slice(skip, skip + limit);
+  }
+
+  async present(ids: string[]): Promise<boolean> {
+    return ids.every((id) => this.records.has(id));
   }
 
   async remove(ids: string[]): Promise<void> {

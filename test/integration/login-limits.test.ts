@@ -77,7 +77,7 @@ function tally(outcomes: string[]): Record<string, number> {
 const checked = (outcomes: string[]) => outcomes.filter((o) => o !== 'RATE_LIMITED').length;
 
 describe('a burst is charged before any password is checked', () => {
-  it('30 logins at once for one user from one address, 29 wrong and 1 right: at most the pair budget are checked', async () => {
+  it('30 logins at once for one user from one address, 29 wrong and 1 right: at most the pair budget are checked, and as many again once the right one has cleared it', async () => {
     const server = await start({ LOGIN_RATE_LIMIT: '5', ...SLOW_HASH });
     const username = await register(server);
     const outcomes = await Promise.all(
@@ -85,7 +85,11 @@ describe('a burst is charged before any password is checked', () => {
     );
     const counts = tally(outcomes);
     expect(Object.keys(counts).every((o) => ['ok', 'INVALID_CREDENTIALS', 'RATE_LIMITED'].includes(o)), JSON.stringify(counts)).toBe(true);
-    expect(checked(outcomes), JSON.stringify(counts)).toBeLessThanOrEqual(5);
+    // A success clears its pair: when it lands while the burst is still being charged (a loaded
+    // machine), the rest of the burst has the budget afresh. So at most 4 wrong beside the right one
+    // before it clears, and 5 after (it once saw 10, when attempts whose record the clear had taken
+    // went ahead on none). Without a success: 100 wrong, below.
+    expect(counts.INVALID_CREDENTIALS ?? 0, JSON.stringify(counts)).toBeLessThanOrEqual(counts.ok ? 9 : 5);
     expect(counts.ok ?? 0).toBeLessThanOrEqual(1);
   });
 

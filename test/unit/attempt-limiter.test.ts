@@ -87,6 +87,31 @@ describe('AttemptLimiter', () => {
     expect((await limiter.admit(charge)).admitted).toBe(false);
   });
 
+  it('an attempt whose record a success cleared before it was counted does not go ahead on no record: it is charged again', async () => {
+    const clock = fakeClock();
+    const store = new MemoryAttemptStore();
+    const limiter = new AttemptLimiter(store, clock.now);
+    const charge = [{ key: 'pair', budget: budget(2, 60) }];
+    // Twelve attempts charged at once; a success clears the key after their inserts, before their counts.
+    const realCount = store.count.bind(store);
+    let cleared = false;
+    store.count = async (windows) => {
+      if (!cleared) {
+        cleared = true;
+        await store.removeKey('pair');
+      }
+      return realCount(windows);
+    };
+    const burst = await Promise.all(Array.from({ length: 12 }, () => limiter.admit(charge)));
+    const through = burst.filter((a) => a.admitted);
+    // The budget afresh after the clear: at most 2 go ahead, each holding a record that was counted
+    // (in this lock-step race all may be refused), and the rest of the budget is still there.
+    expect(through.length).toBeLessThanOrEqual(2);
+    expect(store.size).toBe(through.length);
+    for (let i = through.length; i < 2; i++) admitted(await limiter.admit(charge));
+    expect((await limiter.admit(charge)).admitted).toBe(false);
+  });
+
   it('refunds an attempt from the keys asked, and clears a key of every record', async () => {
     const clock = fakeClock();
     const store = new MemoryAttemptStore();
