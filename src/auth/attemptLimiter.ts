@@ -12,6 +12,8 @@ export interface Charge {
 /** An attempt that was let through: its records, by key, until it is refunded or its window passes. */
 export interface Attempt {
   readonly ids: ReadonlyMap<string, string>;
+  /** When it was charged. */
+  readonly at: Date;
 }
 
 export type Admission = { admitted: true; attempt: Attempt } | { admitted: false; retryAfter: number };
@@ -47,21 +49,25 @@ export class AttemptLimiter {
         const waits = await Promise.all(over.map((c) => this.secondsUntilRoom(c)));
         return { admitted: false, retryAfter: Math.max(1, ...waits) };
       }
-      // A success clears its key whatever is being charged to it meanwhile (refund's clearKeys). An
-      // attempt whose record went before it was counted would go ahead holding none, uncounted by
-      // the attempts after it: a whole burst could go through so. It is charged again instead.
-      if (await this.store.present(ids)) return { admitted: true, attempt: { ids: new Map(charges.map((c, i) => [c.key, ids[i]!])) } };
+      // A success clears its key of the attempts charged up to its own (refund's clearKeys), some of
+      // which may not have been counted yet. Such an attempt would go ahead holding no record,
+      // uncounted by the attempts after it: a whole burst could go through so. It is charged again
+      // instead, after that success, which then no longer clears it.
+      if (await this.store.present(ids)) return { admitted: true, attempt: { ids: new Map(charges.map((c, i) => [c.key, ids[i]!])), at: now } };
       await this.store.remove(ids);
       if (charged === MAX_CHARGES) return { admitted: false, retryAfter: 1 };
     }
   }
 
-  /** Takes the attempt back from the budgets of `keys` (default: all of them); `clearKeys` lose every record, others' too. */
+  /**
+   * Takes the attempt back from the budgets of `keys` (default: all of them); `clearKeys` lose every
+   * record charged up to this attempt, others' too (not those charged after it: they are not vouched for).
+   */
   async refund(attempt: Attempt, options: { keys?: string[]; clearKeys?: string[] } = {}): Promise<void> {
     const clear = new Set(options.clearKeys ?? []);
     const keys = (options.keys ?? [...attempt.ids.keys()]).filter((k) => !clear.has(k));
     const ids = keys.map((k) => attempt.ids.get(k)).filter((id): id is string => id !== undefined);
-    await Promise.all([this.store.remove(ids), ...[...clear].map((k) => this.store.removeKey(k))]);
+    await Promise.all([this.store.remove(ids), ...[...clear].map((k) => this.store.removeKey(k, attempt.at))]);
   }
 
   /**

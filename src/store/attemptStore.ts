@@ -25,8 +25,8 @@ export interface AttemptStore {
   /** Whether every one of the records is still there (none removed since they were written). */
   present(ids: string[]): Promise<boolean>;
   remove(ids: string[]): Promise<void>;
-  /** Removes every record of the key. */
-  removeKey(key: string): Promise<void>;
+  /** Removes every record of the key charged at or before `upTo`. */
+  removeKey(key: string, upTo: Date): Promise<void>;
 }
 
 interface AttemptDoc {
@@ -105,8 +105,8 @@ export class MongoAttemptStore implements AttemptStore {
     await Promise.all(ids.map((id) => this.collection.deleteOne({ _id: new mongoose.Types.ObjectId(id) })));
   }
 
-  async removeKey(key: string): Promise<void> {
-    await this.collection.deleteMany({ key });
+  async removeKey(key: string, upTo: Date): Promise<void> {
+    await this.collection.deleteMany({ key, at: { $lte: upTo } });
   }
 
   /** What the TTL index would do, done by the attempts themselves (not awaited: it delays no attempt). */
@@ -155,8 +155,8 @@ export class MemoryAttemptStore implements AttemptStore {
     for (const id of ids) this.records.delete(id);
   }
 
-  async removeKey(key: string): Promise<void> {
-    for (const [id, r] of this.records) if (r.key === key) this.records.delete(id);
+  async removeKey(key: string, upTo: Date): Promise<void> {
+    for (const [id, r] of this.records) if (r.key === key && r.at <= upTo) this.records.delete(id);
   }
 
   /** How many records are kept (expired ones go at the next insert). */

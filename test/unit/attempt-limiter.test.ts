@@ -98,7 +98,7 @@ describe('AttemptLimiter', () => {
     store.count = async (windows) => {
       if (!cleared) {
         cleared = true;
-        await store.removeKey('pair');
+        await store.removeKey('pair', clock.now());
       }
       return realCount(windows);
     };
@@ -112,7 +112,23 @@ describe('AttemptLimiter', () => {
     expect((await limiter.admit(charge)).admitted).toBe(false);
   });
 
-  it('refunds an attempt from the keys asked, and clears a key of every record', async () => {
+  it('successes charged before an attempt, clearing the key while it is counted, do not clear it nor refuse it', async () => {
+    const clock = fakeClock();
+    const store = new MemoryAttemptStore();
+    const limiter = new AttemptLimiter(store, clock.now);
+    const realCount = store.count.bind(store);
+    // Before every count, a success charged a moment earlier clears the key up to its own charge.
+    store.count = async (windows) => {
+      await store.removeKey('k', new Date(clock.now().getTime() - 1));
+      return realCount(windows);
+    };
+    for (let i = 0; i < 10; i++) {
+      admitted(await limiter.admit([{ key: 'k', budget: budget(100, 60) }]));
+      clock.advance(1);
+    }
+  });
+
+  it('refunds an attempt from the keys asked, and clears a key of every record charged up to it', async () => {
     const clock = fakeClock();
     const store = new MemoryAttemptStore();
     const limiter = new AttemptLimiter(store, clock.now);
@@ -123,12 +139,14 @@ describe('AttemptLimiter', () => {
     admitted(await limiter.admit(charges));
     admitted(await limiter.admit(charges));
     const third = admitted(await limiter.admit(charges));
+    clock.advance(1);
+    admitted(await limiter.admit(charges)); // charged after the third: not cleared by it
     await limiter.refund(third, { clearKeys: ['a'] });
-    // 'a' lost all three records, 'b' only the third attempt's.
+    // 'a' lost the three records up to the third attempt's, 'b' only the third attempt's.
     expect(await store.count([{ key: 'a', since: new Date(0) }, { key: 'b', since: new Date(0) }])).toEqual(
       new Map([
-        ['a', 0],
-        ['b', 2],
+        ['a', 1],
+        ['b', 3],
       ]),
     );
   });
