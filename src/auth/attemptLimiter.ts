@@ -131,8 +131,8 @@ export type LoginLimitSettings = Pick<Settings, 'loginRateLimit' | 'registration
  * on one account), to the username from everywhere (a larger budget: bounds a distributed guess at
  * one account without letting a few addresses lock its owner out) and to the client address
  * across usernames (credential stuffing). Unknown usernames are charged like known ones. A
- * successful login clears its pair (the user proved who they are from that address) and takes
- * itself back from the other two, without clearing failures others caused. Registrations (one
+ * successful login clears its pair of the failures charged up to it (the user proved who they are
+ * from that address) and takes itself back from the other two, without clearing failures others caused. Registrations (one
  * expensive hash each, whatever the outcome) are charged to the client address and never refunded.
  */
 export class AuthLimits {
@@ -162,7 +162,7 @@ export class AuthLimits {
     return this.limiter.admit([pair, user, addr]);
   }
 
-  /** The password was right: the pair starts afresh, and this attempt is taken back from the username's and the address's budgets. */
+  /** The password was right: the pair starts afresh (of the attempts charged up to this one), and this attempt is taken back from the username's and the address's budgets. */
   loginSucceeded(attempt: Attempt, username: string, address: string): Promise<void> {
     const { pair } = this.loginCharges(username, address);
     return this.limiter.refund(attempt, { clearKeys: [pair.key] });
