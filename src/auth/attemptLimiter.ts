@@ -132,8 +132,9 @@ export type LoginLimitSettings = Pick<Settings, 'loginRateLimit' | 'registration
  * one account without letting a few addresses lock its owner out) and to the client address
  * across usernames (credential stuffing). Unknown usernames are charged like known ones. A
  * successful login clears its pair of the failures charged up to it (the user proved who they are
- * from that address) and takes itself back from the other two, without clearing failures others caused. Registrations (one
- * expensive hash each, whatever the outcome) are charged to the client address and never refunded.
+ * from that address) and takes itself back from the other two, without clearing failures others
+ * caused. Registrations (one expensive hash each, whatever the outcome) are charged to the client
+ * address and never refunded.
  */
 export class AuthLimits {
   private readonly limiter: AttemptLimiter;
