@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import { EventRecorder } from '../helpers/events.js';
 import { errorCode, login, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
@@ -12,6 +13,24 @@ function record(target: TestServer, token: string | null, variables?: { lead?: n
   const recorder = new EventRecorder(target, token, variables);
   recorders.push(recorder);
   return recorder;
+}
+/** What the server writes to each connection made from now on, one buffer per write to the operating system. */
+function recordWrites(target: TestServer) {
+  const calls: Buffer[] = [];
+  const wrap = (socket: Socket & { _write: Function; _writev: Function }) => {
+    const write = socket._write.bind(socket);
+    const writev = socket._writev.bind(socket);
+    socket._write = (chunk: Buffer | string, encoding: BufferEncoding, done: () => void) => {
+      calls.push(Buffer.from(chunk as string, encoding));
+      return write(chunk, encoding, done);
+    };
+    socket._writev = (chunks: Array<{ chunk: Buffer | string; encoding: BufferEncoding }>, done: () => void) => {
+      calls.push(Buffer.concat(chunks.map(({ chunk, encoding }) => Buffer.from(chunk as string, encoding))));
+      return writev(chunks, done);
+    };
+  };
+  target.httpServer.on('connection', wrap);
+  return { all: () => calls, stop: () => target.httpServer.off('connection', wrap) };
 }
 function terminalCount(recorder: EventRecorder) {
   return recorder.events.filter((e) => TERMINAL.includes(e.kind)).length;
@@ -115,6 +134,20 @@ describe('logout and revocation', () => {
     await events.until(() => events.closeCode !== null, 2000, 'close');
     expect(events.closeCode).toBe(4401);
     expect(terminalCount(events)).toBe(1);
+  });
+
+  it('the terminal event, its completion and the 4401 close leave in one write to the socket, not one each', async () => {
+    const writes = recordWrites(server);
+    const { token, session } = await newUserSession(server);
+    const events = record(server, token);
+    await events.ready(server, session.id);
+    await server.gql('mutation { logout }', {}, { token });
+    await events.until(() => events.completed && events.closeCode !== null, 2000, 'completion and close');
+    writes.stop();
+    const carrying = writes.all().filter((w) => w.includes('LOGGED_OUT'));
+    expect(carrying).toHaveLength(1);
+    expect(carrying[0]!.includes('"type":"complete"')).toBe(true);
+    expect(carrying[0]!.includes(Buffer.from([0x88, 0x0f, 0x11, 0x31]))).toBe(true); // close frame, 4401 'Session ended'
   });
 
   it('logoutAll from one session gives REVOKED to the others', async () => {

@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server } from 'node:http';
+import type { Socket } from 'node:net';
 import { CloseCode, DEPRECATED_GRAPHQL_WS_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Logger } from '../../logger.js';
@@ -29,7 +30,10 @@ export class Connection {
    * closes anyway.
    */
   send(data: string): Promise<void> {
-    if (this.socket.readyState === WebSocket.OPEN) this.socket.send(data);
+    if (this.socket.readyState === WebSocket.OPEN) {
+      writeWithinTurn(this.socket);
+      this.socket.send(data);
+    }
     return Promise.resolve();
   }
 
@@ -209,6 +213,31 @@ export function keepAliveSweep(connections: Map<WebSocket, Connection>, perTurn 
       socket.ping();
     }
   });
+}
+
+/** The raw sockets corked in this turn of the event loop, uncorked together at its end. */
+let corked: Socket[] | null = null;
+
+/**
+ * Holds the socket's writes until the end of this turn of the event loop, so that the frames a
+ * socket gets in one turn (an event, graphql-ws's `complete` after it) leave in one system call
+ * rather than one each: at a burst of expiries, those calls were the largest part of the work.
+ */
+function writeWithinTurn(ws: WebSocket): void {
+  const raw = (ws as unknown as { _socket?: Socket })._socket;
+  if (!raw || raw.writableCorked > 0) return;
+  raw.cork();
+  if (!corked) {
+    corked = [];
+    setImmediate(uncorkAll);
+  }
+  corked.push(raw);
+}
+
+function uncorkAll(): void {
+  const sockets = corked ?? [];
+  corked = null;
+  for (const socket of sockets) socket.uncork();
 }
 
 /** connection_init arrived (or the socket closed): the initialisation timeout no longer applies. */
