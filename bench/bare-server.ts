@@ -6,6 +6,7 @@
  * else (no `complete`, no close): the least any server has to do at a deadline.
  */
 import { createServer } from 'node:http';
+import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { serve } from './ipc.js';
 
@@ -26,12 +27,20 @@ function expire(socket: WebSocket, id: string, deadline: number): void {
   }
   const expiresAt = new Date(deadline).toISOString();
   const event = { kind: 'EXPIRED', sessionId: String(deadline), expiresAt, serverTime: new Date().toISOString() };
-  socket.send(JSON.stringify({ id, type: 'next', payload: { data: { sessionEvents: event } } }));
-  if (closing) {
-    socket.send(JSON.stringify({ id, type: 'complete' }));
-    // After the other events due in this turn, as the API closes a burst's sockets after its events.
-    setImmediate(() => socket.close(4401, 'Session ended'));
+  if (!closing) {
+    socket.send(JSON.stringify({ id, type: 'next', payload: { data: { sessionEvents: event } } }));
+    return;
   }
+  // The three frames leave in one write, as the API's do (src/server/ws/adapter.ts).
+  const raw = (socket as unknown as { _socket: Socket })._socket;
+  raw.cork();
+  socket.send(JSON.stringify({ id, type: 'next', payload: { data: { sessionEvents: event } } }));
+  socket.send(JSON.stringify({ id, type: 'complete' }));
+  // After the other events due in this turn, as the API closes a burst's sockets after its events.
+  setImmediate(() => {
+    socket.close(4401, 'Session ended');
+    raw.uncork();
+  });
 }
 
 wss.on('connection', (socket) => {

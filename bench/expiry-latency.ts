@@ -26,7 +26,7 @@
  *
  * Environment: BENCH_SIZES (default "1000,10000"), BENCH_CLUSTER_SIZES (default "50000"; empty: no
  * cluster scenario), BENCH_FAILOVER_SIZES (default "20000"; empty: none), BENCH_CLUSTER_PROCESSES (default 3), BENCH_OUTPUT (default BENCHMARKS.md),
- * BENCH_SETUP_BUDGET_S (default 900), BENCH_FANOUT_SESSIONS (default 100), BENCH_MODES (default
+ * BENCH_SETUP_BUDGET_S (default 900), BENCH_FANOUT_SESSIONS (default 100; empty: none), BENCH_MODES (default
  * "spread,burst") and BENCH_TARGETS (default "bare,bare-closing,api") to run part of the latency scenarios, and what
  * scripts/database.ts reads (MONGODB_URI, SESSIONS_EMBEDDED_DB, SESSIONS_POSTGRESQL_URL). LOG_LEVEL,
  * CHANGE_POLL_INTERVAL_MS and WS_PING_INTERVAL pass through to the API server. BENCH_CPU_PROF=dir
@@ -49,16 +49,26 @@ import { checkSeededShape, seedSessions } from './seed.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const env = process.env;
-const sizes = (list: string) => list.split(',').filter(Boolean).map(Number).sort((a, b) => a - b);
+function positiveInteger(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name}: "${text}" is not a positive whole number`);
+  return n;
+}
+const sizes = (name: string, fallback: string) =>
+  (env[name] ?? fallback)
+    .split(',')
+    .filter(Boolean)
+    .map((size) => positiveInteger(name, size))
+    .sort((a, b) => a - b);
 /** Ascending: the smaller runs calibrate the projected setup time of the larger ones. */
-const SIZES = sizes(env.BENCH_SIZES ?? '1000,10000');
-const CLUSTER_SIZES = sizes(env.BENCH_CLUSTER_SIZES ?? '50000');
+const SIZES = sizes('BENCH_SIZES', '1000,10000');
+const CLUSTER_SIZES = sizes('BENCH_CLUSTER_SIZES', '50000');
 /**
  * 20 000 by default, not 50 000: on the embedded FerretDB/SQLite a cluster of 50 000 loses most
  * events without any kill (BENCHMARKS.md), which would hide what a kill costs; 20 000 it serves.
  */
-const FAILOVER_SIZES = sizes(env.BENCH_FAILOVER_SIZES ?? '20000');
-const CLUSTER_PROCESSES = Number(env.BENCH_CLUSTER_PROCESSES ?? 3);
+const FAILOVER_SIZES = sizes('BENCH_FAILOVER_SIZES', '20000');
+const CLUSTER_PROCESSES = positiveInteger('BENCH_CLUSTER_PROCESSES', env.BENCH_CLUSTER_PROCESSES ?? '3');
 function choices<T extends string>(name: string, allowed: readonly T[]): T[] {
   const chosen = (env[name] ?? allowed.join(',')).split(',').filter(Boolean);
   const unknown = chosen.filter((c) => !(allowed as readonly string[]).includes(c));
@@ -68,8 +78,9 @@ function choices<T extends string>(name: string, allowed: readonly T[]): T[] {
 const MODES = choices('BENCH_MODES', ['spread', 'burst'] as const);
 const TARGET_NAMES = choices('BENCH_TARGETS', ['bare', 'bare-closing', 'api'] as const);
 const OUTPUT = path.resolve(here, '..', env.BENCH_OUTPUT ?? 'BENCHMARKS.md');
-const SETUP_BUDGET_MS = Number(env.BENCH_SETUP_BUDGET_S ?? 900) * 1000;
-const FANOUT_SESSIONS = Number(env.BENCH_FANOUT_SESSIONS ?? 100);
+const SETUP_BUDGET_MS = positiveInteger('BENCH_SETUP_BUDGET_S', env.BENCH_SETUP_BUDGET_S ?? '900') * 1000;
+/** Empty: no scenario of many sockets per session. */
+const FANOUT_SESSIONS = env.BENCH_FANOUT_SESSIONS === '' ? null : positiveInteger('BENCH_FANOUT_SESSIONS', env.BENCH_FANOUT_SESSIONS ?? '100');
 const SPREAD_MS = 3000;
 const CLUSTER_SPREAD_MS = 10_000;
 /** Into the spread, when the failover scenario kills one API process. */
@@ -669,7 +680,7 @@ function report(info: RunInfo, all: Array<RunResult | Skipped>, probe: ProbeRow[
     'The bare servers ran the same sockets with the same deadlines in the same run (as many processes, behind the same balancer); ' +
       'a bare p99 under 1 ms counts as 1 ms in the ratio. Bare, closing: the same bare server also doing what the protocol asks of ' +
       'the API when a session ends, graphql-ws\'s `complete` after the event and the socket closed with 4401 after the other events due in ' +
-      'that turn: what the target ratios leave out (not a target). ' +
+      'that turn, the three frames in one write as the API sends them: what the target ratios leave out (not a target). ' +
       `Missing: no event within ${GRACE_MS / 1000} s of the last deadline; the percentiles are over every socket, a missing event ` +
       `counting as later than any ("missing" where the percentile falls among them). Early: received before \`expiresAt\`. Wrong: not EXPIRED, ` +
       'or not with the `expiresAt` its session was given. Duplicate: a second event on a socket. ' +
@@ -839,7 +850,7 @@ async function main() {
   const loadBefore = os.loadavg()[0]!.toFixed(1);
   const both = (n: number, sessions: number, processes: number): Scenario[] => MODES.map((mode) => ({ n, sessions, mode, processes }));
   const scenarios: Scenario[] = [
-    ...SIZES.flatMap((n) => [...both(n, n, 1), ...(n > 1000 && FANOUT_SESSIONS < n ? both(n, FANOUT_SESSIONS, 1) : [])]),
+    ...SIZES.flatMap((n) => [...both(n, n, 1), ...(n > 1000 && FANOUT_SESSIONS !== null && FANOUT_SESSIONS < n ? both(n, FANOUT_SESSIONS, 1) : [])]),
     ...CLUSTER_SIZES.flatMap((n) => both(n, n, CLUSTER_PROCESSES)),
   ];
   const results: Array<RunResult | Skipped> = [];
