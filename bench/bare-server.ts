@@ -31,16 +31,14 @@ function expire(socket: WebSocket, id: string, deadline: number): void {
     socket.send(JSON.stringify({ id, type: 'next', payload: { data: { sessionEvents: event } } }));
     return;
   }
-  // The three frames leave in one write, as the API's do (src/server/ws/adapter.ts).
+  // The event and `complete` leave in one write, as the API's do (src/server/ws/adapter.ts).
   const raw = (socket as unknown as { _socket: Socket })._socket;
   raw.cork();
   socket.send(JSON.stringify({ id, type: 'next', payload: { data: { sessionEvents: event } } }));
   socket.send(JSON.stringify({ id, type: 'complete' }));
+  raw.uncork();
   // After the other events due in this turn, as the API closes a burst's sockets after its events.
-  setImmediate(() => {
-    socket.close(4401, 'Session ended');
-    raw.uncork();
-  });
+  setImmediate(() => socket.close(4401, 'Session ended'));
 }
 
 wss.on('connection', (socket) => {

@@ -680,7 +680,7 @@ function report(info: RunInfo, all: Array<RunResult | Skipped>, probe: ProbeRow[
     'The bare servers ran the same sockets with the same deadlines in the same run (as many processes, behind the same balancer); ' +
       'a bare p99 under 1 ms counts as 1 ms in the ratio. Bare, closing: the same bare server also doing what the protocol asks of ' +
       'the API when a session ends, graphql-ws\'s `complete` after the event and the socket closed with 4401 after the other events due in ' +
-      'that turn, the three frames in one write as the API sends them: what the target ratios leave out (not a target). ' +
+      'that turn, the event and `complete` in one write as the API sends them: what the target ratios leave out (not a target). ' +
       `Missing: no event within ${GRACE_MS / 1000} s of the last deadline; the percentiles are over every socket, a missing event ` +
       `counting as later than any ("missing" where the percentile falls among them). Early: received before \`expiresAt\`. Wrong: not EXPIRED, ` +
       'or not with the `expiresAt` its session was given. Duplicate: a second event on a socket. ' +
