@@ -14,7 +14,7 @@ function record(target: TestServer, token: string | null, variables?: { lead?: n
   recorders.push(recorder);
   return recorder;
 }
-/** What the server writes to each connection made from now on, one buffer per write to the operating system. */
+/** What the server writes to the connections made from now on, one buffer per write to the operating system. */
 function recordWrites(target: TestServer) {
   const calls: Buffer[] = [];
   const wrap = (socket: Socket & { _write: Function; _writev: Function }) => {

@@ -221,7 +221,8 @@ let corked: Socket[] | null = null;
 /**
  * Holds the socket's writes until the end of this turn of the event loop, so that the frames a
  * socket gets in one turn (an event, graphql-ws's `complete` after it) leave in one system call
- * rather than one each: at a burst of expiries, those calls were the largest part of the work.
+ * rather than one each: in a profile of a burst of expiries, those calls were the largest single
+ * item. `ws` keeps the raw socket as `_socket`; without one, frames go out one write each.
  */
 function writeWithinTurn(ws: WebSocket): void {
   const raw = (ws as unknown as { _socket?: Socket })._socket;
