@@ -42,7 +42,7 @@ import { fileURLToPath } from 'node:url';
 import { resolveDatabase, type ResolvedDatabase } from '../scripts/database.js';
 import { HAPROXY_MAXCONN, haproxyInstances, startBalancer, type Balancer } from './balancer.js';
 import { probeDatabase, type ProbeRow } from './db-probe.js';
-import { BENCH_SERVER_ENV, rssKiB, spawnChild, type Child } from './ipc.js';
+import { addCommands, BENCH_SERVER_ENV, rssKiB, spawnChild, type Child, type CommandTally } from './ipc.js';
 import { mergeParts, range, sumCounts, type Distribution, type LoadPart, type LoadResult, type PrepareArgs, type Target } from './load.js';
 import { latencyCdfSvg } from './plot.js';
 import { checkSeededShape, seedSessions } from './seed.js';
@@ -129,7 +129,7 @@ interface ServerStats {
   rechecks: { sent: number; answered: Array<{ ms: number; sessions: number }> };
   logCounts: Record<string, number>;
   /** With BENCH_DB_COMMANDS: the database commands, by command and collection. */
-  commands: Record<string, { count: number; ms: number }>;
+  commands: CommandTally;
   loopDelayMs: Distribution | null;
 }
 
@@ -310,11 +310,7 @@ const totalRssKiB = async (pids: number[]) => sum(await Promise.all(pids.map(rss
 function mergeServerStats(stats: ServerStats[]): ServersStats {
   const commands: ServerStats['commands'] = {};
   for (const st of stats) {
-    for (const [key, c] of Object.entries(st.commands)) {
-      const tally = (commands[key] ??= { count: 0, ms: 0 });
-      tally.count += c.count;
-      tally.ms += c.ms;
-    }
+    for (const [key, c] of Object.entries(st.commands)) addCommands(commands, key, c.count, c.ms);
   }
   return {
     rechecks: { sent: sum(stats.map((st) => st.rechecks.sent)), answered: stats.flatMap((st) => st.rechecks.answered) },

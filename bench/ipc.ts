@@ -133,3 +133,13 @@ export function countSubscriptions(hub: { subscribe: (...args: never[]) => unkno
   };
   return () => subscribed;
 }
+
+/** Database commands by "command collection": how many, and their time in ms. */
+export type CommandTally = Record<string, { count: number; ms: number }>;
+
+/** Adds `count` commands of `key` that took `ms` in all. */
+export function addCommands(tally: CommandTally, key: string, count: number, ms: number): void {
+  const entry = (tally[key] ??= { count: 0, ms: 0 });
+  entry.count += count;
+  entry.ms += ms;
+}

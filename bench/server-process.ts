@@ -18,7 +18,7 @@ import mongoose from 'mongoose';
 import { pino } from 'pino';
 import { loadSettings } from '../src/config.js';
 import { startServer } from '../src/server/app.js';
-import { countSubscriptions, serve } from './ipc.js';
+import { addCommands, countSubscriptions, serve, type CommandTally } from './ipc.js';
 
 const settings = loadSettings(process.env);
 /** The server's log lines, counted by message (and shown with BENCH_VERBOSE=1). */
@@ -37,7 +37,7 @@ const mongoUri = process.env.BENCH_MONGODB_URI!;
 const server = await startServer({ settings, mongoUri: monitorCommands ? `${mongoUri}${mongoUri.includes('?') ? '&' : '?'}monitorCommands=true` : mongoUri, logger });
 
 /** Database commands since resetStats, by "command collection": how many, and their time in ms. */
-let commands: Record<string, { count: number; ms: number }> = {};
+let commands: CommandTally = {};
 if (monitorCommands) {
   const started = new Map<number, string>();
   for (const conn of mongoose.connections) {
@@ -47,9 +47,7 @@ if (monitorCommands) {
     client.on('commandSucceeded', (e) => {
       const key = started.get(e.requestId) ?? e.commandName;
       started.delete(e.requestId);
-      const tally = (commands[key] ??= { count: 0, ms: 0 });
-      tally.count++;
-      tally.ms += e.duration;
+      addCommands(commands, key, 1, e.duration);
     });
     client.on('commandFailed', (e) => started.delete(e.requestId));
   }
