@@ -97,8 +97,8 @@ export interface GqlResponse<T> {
   headers: Headers;
 }
 
-/** Fast password hashing and short grace periods; any variable can be overridden. */
-const TEST_ENV = {
+/** Fast password hashing, no login limit in practice, fast change polling; any variable can be overridden. */
+export const TEST_ENV: Record<string, string> = {
   NODE_ENV: 'test',
   PORT: '0',
   LOG_LEVEL: 'debug',

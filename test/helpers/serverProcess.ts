@@ -16,25 +16,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client } from 'graphql-ws';
-import { graphqlWsClient, postGraphQL, type GqlResponse, type RequestOptions, type WsClientOptions } from './server.js';
+import { graphqlWsClient, postGraphQL, TEST_ENV, type GqlResponse, type RequestOptions, type WsClientOptions } from './server.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '../..');
 export const SERVER_ENTRY = path.join(here, 'server-entry.ts');
 
-/** The child's settings in tests: fast password hashing, no login limit in practice, fast change polling, quiet logs. */
-export const SERVER_PROCESS_TEST_ENV: Record<string, string> = {
-  NODE_ENV: 'test',
-  HOST: '127.0.0.1',
-  PORT: '0',
-  PASSWORD_HASH_COST: '10',
-  LOGIN_RATE_LIMIT: '1000',
-  LOGIN_USER_RATE_LIMIT: '1000000',
-  LOGIN_ADDRESS_RATE_LIMIT: '1000000',
-  REGISTRATION_RATE_LIMIT: '1000000',
-  CHANGE_POLL_INTERVAL_MS: '50',
-  LOG_LEVEL: 'warn',
-};
+/** The child's settings in tests: those of an in-process test server, on loopback, with quiet logs. */
+export const SERVER_PROCESS_TEST_ENV: Record<string, string> = { ...TEST_ENV, HOST: '127.0.0.1', LOG_LEVEL: 'warn' };
 
 export interface ServerProcessOptions {
   /** The database (MONGODB_URI of the child); several processes may share one. */
