@@ -258,10 +258,12 @@ interface Costs {
   socketBaseMs: number;
   socketPerSessionMs: number;
 }
+/** Both bare targets are the same server (bare-server.ts), closing or not. */
+const BARE_COSTS: Costs = { startMs: 5_000, seedMs: 0, socketBaseMs: 1, socketPerSessionMs: 0 };
 const DEFAULT_COSTS: Record<Target, Costs> = {
   api: { startMs: 10_000, seedMs: 0.5, socketBaseMs: 4, socketPerSessionMs: 0 },
-  bare: { startMs: 5_000, seedMs: 0, socketBaseMs: 1, socketPerSessionMs: 0 },
-  'bare-closing': { startMs: 5_000, seedMs: 0, socketBaseMs: 1, socketPerSessionMs: 0 },
+  bare: BARE_COSTS,
+  'bare-closing': BARE_COSTS,
 };
 const observed = new Map<string, Costs>();
 const costsOf = (target: Target, s: Scenario) => observed.get(`${target}/${s.processes}`) ?? DEFAULT_COSTS[target];
