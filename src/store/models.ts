@@ -44,7 +44,7 @@ sessionSchema.index({ endedAt: 1, expiresAt: 1 });
  * Where single-document updates are not atomic (FerretDB 1.x): version N of a session (N >= 2) is
  * one document whose _id is `<session id>:<N>`, so that of all the writers of version N, only the
  * one whose insert lands first succeeds (docs/write-protocol.md). It holds the session's state as of
- * that version; the session document follows it as a cache.
+ * that version (as JSON text: store/versionWriters.ts says why); the session document follows it as a cache.
  */
 const sessionVersionSchema = new Schema(
   {
@@ -73,7 +73,8 @@ export type SessionDoc = InferSchemaType<typeof sessionSchema> & { _id: mongoose
 export interface SessionVersionDoc {
   _id: string;
   sessionId: mongoose.Types.ObjectId;
-  state: SessionState;
+  /** JSON text; a subdocument in versions written before versions were text. */
+  state: string | SessionState;
 }
 /** What changes from one version of a session to the next. */
 export type SessionState = Pick<

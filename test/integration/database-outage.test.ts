@@ -5,6 +5,7 @@ import path from 'node:path';
 import mongoose from 'mongoose';
 import { describe, expect, inject, it } from 'vitest';
 import { FERRETDB_BIN, postgresAdminUrl, postgresUnavailable, psql, resolveDatabase } from '../../scripts/database.js';
+import { versionState } from '../../src/store/versionWriters.js';
 import { EventRecorder } from '../helpers/events.js';
 import { errorCode, eventually, login, newUserSession, sleep, startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -210,7 +211,10 @@ describe.skipIf(inject('dbKind') !== 'ferretdb')('while the database answers pin
 
       await lock.release();
       lock = null;
-      const ends = () => conn.collection('session_versions').countDocuments({ sessionId: new mongoose.Types.ObjectId(session.id), 'state.endReason': 'TIMEOUT' });
+      const ends = async () =>
+        (await conn.collection('session_versions').find({ sessionId: new mongoose.Types.ObjectId(session.id) }).toArray()).filter(
+          (v) => versionState(v.state).endReason === 'TIMEOUT',
+        ).length;
       await eventually(async () => (await ends()) === 1, 15_000, 'the TIMEOUT written');
       expect((await server.gql('{ session { id } }', {}, { token: other.token })).errors).toBeUndefined();
       await events.dispose();

@@ -7,7 +7,7 @@ import { ended, renewed } from '../../src/sessions/transitions.js';
 import { createModels, type Models } from '../../src/store/models.js';
 import { SessionStore } from '../../src/store/sessionStore.js';
 import { UserStore } from '../../src/store/userStore.js';
-import { AtomicUpdates, chooseVersionWriter, InsertedVersions, UnsafeDatabaseError, type VersionWriter } from '../../src/store/versionWriters.js';
+import { AtomicUpdates, chooseVersionWriter, InsertedVersions, UnsafeDatabaseError, versionState, type VersionWriter } from '../../src/store/versionWriters.js';
 import { testDatabaseUri } from '../helpers/server.js';
 import { newStoredSession } from '../helpers/store.js';
 
@@ -99,6 +99,28 @@ describe('inserted versions', () => {
     expect(await store.findById(first.id)).toEqual(timeout);
     await store.drain();
     expect((await models.Session.findById(first.id).lean())?.endReason).toBe('TIMEOUT');
+  });
+
+  it('a version reads back as written, every date and null included, and one stored as a subdocument (before versions were text) is followed too', async () => {
+    const store = new SessionStore(models, new InsertedVersions(models));
+    const first = await newStoredSession(store);
+    const now = new Date();
+    const fixedDate = new Date(now.getTime() + 3_600_000);
+    const second = renewed(first, { ...first.expiry, spec: { policy: 'DATE', seconds: null, date: fixedDate }, expiresAt: fixedDate }, now);
+    expect(await store.commit(second)).toBe(true);
+    await store.drain();
+    await models.Session.updateOne({ _id: first.id }, { $set: { version: 1 } });
+    expect(await store.findById(first.id)).toEqual(second);
+
+    const third = ended(second, 'REVOKED', new Date());
+    expect(await store.commit(third)).toBe(true);
+    await store.drain();
+    await models.Session.updateOne({ _id: first.id }, { $set: { version: 1 } });
+    const versions = conn.collection<{ _id: string; state: unknown }>('session_versions');
+    const stored = await versions.findOne({ _id: `${first.id}:3` });
+    expect(typeof stored?.state).toBe('string');
+    await versions.updateOne({ _id: `${first.id}:3` }, { $set: { state: versionState(stored!.state as string) } });
+    expect(await store.findById(first.id)).toEqual(third);
   });
 
   it('a writer of a version that exists loses, even if the session document does not show it yet', async () => {
