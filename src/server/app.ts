@@ -30,9 +30,12 @@ import { clientAddress, trustProxy } from './clientAddress.js';
 import { mountHealth } from './health.js';
 import { databaseUnavailableIs503, jsonErrors, refuseSubscriptionsOverHttp } from './httpErrors.js';
 import { mountPages } from './pages.js';
+import { repeatPurge } from './purging.js';
 import { attachSessionSockets } from './sessionSockets.js';
 
 const PURGE_INTERVAL_MS = 60_000;
+/** At most this share of the time goes to purging (a slow purge is run less often). */
+const PURGE_MAX_SHARE = 0.01;
 /** The largest HTTP body or websocket message accepted. */
 const MAX_REQUEST_BYTES = 64 * 1024;
 /** How long the expiry re-check waits for the database before ending sessions on what it knows. */
@@ -75,13 +78,11 @@ async function prepareStorage(conn: mongoose.Connection, settings: Settings, log
 
 /** Removes expired records where the database has no TTL index to do it. */
 function startPurging(service: SessionService, settings: Settings, logger: Logger): () => void {
-  const purge = () =>
-    service.store
-      .purgeExpired(service.clock(), settings.retentionSeconds)
-      .catch((err: unknown) => logger.error({ err }, 'purging expired sessions failed'));
-  const timer = setInterval(purge, PURGE_INTERVAL_MS);
-  timer.unref();
-  return () => clearInterval(timer);
+  return repeatPurge(() => service.store.purgeExpired(service.clock(), settings.retentionSeconds), {
+    intervalMs: PURGE_INTERVAL_MS,
+    maxShare: PURGE_MAX_SHARE,
+    onError: (err) => logger.error({ err }, 'purging expired sessions failed'),
+  });
 }
 
 export async function startServer({ settings, mongoUri, logger, clock = () => new Date() }: StartOptions): Promise<RunningServer> {
