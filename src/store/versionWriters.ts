@@ -51,8 +51,10 @@ interface WriteError {
 
 const versionId = (id: mongoose.Types.ObjectId, version: number) => `${id.toHexString()}:${version}`;
 
-const DATE_FIELDS = ['lastSavedAt', 'expiresAt', 'policyDate', 'endedAt', 'updatedAt'] as const satisfies ReadonlyArray<keyof SessionState>;
-const isDateField = (key: string) => (DATE_FIELDS as readonly string[]).includes(key);
+type DateField = { [K in keyof SessionState]-?: NonNullable<SessionState[K]> extends Date ? K : never }[keyof SessionState];
+/** Every field of a state that holds a date: the type makes a date field added to SessionState fail to compile until it is listed. */
+const DATE_FIELDS: Record<DateField, true> = { lastSavedAt: true, expiresAt: true, policyDate: true, endedAt: true, updatedAt: true };
+const isDateField = (key: string): key is DateField => Object.hasOwn(DATE_FIELDS, key);
 
 /**
  * A version's state is stored as JSON text, its dates as milliseconds since the epoch, not as a
@@ -62,7 +64,7 @@ const isDateField = (key: string) => (DATE_FIELDS as readonly string[]).includes
  */
 function storedState(state: SessionState): string {
   const stored: Record<string, unknown> = { ...state };
-  for (const field of DATE_FIELDS) stored[field] = state[field]?.getTime() ?? null;
+  for (const field of Object.keys(DATE_FIELDS) as DateField[]) stored[field] = state[field]?.getTime() ?? null;
   return JSON.stringify(stored);
 }
 
