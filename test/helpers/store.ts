@@ -1,6 +1,23 @@
 import mongoose from 'mongoose';
+import { afterAll, beforeAll } from 'vitest';
 import type { Session } from '../../src/session.js';
+import { createModels, type Models } from '../../src/store/models.js';
 import type { SessionStore } from '../../src/store/sessionStore.js';
+import { testDatabaseUri } from './server.js';
+
+/** A database of the test file's own with the server's models: connected before its tests, dropped after them. */
+export function scratchDatabase(): { conn: mongoose.Connection; models: Models } {
+  const scratch = {} as { conn: mongoose.Connection; models: Models };
+  beforeAll(async () => {
+    scratch.conn = await mongoose.createConnection(testDatabaseUri()).asPromise();
+    scratch.models = createModels(scratch.conn);
+  });
+  afterAll(async () => {
+    await scratch.conn?.dropDatabase();
+    await scratch.conn?.close();
+  });
+  return scratch;
+}
 
 /** A fresh 60 s session written straight into the store, for tests below the service. */
 export function newStoredSession(store: SessionStore): Promise<Session> {

@@ -1,30 +1,21 @@
 import mongoose from 'mongoose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { PollingFeed } from '../../src/engine/changeFeed.js';
 import { createLogger } from '../../src/logger.js';
-import { createModels, type Models } from '../../src/store/models.js';
 import type { Session } from '../../src/session.js';
 import { SessionStore } from '../../src/store/sessionStore.js';
 import { InsertedVersions } from '../../src/store/versionWriters.js';
 import { ended } from '../../src/sessions/transitions.js';
-import { sleep, testDatabaseUri } from '../helpers/server.js';
-import { newStoredSession } from '../helpers/store.js';
+import { sleep } from '../helpers/server.js';
+import { newStoredSession, scratchDatabase } from '../helpers/store.js';
 
-let conn: mongoose.Connection;
-let models: Models;
+const scratch = scratchDatabase();
 let store: SessionStore;
 const logger = createLogger('silent');
 
-beforeAll(async () => {
-  conn = await mongoose.createConnection(testDatabaseUri()).asPromise();
-  models = createModels(conn);
-  store = new SessionStore(models, new InsertedVersions(models), { recordChanges: true });
+beforeAll(() => {
+  store = new SessionStore(scratch.models, new InsertedVersions(scratch.models), { recordChanges: true });
 });
-afterAll(async () => {
-  await conn?.dropDatabase();
-  await conn?.close();
-});
-
 
 async function collect(feed: PollingFeed) {
   const seen: Session[] = [];
@@ -48,7 +39,7 @@ describe('the polling change feed', () => {
       ]);
       expect(loggedOut.version).toBe(2);
       await sleep(1600);
-      expect(await models.SessionChange.countDocuments()).toBe(0);
+      expect(await scratch.models.SessionChange.countDocuments()).toBe(0);
     } finally {
       await feed.stop();
     }
@@ -62,7 +53,7 @@ describe('the polling change feed', () => {
     try {
       const written = await newStoredSession(store);
       await sleep(1100);
-      expect(await models.SessionChange.countDocuments({ 'session._id': new mongoose.Types.ObjectId(written.id) })).toBe(0);
+      expect(await scratch.models.SessionChange.countDocuments({ 'session._id': new mongoose.Types.ObjectId(written.id) })).toBe(0);
       await sleep(800);
       expect(seen.map((s) => s.id)).toContain(written.id);
     } finally {
@@ -73,7 +64,7 @@ describe('the polling change feed', () => {
   it('delivers a change whose log record became visible long after its stamp (a slow insert), while other changes move the poller on', async () => {
     // A writer whose next change record takes 1.5 s to reach the database after it was stamped.
     let delayNext = false;
-    const SessionChange = new Proxy(models.SessionChange, {
+    const SessionChange = new Proxy(scratch.models.SessionChange, {
       get(target, prop, receiver) {
         if (prop !== 'create' || !delayNext) return Reflect.get(target, prop, receiver);
         delayNext = false;
@@ -83,7 +74,7 @@ describe('the polling change feed', () => {
         };
       },
     });
-    const slowWriter = new SessionStore({ ...models, SessionChange }, new InsertedVersions(models), { recordChanges: true });
+    const slowWriter = new SessionStore({ ...scratch.models, SessionChange }, new InsertedVersions(scratch.models), { recordChanges: true });
     const feed = new PollingFeed(store, 50, logger);
     const seen = await collect(feed);
     try {
@@ -106,7 +97,7 @@ describe('the polling change feed', () => {
     } finally {
       await feed.stop();
       // The records of this test's writes are recent enough to reach the next test's feed.
-      await models.SessionChange.deleteMany({});
+      await scratch.models.SessionChange.deleteMany({});
     }
   });
 });

@@ -1,5 +1,4 @@
-import mongoose from 'mongoose';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { loadSettings } from '../../src/config.js';
 import type { Session } from '../../src/session.js';
 import { SessionService } from '../../src/sessions/service.js';
@@ -8,22 +7,10 @@ import { createModels, type Models } from '../../src/store/models.js';
 import { SessionStore } from '../../src/store/sessionStore.js';
 import { UserStore } from '../../src/store/userStore.js';
 import { AtomicUpdates, chooseVersionWriter, InsertedVersions, UnsafeDatabaseError, versionState, type VersionWriter } from '../../src/store/versionWriters.js';
-import { testDatabaseUri } from '../helpers/server.js';
-import { newStoredSession } from '../helpers/store.js';
+import { newStoredSession, scratchDatabase } from '../helpers/store.js';
 
-let conn: mongoose.Connection;
-let models: Models;
+const scratch = scratchDatabase();
 const ferretdb = inject('dbKind').startsWith('ferretdb');
-
-beforeAll(async () => {
-  conn = await mongoose.createConnection(testDatabaseUri()).asPromise();
-  models = createModels(conn);
-});
-afterAll(async () => {
-  await conn?.dropDatabase();
-  await conn?.close();
-});
-
 
 /** `writers` versions that all follow `from`: one ends it, the others renew it to distinct expiries. */
 function rivals(from: Session, writers: number): Session[] {
@@ -41,7 +28,7 @@ const writers: Array<[string, (m: Models) => VersionWriter, boolean]> = [
 
 describe.each(writers)('commits with %s', (_name, makeWriter, safeHere) => {
   it.skipIf(!safeHere)('exactly one of 30 concurrent writers of a version wins, and every read returns the winner, over 10 rounds', async () => {
-    const store = new SessionStore(models, makeWriter(models));
+    const store = new SessionStore(scratch.models, makeWriter(scratch.models));
     let current = await newStoredSession(store);
     for (let round = 0; round < 10 && !current.endedAt; round++) {
       const candidates = rivals(current, 30);
@@ -58,7 +45,7 @@ describe.each(writers)('commits with %s', (_name, makeWriter, safeHere) => {
 
 describe.each(writers)('a burst of commits with %s', (_name, makeWriter, safeHere) => {
   it.skipIf(!safeHere)('says for each session of the burst whether this writer wrote it', async () => {
-    const store = new SessionStore(models, makeWriter(models));
+    const store = new SessionStore(scratch.models, makeWriter(scratch.models));
     const sessions = await Promise.all([1, 2, 3].map(() => newStoredSession(store)));
     const taken = rivals(sessions[1]!, 2)[1]!;
     expect(await store.commit(taken)).toBe(true);
@@ -73,7 +60,7 @@ describe.each(writers)('a burst of commits with %s', (_name, makeWriter, safeHer
 
 describe('inserted versions', () => {
   it('a read follows the versions beyond a session document that lags behind, and brings it up to date', async () => {
-    const store = new SessionStore(models, new InsertedVersions(models));
+    const store = new SessionStore(scratch.models, new InsertedVersions(scratch.models));
     const first = await newStoredSession(store);
     const second = rivals(first, 2)[1]!;
     const third = ended(second, 'REVOKED', new Date());
@@ -81,42 +68,42 @@ describe('inserted versions', () => {
     expect(await store.commit(third)).toBe(true);
     await store.drain();
     // As a race between two cache updates could leave it: the session document set back to version 1.
-    await models.Session.updateOne({ _id: first.id }, { $set: { version: 1, endedAt: null, endReason: null } });
+    await scratch.models.Session.updateOne({ _id: first.id }, { $set: { version: 1, endedAt: null, endReason: null } });
     expect(await store.findById(first.id)).toEqual(third);
     await store.drain();
-    expect((await models.Session.findById(first.id).lean())?.version).toBe(3);
+    expect((await scratch.models.Session.findById(first.id).lean())?.version).toBe(3);
   });
 
   it('a timeout is committed without updating the session document; reads, listings and later writers still see the end', async () => {
-    const store = new SessionStore(models, new InsertedVersions(models));
+    const store = new SessionStore(scratch.models, new InsertedVersions(scratch.models));
     const first = await newStoredSession(store);
     const timeout = ended(first, 'TIMEOUT', new Date());
     expect(await store.commitMany([timeout])).toEqual([true]);
     await store.drain();
-    expect((await models.Session.findById(first.id).lean())?.version).toBe(1);
+    expect((await scratch.models.Session.findById(first.id).lean())?.version).toBe(1);
     expect(await store.listOpen(first.userId)).toEqual([]);
     expect(await store.commit(rivals(first, 2)[1]!)).toBe(false);
     expect(await store.findById(first.id)).toEqual(timeout);
     await store.drain();
-    expect((await models.Session.findById(first.id).lean())?.endReason).toBe('TIMEOUT');
+    expect((await scratch.models.Session.findById(first.id).lean())?.endReason).toBe('TIMEOUT');
   });
 
   it('a version reads back as written, every date and null included, and one stored as a subdocument (before versions were text) is followed too', async () => {
-    const store = new SessionStore(models, new InsertedVersions(models));
+    const store = new SessionStore(scratch.models, new InsertedVersions(scratch.models));
     const first = await newStoredSession(store);
     const now = new Date();
     const fixedDate = new Date(now.getTime() + 3_600_000);
     const second = renewed(first, { ...first.expiry, spec: { policy: 'DATE', seconds: null, date: fixedDate }, expiresAt: fixedDate }, now);
     expect(await store.commit(second)).toBe(true);
     await store.drain();
-    await models.Session.updateOne({ _id: first.id }, { $set: { version: 1 } });
+    await scratch.models.Session.updateOne({ _id: first.id }, { $set: { version: 1 } });
     expect(await store.findById(first.id)).toEqual(second);
 
     const third = ended(second, 'REVOKED', new Date());
     expect(await store.commit(third)).toBe(true);
     await store.drain();
-    await models.Session.updateOne({ _id: first.id }, { $set: { version: 1 } });
-    const versions = conn.collection<{ _id: string; state: unknown }>('session_versions');
+    await scratch.models.Session.updateOne({ _id: first.id }, { $set: { version: 1 } });
+    const versions = scratch.conn.collection<{ _id: string; state: unknown }>('session_versions');
     const stored = await versions.findOne({ _id: `${first.id}:3` });
     expect(typeof stored?.state).toBe('string');
     await versions.updateOne({ _id: `${first.id}:3` }, { $set: { state: versionState(stored!.state as string) } });
@@ -124,12 +111,12 @@ describe('inserted versions', () => {
   });
 
   it('a writer of a version that exists loses, even if the session document does not show it yet', async () => {
-    const store = new SessionStore(models, new InsertedVersions(models));
+    const store = new SessionStore(scratch.models, new InsertedVersions(scratch.models));
     const first = await newStoredSession(store);
     const [end, renewal] = rivals(first, 2);
     expect(await store.commit(end!)).toBe(true);
     await store.drain();
-    await models.Session.updateOne({ _id: first.id }, { $set: { version: 1, endedAt: null, endReason: null } });
+    await scratch.models.Session.updateOne({ _id: first.id }, { $set: { version: 1, endedAt: null, endReason: null } });
     expect(await store.commit(renewal!)).toBe(false);
     expect((await store.findById(first.id))?.endReason).toBe('LOGGED_OUT');
   });
@@ -139,29 +126,29 @@ describe('choosing the write path', () => {
   const log = () => {};
 
   it('the first process records what its probe found, and later processes follow the record', async () => {
-    const db = createModels(conn.useDb(`wp_${Date.now()}`));
+    const db = createModels(scratch.conn.useDb(`wp_${Date.now()}`));
     expect((await chooseVersionWriter(db, { atomicUpdates: false, uniqueInserts: true }, log)).name).toBe('inserted-versions');
     expect((await chooseVersionWriter(db, { atomicUpdates: true, uniqueInserts: true }, log)).name).toBe('inserted-versions');
     await db.Session.db.dropDatabase();
   });
 
   it('a process whose database does not apply updates atomically refuses to join one written with atomic updates', async () => {
-    const db = createModels(conn.useDb(`wp_${Date.now()}`));
+    const db = createModels(scratch.conn.useDb(`wp_${Date.now()}`));
     expect((await chooseVersionWriter(db, { atomicUpdates: true, uniqueInserts: true }, log)).name).toBe('atomic-updates');
     await expect(chooseVersionWriter(db, { atomicUpdates: false, uniqueInserts: true }, log)).rejects.toThrow(UnsafeDatabaseError);
     await db.Session.db.dropDatabase();
   });
 
   it('refuses to start where concurrent inserts of one _id can both succeed', async () => {
-    await expect(chooseVersionWriter(models, { atomicUpdates: true, uniqueInserts: false }, log)).rejects.toThrow(/refusing to start/);
+    await expect(chooseVersionWriter(scratch.models, { atomicUpdates: true, uniqueInserts: false }, log)).rejects.toThrow(/refusing to start/);
   });
 });
 
 describe('a renewal that waited for its turn', () => {
   it('is refused with EXPIRY_IN_PAST, changing nothing, when the date it asked for passed while it waited', async () => {
-    const store = new SessionStore(models, new InsertedVersions(models));
+    const store = new SessionStore(scratch.models, new InsertedVersions(scratch.models));
     let now = Date.now();
-    const service = new SessionService(new UserStore(models), store, loadSettings({}), () => new Date(now));
+    const service = new SessionService(new UserStore(scratch.models), store, loadSettings({}), () => new Date(now));
     const session = await newStoredSession(store);
     // Another writer takes the next version first, and two seconds pass before this one reads it again.
     const commit = store.commit.bind(store);
