@@ -54,6 +54,7 @@ const versionId = (id: mongoose.Types.ObjectId, version: number) => `${id.toHexS
 type DateField = { [K in keyof SessionState]-?: NonNullable<SessionState[K]> extends Date ? K : never }[keyof SessionState];
 /** Every field of a state that holds a date: the type makes a date field added to SessionState fail to compile until it is listed. */
 const DATE_FIELDS: Record<DateField, true> = { lastSavedAt: true, expiresAt: true, policyDate: true, endedAt: true, updatedAt: true };
+const DATE_FIELD_NAMES = Object.keys(DATE_FIELDS) as DateField[];
 const isDateField = (key: string): key is DateField => Object.hasOwn(DATE_FIELDS, key);
 
 /**
@@ -64,7 +65,7 @@ const isDateField = (key: string): key is DateField => Object.hasOwn(DATE_FIELDS
  */
 function storedState(state: SessionState): string {
   const stored: Record<string, unknown> = { ...state };
-  for (const field of Object.keys(DATE_FIELDS) as DateField[]) stored[field] = state[field]?.getTime() ?? null;
+  for (const field of DATE_FIELD_NAMES) stored[field] = state[field]?.getTime() ?? null;
   return JSON.stringify(stored);
 }
 
