@@ -76,12 +76,16 @@ async function prepareStorage(conn: mongoose.Connection, settings: Settings, log
   return { models, capabilities, writer };
 }
 
-/** Removes expired records where the database has no TTL index to do it. */
-function startPurging(service: SessionService, settings: Settings, logger: Logger): () => void {
-  return repeatPurge(() => service.store.purgeExpired(service.clock(), settings.retentionSeconds), {
+/** Removes expired sessions and login attempts where the database has no TTL index to do it. */
+function startPurging(service: SessionService, attempts: MongoAttemptStore, settings: Settings, logger: Logger): () => void {
+  const purge = async () => {
+    await service.store.purgeExpired(service.clock(), settings.retentionSeconds);
+    await attempts.purgeExpired(service.clock());
+  };
+  return repeatPurge(purge, {
     intervalMs: PURGE_INTERVAL_MS,
     maxShare: PURGE_MAX_SHARE,
-    onError: (err) => logger.error({ err }, 'purging expired sessions failed'),
+    onError: (err) => logger.error({ err }, 'purging expired sessions and login attempts failed'),
   });
 }
 
@@ -102,7 +106,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
       ? new SessionCache(settings.sessionCache.maxStalenessMs, settings.sessionCache.size)
       : null;
   const store = new SessionStore(models, writer, { recordChanges: !capabilities.changeStreams, cache });
-  const attempts = await MongoAttemptStore.open(conn, capabilities, { onPurgeError: (err) => logger.error({ err }, 'purging expired login attempts failed') });
+  const attempts = await MongoAttemptStore.open(conn, capabilities);
   const service = new SessionService(new UserStore(models), store, settings, clock, attempts);
   const feed: ChangeFeed = capabilities.changeStreams
     ? new ChangeStreamFeed(store, logger)
@@ -139,7 +143,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
       : hub,
   );
   await presence.start();
-  const stopPurging = capabilities.ttlIndexes ? () => {} : startPurging(service, settings, logger);
+  const stopPurging = capabilities.ttlIndexes ? () => {} : startPurging(service, attempts, settings, logger);
 
   const app = express();
   app.disable('x-powered-by');

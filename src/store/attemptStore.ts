@@ -36,43 +36,26 @@ interface AttemptDoc {
   expiresAt: Date;
 }
 
-/** Without a TTL index, expired records are deleted at most this often, by the inserts that come along. */
-const PURGE_INTERVAL_MS = 60_000;
 const COLLECTION = 'auth_attempts';
-
-export interface MongoAttemptStoreOptions {
-  /** Told of a failed purge (the next insert after PURGE_INTERVAL_MS tries again). */
-  onPurgeError?: (err: unknown) => void;
-}
 
 /** Attempts in the `auth_attempts` collection, shared by every process on the database. */
 export class MongoAttemptStore implements AttemptStore {
   private readonly collection: mongoose.mongo.Collection<AttemptDoc>;
-  private lastPurge = 0;
 
-  private constructor(
-    conn: mongoose.Connection,
-    private readonly capabilities: Pick<DatabaseCapabilities, 'ttlIndexes'>,
-    private readonly options: MongoAttemptStoreOptions,
-  ) {
+  private constructor(conn: mongoose.Connection) {
     if (!conn.db) throw new Error('MongoAttemptStore needs an open connection');
     this.collection = conn.db.collection<AttemptDoc>(COLLECTION);
   }
 
-  /** The store, with its indexes: a TTL index where the database has them, else expired records are purged as attempts come. */
-  static async open(
-    conn: mongoose.Connection,
-    capabilities: Pick<DatabaseCapabilities, 'ttlIndexes'>,
-    options: MongoAttemptStoreOptions = {},
-  ): Promise<MongoAttemptStore> {
-    const store = new MongoAttemptStore(conn, capabilities, options);
+  /** The store, with its indexes: a TTL index where the database has them, else the server calls `purgeExpired` (app.ts). */
+  static async open(conn: mongoose.Connection, capabilities: Pick<DatabaseCapabilities, 'ttlIndexes'>): Promise<MongoAttemptStore> {
+    const store = new MongoAttemptStore(conn);
     await store.collection.createIndex({ key: 1, at: 1 }, { name: 'key_at' });
     if (capabilities.ttlIndexes) await store.collection.createIndex({ expiresAt: 1 }, { name: 'expiresAt_ttl', expireAfterSeconds: 0 });
     return store;
   }
 
-  async insert(records: AttemptRecord[], now: Date): Promise<string[]> {
-    if (!this.capabilities.ttlIndexes) this.purgeNowAndThen(now);
+  async insert(records: AttemptRecord[]): Promise<string[]> {
     const result = await this.collection.insertMany(records.map((r) => ({ ...r }) as AttemptDoc), { ordered: true });
     return records.map((_, i) => String(result.insertedIds[i]));
   }
@@ -109,11 +92,9 @@ export class MongoAttemptStore implements AttemptStore {
     await this.collection.deleteMany({ key, at: { $lte: upTo } });
   }
 
-  /** What the TTL index would do, done by the attempts themselves (not awaited: it delays no attempt). */
-  private purgeNowAndThen(now: Date): void {
-    if (now.getTime() - this.lastPurge < PURGE_INTERVAL_MS) return;
-    this.lastPurge = now.getTime();
-    this.collection.deleteMany({ expiresAt: { $lte: now } }).catch((err: unknown) => this.options.onPurgeError?.(err));
+  /** What the TTL index would do; returns how many records it removed. */
+  async purgeExpired(now: Date): Promise<number> {
+    return (await this.collection.deleteMany({ expiresAt: { $lte: now } })).deletedCount;
   }
 }
 
