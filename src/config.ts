@@ -86,7 +86,7 @@ const schema = z.object({
   LOGIN_URL: z.string().default('/app/login'),
   REGISTRATION_ENABLED: bool.default(true),
   GRAPHIQL_ENABLED: bool.optional(),
-  /** Django's session cookie settings. Unset: Django's defaults (COOKIE_ALIASES names the older names still read). */
+  /** Django's session cookie settings. Unset: Django's defaults (ALIASES names the older names still read). */
   SESSION_COOKIE_NAME: cookieName.optional(),
   SESSION_COOKIE_DOMAIN: cookieDomain.optional(),
   SESSION_COOKIE_PATH: cookiePath.default('/'),
@@ -124,12 +124,12 @@ const schema = z.object({
   /** Websockets from one client address that may wait for connection_init at once. */
   WS_MAX_UNAUTHENTICATED_PER_ADDRESS: positiveCount.default(20),
   /**
-   * connection_init messages whose session is being read from the database at once, per process;
-   * the others wait their turn. When a process dies its clients all reconnect to the others at
-   * once: unbounded, their reads queued in the database ahead of the expiries' commits and of the
-   * health pings, so the survivors reported the database unreachable and HAProxy took them out too.
+   * Sessions read from the database by token at once, per process, for HTTP requests and websocket
+   * connection_init messages together; the others wait their turn (store/sessionStore.ts says why).
    */
-  WS_MAX_CONCURRENT_AUTHENTICATIONS: positiveCount.default(16),
+  MAX_CONCURRENT_TOKEN_READS: positiveCount.optional(),
+  /** Deprecated name of MAX_CONCURRENT_TOKEN_READS, from when it bounded connection_init alone. */
+  WS_MAX_CONCURRENT_AUTHENTICATIONS: positiveCount.optional(),
   /**
    * Seconds the expiry re-check waits for a database that answers pings but has not committed the
    * ends due (a stuck write lock, a stalled disk) before they end on their last known expiry.
@@ -154,12 +154,16 @@ const PRESENCE_LEASE_HEARTBEATS = 3;
 
 export type Env = z.infer<typeof schema>;
 
-/** The older cookie variables, still read (deprecated) as the Django-named ones they stand for. */
-const COOKIE_ALIASES = [
+/** Older names, still read (deprecated) as the ones they stand for: the cookie variables before their Django names, and one renamed setting. */
+const ALIASES = [
   ['SESSION_COOKIE_NAME', 'COOKIE_NAME'],
   ['SESSION_COOKIE_SECURE', 'COOKIE_SECURE'],
   ['SESSION_COOKIE_SAMESITE', 'COOKIE_SAMESITE'],
+  ['MAX_CONCURRENT_TOKEN_READS', 'WS_MAX_CONCURRENT_AUTHENTICATIONS'],
 ] as const;
+
+/** The default of MAX_CONCURRENT_TOKEN_READS. */
+const MAX_CONCURRENT_TOKEN_READS = 16;
 
 /** Where the API is served: the session cookie must reach it (and the websocket upgrade, on the same path). */
 const API_PATH = '/graphql';
@@ -188,7 +192,9 @@ export interface Settings {
   registrationRateLimit: RateBudget;
   wsPingIntervalMs: number;
   httpRequestTimeoutMs: number;
-  websocket: { operationsPerSocket: number; socketsPerSession: number; unauthenticatedPerAddress: number; concurrentAuthentications: number };
+  websocket: { operationsPerSocket: number; socketsPerSession: number; unauthenticatedPerAddress: number };
+  /** Sessions read from the database by token at once, over both transports (MAX_CONCURRENT_TOKEN_READS). */
+  maxConcurrentTokenReads: number;
   changePollIntervalMs: number;
   /** How long the expiry re-check waits for a database that answers pings but has not decided (EXPIRY_RECHECK_MAX_WAIT). */
   recheckMaxWaitMs: number;
@@ -249,6 +255,9 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     );
   }
   const cookie = cookieSettings(e, warnings);
+  const issues: string[] = [];
+  const maxConcurrentTokenReads = fromNameOrAlias(e, 'MAX_CONCURRENT_TOKEN_READS', issues, warnings) ?? MAX_CONCURRENT_TOKEN_READS;
+  if (issues.length > 0) throw new ConfigError(`Invalid configuration:\n${issues.join('\n')}`);
   const staleness = e.SESSION_CACHE_MAX_STALENESS_MS;
   if (staleness > 0 && staleness <= e.CHANGE_POLL_INTERVAL_MS) {
     warnings.push(
@@ -294,8 +303,8 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
       operationsPerSocket: e.WS_MAX_OPERATIONS_PER_SOCKET,
       socketsPerSession: e.WS_MAX_SOCKETS_PER_SESSION,
       unauthenticatedPerAddress: e.WS_MAX_UNAUTHENTICATED_PER_ADDRESS,
-      concurrentAuthentications: e.WS_MAX_CONCURRENT_AUTHENTICATIONS,
     },
+    maxConcurrentTokenReads,
     changePollIntervalMs: e.CHANGE_POLL_INTERVAL_MS,
     recheckMaxWaitMs: e.EXPIRY_RECHECK_MAX_WAIT * 1000,
     sessionCache: { maxStalenessMs: e.SESSION_CACHE_MAX_STALENESS_MS, size: e.SESSION_CACHE_SIZE },
@@ -320,18 +329,7 @@ function unknownSessionVariables(source: NodeJS.ProcessEnv): string[] {
  */
 function cookieSettings(e: Env, warnings: string[]): CookieSettings {
   const issues: string[] = [];
-  const pick = <K extends (typeof COOKIE_ALIASES)[number][0]>(name: K): Env[K] => {
-    const alias = COOKIE_ALIASES.find(([current]) => current === name)![1];
-    const value = e[name];
-    const old = e[alias] as Env[K];
-    if (old === undefined) return value;
-    if (value !== undefined && value !== old) {
-      issues.push(`  ${name}: set to ${String(value)}, but its deprecated alias ${alias} to ${String(old)}: remove ${alias}`);
-    } else {
-      warnings.push(`${alias} is deprecated: use ${name}${value === undefined ? '' : ` (both are set: remove ${alias})`}.`);
-    }
-    return value ?? old;
-  };
+  const pick = <K extends AliasedName>(name: K) => fromNameOrAlias(e, name, issues, warnings);
   const name = pick('SESSION_COOKIE_NAME') ?? 'sessionid';
   const secure = pick('SESSION_COOKIE_SECURE') ?? false;
   const sameSite = pick('SESSION_COOKIE_SAMESITE') ?? 'lax';
@@ -344,6 +342,22 @@ function cookieSettings(e: Env, warnings: string[]): CookieSettings {
     warnings.push(`SESSION_COOKIE_PATH=${path} does not cover ${API_PATH}: browsers will not send the session cookie to the API.`);
   }
   return { name, domain: e.SESSION_COOKIE_DOMAIN ?? null, path, secure, httpOnly: e.SESSION_COOKIE_HTTPONLY, sameSite };
+}
+
+type AliasedName = (typeof ALIASES)[number][0];
+
+/** A setting from its name, or else from its deprecated alias (with a warning); both set to different values is an issue. */
+function fromNameOrAlias<K extends AliasedName>(e: Env, name: K, issues: string[], warnings: string[]): Env[K] {
+  const alias = ALIASES.find(([current]) => current === name)![1];
+  const value = e[name];
+  const old = e[alias] as Env[K];
+  if (old === undefined) return value;
+  if (value !== undefined && value !== old) {
+    issues.push(`  ${name}: set to ${String(value)}, but its deprecated alias ${alias} to ${String(old)}: remove ${alias}`);
+  } else {
+    warnings.push(`${alias} is deprecated: use ${name}${value === undefined ? '' : ` (both are set: remove ${alias})`}.`);
+  }
+  return value ?? old;
 }
 
 /** RFC 6265, section 5.1.4: whether a cookie with path `cookiePath` is sent with requests for `requestPath`. */

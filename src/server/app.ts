@@ -105,7 +105,11 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     !capabilities.changeStreams && settings.sessionCache.maxStalenessMs > 0
       ? new SessionCache(settings.sessionCache.maxStalenessMs, settings.sessionCache.size)
       : null;
-  const store = new SessionStore(models, writer, { recordChanges: !capabilities.changeStreams, cache });
+  const store = new SessionStore(models, writer, {
+    recordChanges: !capabilities.changeStreams,
+    cache,
+    maxConcurrentTokenReads: settings.maxConcurrentTokenReads,
+  });
   const attempts = await MongoAttemptStore.open(conn, capabilities);
   const service = new SessionService(new UserStore(models), store, settings, clock, attempts);
   const feed: ChangeFeed = capabilities.changeStreams

@@ -1,7 +1,6 @@
 import type { IncomingMessage, Server } from 'node:http';
 import { CloseCode } from 'graphql-ws';
 import { getOperationAST, getVariableValues, GraphQLError, type GraphQLSchema } from 'graphql';
-import pLimit from 'p-limit';
 import type { WebSocket } from 'ws';
 import { readCredentials } from '../auth/credentials.js';
 import type { Settings } from '../config.js';
@@ -81,8 +80,6 @@ export function attachSessionSockets(options: {
   /** A session's sockets: the socket itself while it has one (the usual case), a Set from the second on. */
   const socketsBySession = new Map<string, SessionSocket | Set<SessionSocket>>();
   const unauthenticated = new Map<string, number>();
-  /** Sessions read for connection_init at once (WS_MAX_CONCURRENT_AUTHENTICATIONS): the others wait their turn. */
-  const authenticating = pLimit(limits.concurrentAuthentications);
   /** The socket each subscription's context came from, while it is being set up. */
   const settingUpOn = new WeakMap<object, SessionSocket>();
 
@@ -207,7 +204,7 @@ export function attachSessionSockets(options: {
           conn.close(CloseCode.Forbidden, 'The session cookie may not be used from this Origin');
           return false;
         }
-        const session = token ? await authenticating(() => service.store.findByToken(token)) : null;
+        const session = token ? await service.store.findByToken(token) : null;
         if (!token || !session) {
           conn.close(CloseCode.Unauthorized, token ? 'Unknown session' : 'Missing session token');
           return false;

@@ -1,4 +1,5 @@
 import mongoose, { type mongo } from 'mongoose';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { parseSessionToken, secretMatches } from '../auth/tokens.js';
 import type { ExpiryState } from '../expiry/rules.js';
 import type { EndReason, Session } from '../session.js';
@@ -49,28 +50,44 @@ function stateFields(session: Session): SessionState {
 
 const oid = (id: string) => new mongoose.Types.ObjectId(id);
 
-/**
- * Every read and write of the sessions. A session changes only by `commit`, which writes its next
- * version if nobody else has (the VersionWriter decides how); every read returns the latest version.
- */
 /** How far back a polling change feed looks before the newest change it has seen (clocks of processes differ a little too). */
 export const CHANGE_FEED_OVERLAP_MS = 1_000;
 /** A change record whose insert took longer than this after its stamp is logged again. */
 const CHANGE_RECORD_MAX_DELAY_MS = CHANGE_FEED_OVERLAP_MS / 2;
 const MAX_CHANGE_RECORD_ATTEMPTS = 5;
 
-export class SessionStore {
+export interface SessionStoreOptions {
   /**
-   * @param recordChanges where the database has no change streams: log every write in the
-   *   session_changes collection, for the other processes' polling feeds (engine/changeFeed.ts).
-   * @param cache where `findByToken` may answer from memory (store/sessionCache.ts); this store's
-   *   writes go into it as they are committed.
+   * Where the database has no change streams: log every write in the session_changes collection,
+   * for the other processes' polling feeds (engine/changeFeed.ts).
    */
+  recordChanges: boolean;
+  /** Where `findByToken` may answer from memory (store/sessionCache.ts); this store's writes go into it as they are committed. */
+  cache?: SessionCache | null;
+  /**
+   * `findByToken` reads of the database at once (MAX_CONCURRENT_TOKEN_READS); the others wait
+   * their turn. Every request and socket a client brings reads its session: when a process dies,
+   * its clients all come back to the others at once, and a client may send tokens that are in no
+   * cache. Unbounded, those reads queue in the database ahead of the expiries' commits and the
+   * health pings, and the process reports the database unreachable.
+   */
+  maxConcurrentTokenReads?: number;
+}
+
+/**
+ * Every read and write of the sessions. A session changes only by `commit`, which writes its next
+ * version if nobody else has (the VersionWriter decides how); every read returns the latest version.
+ */
+export class SessionStore {
+  private readonly readingTokens: LimitFunction;
+
   constructor(
     private readonly models: Models,
     readonly writer: VersionWriter,
-    private readonly options: { recordChanges: boolean; cache?: SessionCache | null } = { recordChanges: false },
-  ) {}
+    private readonly options: SessionStoreOptions = { recordChanges: false },
+  ) {
+    this.readingTokens = pLimit(options.maxConcurrentTokenReads ?? Number.POSITIVE_INFINITY);
+  }
 
   /** After the write: a process that dies in between loses the change for the other processes' polling feeds, not the write. */
   private async recordChange(id: string, userId: string, doc: SessionState & Pick<SessionDoc, 'createdAt' | 'userAgent' | 'clientAddress'>): Promise<void> {
@@ -162,8 +179,8 @@ export class SessionStore {
   }
 
   /**
-   * The session a token stands for, read by its primary key (or found in the cache while it is
-   * fresh); null when there is none or the secret is wrong.
+   * The session a token stands for, read by its primary key (at most `maxConcurrentTokenReads` such
+   * reads at once) or found in the cache while it is fresh; null when there is none or the secret is wrong.
    */
   async findByToken(token: string): Promise<Session | null> {
     const parsed = parseSessionToken(token);
@@ -171,12 +188,14 @@ export class SessionStore {
     const { cache } = this.options;
     const cached = cache?.lookup(parsed.sessionId);
     if (cached) return secretMatches(parsed.secret, cached.secretHash) ? cached.session : null;
-    const readToken = cache?.beforeRead() ?? 0;
-    const head = await this.models.Session.findById(parsed.sessionId).lean<SessionDoc>();
-    if (!head || !secretMatches(parsed.secret, head.secretHash)) return null;
-    const session = toSession(await this.writer.latest(head));
-    cache?.remember(session, head.secretHash, readToken);
-    return session;
+    return this.readingTokens(async () => {
+      const readToken = cache?.beforeRead() ?? 0;
+      const head = await this.models.Session.findById(parsed.sessionId).lean<SessionDoc>();
+      if (!head || !secretMatches(parsed.secret, head.secretHash)) return null;
+      const session = toSession(await this.writer.latest(head));
+      cache?.remember(session, head.secretHash, readToken);
+      return session;
+    });
   }
 
   async findById(id: string): Promise<Session | null> {

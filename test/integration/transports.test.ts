@@ -1,11 +1,13 @@
 // One set of rules for HTTP and graphql-ws: the same limits, masking, credentials and clear errors on
 // both, and the websocket caps (operations per socket, sockets per session, unauthenticated sockets
 // per address).
+import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import type { Client } from 'graphql-ws';
+import mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { errorCode, newUserSession, sleep, startTestServer, type GqlResponse, type TestServer } from '../helpers/server.js';
+import { errorCode, newUserSession, sleep, startTestServer, testDatabaseUri, type GqlResponse, type TestServer } from '../helpers/server.js';
 
 interface WsResult {
   data?: any;
@@ -221,40 +223,45 @@ describe('errors that say what happened', () => {
   });
 });
 
-describe('a wave of connection_init messages', () => {
+describe('a wave of token reads over both transports', () => {
   let server: TestServer;
+  /** The server's reads of the sessions collection in flight, as its driver sends and answers them, and the most at once. */
+  const reads = { inFlight: new Set<number>(), most: 0 };
   beforeAll(async () => {
-    server = await startTestServer({ WS_MAX_CONCURRENT_AUTHENTICATIONS: '2' });
+    const uri = new URL(testDatabaseUri());
+    uri.searchParams.set('monitorCommands', 'true');
+    // No session cache: every token is read from the database.
+    server = await startTestServer({ MAX_CONCURRENT_TOKEN_READS: '2', SESSION_CACHE_MAX_STALENESS_MS: '0' }, uri.toString());
+    const conn = mongoose.connections.find((c) => c.name === uri.pathname.slice(1))!;
+    const client = conn.getClient();
+    client.on('commandStarted', (e) => {
+      if (e.commandName !== 'find' || e.command.find !== 'sessions') return;
+      reads.inFlight.add(e.requestId);
+      reads.most = Math.max(reads.most, reads.inFlight.size);
+    });
+    const done = (e: { requestId: number }) => reads.inFlight.delete(e.requestId);
+    client.on('commandSucceeded', done);
+    client.on('commandFailed', done);
   });
   afterAll(async () => {
     await server?.stop();
   });
 
-  it('reads at most WS_MAX_CONCURRENT_AUTHENTICATIONS sessions at once; the others wait their turn and are let in', async () => {
+  it('reads at most MAX_CONCURRENT_TOKEN_READS sessions at once for HTTP requests and connection_init together; the others wait their turn and are answered', async () => {
     const { token } = await newUserSession(server);
-    const store = server.service.store;
-    const findByToken = store.findByToken.bind(store);
-    let reading = 0;
-    let most = 0;
-    store.findByToken = async (t: string) => {
-      most = Math.max(most, ++reading);
-      try {
-        await sleep(100); // a database that takes its time, so that the reads would overlap
-        return await findByToken(t);
-      } finally {
-        reading--;
-      }
-    };
-    try {
-      const sockets = Array.from({ length: 12 }, () => rawSocket(server));
-      await Promise.all(sockets.map(opened));
-      const answers = await Promise.all(sockets.map((ws) => initAnswer(ws, { token })));
-      expect(answers).toEqual(Array(12).fill('connection_ack'));
-      expect(most).toBe(2);
-      for (const ws of sockets) ws.close();
-    } finally {
-      store.findByToken = findByToken;
-    }
+    reads.most = 0;
+    // Tokens shaped like ours that name no session, as a client guessing them sends: each one is a read.
+    const unknown = Array.from({ length: 40 }, () => `${new mongoose.Types.ObjectId().toHexString()}.${randomBytes(32).toString('base64url')}`);
+    const sockets = Array.from({ length: 12 }, () => rawSocket(server));
+    await Promise.all(sockets.map(opened));
+    const [answers, inits] = await Promise.all([
+      Promise.all(unknown.map((t) => server.gql('{ session { id } }', {}, { token: t }))),
+      Promise.all(sockets.map((ws) => initAnswer(ws, { token }))),
+    ]);
+    expect(answers.map(errorCode)).toEqual(Array(40).fill('UNAUTHENTICATED'));
+    expect(inits).toEqual(Array(12).fill('connection_ack'));
+    expect(reads.most).toBe(2);
+    for (const ws of sockets) ws.close();
   });
 });
 

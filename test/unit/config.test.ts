@@ -128,6 +128,16 @@ describe('loadSettings', () => {
     }
   });
 
+  it('reads MAX_CONCURRENT_TOKEN_READS (16 by default), and its old name WS_MAX_CONCURRENT_AUTHENTICATIONS with a deprecation warning', () => {
+    expect(loadSettings({}).maxConcurrentTokenReads).toBe(16);
+    expect(loadSettings({ MAX_CONCURRENT_TOKEN_READS: '4' }).maxConcurrentTokenReads).toBe(4);
+    const old = loadSettings({ WS_MAX_CONCURRENT_AUTHENTICATIONS: '3' });
+    expect(old.maxConcurrentTokenReads).toBe(3);
+    expect(old.warnings).toEqual(['WS_MAX_CONCURRENT_AUTHENTICATIONS is deprecated: use MAX_CONCURRENT_TOKEN_READS.']);
+    expect(() => loadSettings({ MAX_CONCURRENT_TOKEN_READS: '4', WS_MAX_CONCURRENT_AUTHENTICATIONS: '3' })).toThrow(/MAX_CONCURRENT_TOKEN_READS: .*WS_MAX_CONCURRENT_AUTHENTICATIONS/);
+    expect(() => loadSettings({ MAX_CONCURRENT_TOKEN_READS: '0' })).toThrow(ConfigError);
+  });
+
   it('names every unknown SESSION_* variable in one warning, and no other variable', () => {
     const s = loadSettings({
       SESSION_EXPIRE_AT_BROWSER_CLOSED: 'true',
