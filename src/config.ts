@@ -162,8 +162,7 @@ const ALIASES = [
   ['MAX_CONCURRENT_TOKEN_READS', 'WS_MAX_CONCURRENT_AUTHENTICATIONS'],
 ] as const;
 
-/** The default of MAX_CONCURRENT_TOKEN_READS. */
-const MAX_CONCURRENT_TOKEN_READS = 16;
+const DEFAULT_MAX_CONCURRENT_TOKEN_READS = 16;
 
 /** Where the API is served: the session cookie must reach it (and the websocket upgrade, on the same path). */
 const API_PATH = '/graphql';
@@ -256,7 +255,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
   }
   const cookie = cookieSettings(e, warnings);
   const issues: string[] = [];
-  const maxConcurrentTokenReads = fromNameOrAlias(e, 'MAX_CONCURRENT_TOKEN_READS', issues, warnings) ?? MAX_CONCURRENT_TOKEN_READS;
+  const maxConcurrentTokenReads = fromNameOrAlias(e, 'MAX_CONCURRENT_TOKEN_READS', issues, warnings) ?? DEFAULT_MAX_CONCURRENT_TOKEN_READS;
   if (issues.length > 0) throw new ConfigError(`Invalid configuration:\n${issues.join('\n')}`);
   const staleness = e.SESSION_CACHE_MAX_STALENESS_MS;
   if (staleness > 0 && staleness <= e.CHANGE_POLL_INTERVAL_MS) {
