@@ -39,6 +39,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { HEALTH_CHECK_TIMEOUT_S } from '../scripts/cluster/haproxy.js';
 import { resolveDatabase, type ResolvedDatabase } from '../scripts/database.js';
 import { HAPROXY_MAXCONN, haproxyInstances, startBalancer, type Balancer } from './balancer.js';
 import { probeDatabase, type ProbeRow } from './db-probe.js';
@@ -747,7 +748,7 @@ function report(info: RunInfo, all: Array<RunResult | Skipped>, probe: ProbeRow[
       '',
       `Connections per process: counted from its open file descriptors (2 per proxied connection) with every socket open; each ` +
         `process has \`maxconn ${HAPROXY_MAXCONN}\`. What they logged: on stderr, from their start to the end of the run; a server ` +
-        'is marked down after 2 failed health checks (`GET /readyz` not answered within 3 s, or answered 503; one a second) and up again after 2 passed.',
+        `is marked down after 2 failed health checks (\`GET /readyz\` not answered within ${HEALTH_CHECK_TIMEOUT_S} s, or answered 503; one a second) and up again after 2 passed.`,
     );
   }
   lines.push(
