@@ -9,6 +9,8 @@
  *   expiresAt, on time, or at once on reconnect when the session ended while its client was away;
  *   no other socket is disturbed; the cluster restarts the killed process. The figures (reconnect
  *   time, lateness) go to test-artifacts/cluster-failover.json.
+ * - a hung process (SIGSTOP): HAProxy takes it out of rotation once two health checks have timed
+ *   out (not sooner: a busy process answers late), and new requests go to the other.
  * - the command: `scripts/cluster.ts` with WORKERS=2 serves a login and a subscription through
  *   HAProxy, and SIGTERM stops everything (the subscribed socket closes with 1001).
  *
@@ -22,8 +24,8 @@ import path from 'node:path';
 import { createClient, type Client } from 'graphql-ws';
 import { afterAll, describe, expect, it, onTestFailed } from 'vitest';
 import WebSocket from 'ws';
-import { startCluster, type Cluster } from '../../scripts/cluster/cluster.js';
-import { findHaproxy } from '../../scripts/cluster/haproxy.js';
+import { startCluster, type Cluster, type ClusterWorker } from '../../scripts/cluster/cluster.js';
+import { findHaproxy, HEALTH_CHECK_TIMEOUT_S } from '../../scripts/cluster/haproxy.js';
 import { canConnect, freePort } from '../../scripts/database/process.js';
 import { EVENTS_QUERY } from '../helpers/events.js';
 import { eventually, postGraphQL, sleep, testDatabaseUri } from '../helpers/server.js';
@@ -334,6 +336,30 @@ runIf('several API processes behind HAProxy', () => {
     } finally {
       await Promise.all(subs.map((s) => s.client.dispose()));
       await cluster?.stop();
+    }
+  });
+
+  it('a hung process (SIGSTOP) is taken out of rotation after two timed-out health checks, and new requests go to the others', { timeout: 90_000 }, async () => {
+    const logs: string[] = [];
+    onTestFailed(() => void process.stderr.write(`----- cluster logs -----\n${logs.join('\n')}\n`));
+    const port = await freePort();
+    const cluster = await startTestCluster(2, port, logs);
+    const [hung, other] = cluster.workers as [ClusterWorker, ClusterWorker];
+    const serverTime = () => postGraphQL<{ serverTime: string }>(cluster.url, '{ serverTime }', {}, { timeoutMs: 3_000 }).then((r) => Boolean(r.data?.serverTime), () => false);
+    try {
+      await eventually(async () => (await Promise.all([serverTime(), serverTime()])).every(Boolean), 10_000, 'both processes serving');
+      expect(hung.kill('SIGSTOP')).toBe(true);
+      const stoppedAt = Date.now();
+      await eventually(async () => logs.some((l) => l.includes(`${hung.name} is DOWN, reason: Layer7 timeout`)), 60_000, `${hung.name} marked down`);
+      // Two checks, each waiting out its timeout, one interval apart: a busy process gets that long to answer.
+      const downAfterMs = Date.now() - stoppedAt;
+      expect(downAfterMs).toBeGreaterThan(HEALTH_CHECK_TIMEOUT_S * 1000);
+      expect(downAfterMs).toBeLessThan(2 * (HEALTH_CHECK_TIMEOUT_S * 1000 + 1000) + 5_000);
+      expect((await Promise.all(Array.from({ length: 20 }, serverTime))).every(Boolean)).toBe(true);
+      expect(logs.some((l) => l.includes(`${other.name} is DOWN`))).toBe(false);
+    } finally {
+      hung.kill('SIGCONT');
+      await cluster.stop();
     }
   });
 
