@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { MongoClient, ObjectId } from 'mongodb';
 import { resolveDatabase } from '../scripts/database.js';
+import { REGISTER } from './graphql.js';
 import { BENCH_SERVER_ENV, spawnChild, type Child } from './ipc.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -102,7 +103,7 @@ async function prepareSessions(url: string, uri: string): Promise<string[]> {
   };
   const user = (u: number) => `http_bench_${u}`;
   const p = 'benchmark-password';
-  for (let u = 0; u < 10; u++) await gql('mutation($u: String!, $p: String!) { register(username: $u, password: $p) { id } }', { u: user(u), p });
+  for (let u = 0; u < 10; u++) await gql(REGISTER, { u: user(u), p });
   const at = new Date(Date.now() + 3 * 3600_000).toISOString();
   const tokens: string[] = [];
   for (let i = 0; i < TOKENS; i++) {

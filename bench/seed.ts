@@ -14,7 +14,7 @@ import { loadSettings } from '../src/config.js';
 import { computeExpiry, parseExpiry } from '../src/expiry/rules.js';
 import { createModels } from '../src/store/models.js';
 import { UserStore } from '../src/store/userStore.js';
-import { gql } from './graphql.js';
+import { gql, REGISTER } from './graphql.js';
 import { BENCH_SERVER_ENV } from './ipc.js';
 
 const BATCH = 1000;
@@ -80,7 +80,7 @@ const fieldTypes = (doc: Record<string, unknown>) =>
 export async function checkSeededShape(uri: string, url: string, token: string): Promise<void> {
   const username = `bench_check_${Date.now().toString(36)}`;
   const headers = { 'user-agent': USER_AGENT };
-  await gql(url, 'mutation($u: String!, $p: String!) { register(username: $u, password: $p) { id } }', { u: username, p: PASSWORD }, headers);
+  await gql(url, REGISTER, { u: username, p: PASSWORD }, headers);
   const at = new Date(Date.now() + 3600_000).toISOString();
   const { login } = await gql<{ login: { session: { id: string } } }>(
     url,

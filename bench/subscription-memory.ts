@@ -20,7 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import WebSocket from 'ws';
-import { gql } from './graphql.js';
+import { gql, LOGIN, REGISTER } from './graphql.js';
 import { BENCH_SERVER_ENV, countSubscriptions, rssKiB, serve, spawnChild, type Child } from './ipc.js';
 
 const here = fileURLToPath(import.meta.url);
@@ -141,13 +141,13 @@ async function main() {
     const users = Math.min(SESSIONS, 5);
     const tag = Math.random().toString(36).slice(2, 8);
     for (let u = 0; u < users; u++) {
-      await gql(loginUrl, 'mutation($u: String!, $p: String!) { register(username: $u, password: $p) { id } }', { u: `m_${tag}_${u}`, p: PASSWORD });
+      await gql(loginUrl, REGISTER, { u: `m_${tag}_${u}`, p: PASSWORD });
     }
     const tokens: string[] = [];
     for (let i = 0; i < SESSIONS; i++) {
       const data = await gql<{ login: { token: string } }>(
         loginUrl,
-        'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }',
+        LOGIN,
         { u: `m_${tag}_${i % users}`, p: PASSWORD },
       );
       tokens.push(data.login.token);

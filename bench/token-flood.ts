@@ -17,7 +17,7 @@ import { createClient, type Client } from 'graphql-ws';
 import { ObjectId } from 'mongodb';
 import WebSocket from 'ws';
 import { resolveDatabase } from '../scripts/database.js';
-import { gql } from './graphql.js';
+import { gql, LOGIN, REGISTER } from './graphql.js';
 import { BENCH_SERVER_ENV, spawnChild } from './ipc.js';
 
 const SESSIONS = Number(process.env.FLOOD_SESSIONS ?? 50);
@@ -25,7 +25,6 @@ const LIFETIME_S = Number(process.env.FLOOD_LIFETIME_S ?? 14);
 const LIMITS = (process.env.FLOOD_LIMITS ?? '16,1000000').split(',');
 const CONNECTIONS = Number(process.env.FLOOD_CONNECTIONS ?? 300);
 const PASSWORD = 'benchmark-password';
-const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Expired {
@@ -34,7 +33,7 @@ interface Expired {
 
 /** Logs in `SESSIONS` sessions of one user and subscribes each; `late` gets each EXPIRED's lateness in ms. */
 async function subscribedSessions(url: string, username: string, late: number[]): Promise<Client[]> {
-  await gql(url, 'mutation($u: String!, $p: String!) { register(username: $u, password: $p) { id } }', { u: username, p: PASSWORD });
+  await gql(url, REGISTER, { u: username, p: PASSWORD });
   const clients: Client[] = [];
   for (let i = 0; i < SESSIONS; i++) {
     const { login } = await gql<{ login: { token: string } }>(url, LOGIN, { u: username, p: PASSWORD });
