@@ -253,8 +253,10 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
         `This server reads: ${KNOWN_SESSION_VARIABLES.join(', ')}.`,
     );
   }
-  const cookie = cookieSettings(e, warnings);
+  // What the schema alone cannot refuse (an alias that contradicts its name, SameSite=None without
+  // Secure): every such issue named in one error.
   const issues: string[] = [];
+  const cookie = cookieSettings(e, issues, warnings);
   const maxConcurrentTokenReads = fromNameOrAlias(e, 'MAX_CONCURRENT_TOKEN_READS', issues, warnings) ?? DEFAULT_MAX_CONCURRENT_TOKEN_READS;
   if (issues.length > 0) throw new ConfigError(`Invalid configuration:\n${issues.join('\n')}`);
   const staleness = e.SESSION_CACHE_MAX_STALENESS_MS;
@@ -324,10 +326,9 @@ function unknownSessionVariables(source: NodeJS.ProcessEnv): string[] {
 
 /**
  * The cookie settings, each from its Django name or else from its deprecated alias (with a
- * warning); both set to different values is an error.
+ * warning); both set to different values, or SameSite=None without Secure, is an issue.
  */
-function cookieSettings(e: Env, warnings: string[]): CookieSettings {
-  const issues: string[] = [];
+function cookieSettings(e: Env, issues: string[], warnings: string[]): CookieSettings {
   const pick = <K extends AliasedName>(name: K) => fromNameOrAlias(e, name, issues, warnings);
   const name = pick('SESSION_COOKIE_NAME') ?? 'sessionid';
   const secure = pick('SESSION_COOKIE_SECURE') ?? false;
@@ -335,7 +336,6 @@ function cookieSettings(e: Env, warnings: string[]): CookieSettings {
   if (sameSite === 'none' && !secure) {
     issues.push('  SESSION_COOKIE_SAMESITE: "None" requires SESSION_COOKIE_SECURE=true (browsers refuse the cookie otherwise)');
   }
-  if (issues.length > 0) throw new ConfigError(`Invalid configuration:\n${issues.join('\n')}`);
   const path = e.SESSION_COOKIE_PATH;
   if (!pathMatches(API_PATH, path)) {
     warnings.push(`SESSION_COOKIE_PATH=${path} does not cover ${API_PATH}: browsers will not send the session cookie to the API.`);

@@ -136,6 +136,10 @@ describe('loadSettings', () => {
     expect(old.warnings).toEqual(['WS_MAX_CONCURRENT_AUTHENTICATIONS is deprecated: use MAX_CONCURRENT_TOKEN_READS.']);
     expect(() => loadSettings({ MAX_CONCURRENT_TOKEN_READS: '4', WS_MAX_CONCURRENT_AUTHENTICATIONS: '3' })).toThrow(/MAX_CONCURRENT_TOKEN_READS: .*WS_MAX_CONCURRENT_AUTHENTICATIONS/);
     expect(() => loadSettings({ MAX_CONCURRENT_TOKEN_READS: '0' })).toThrow(ConfigError);
+    // Every contradicted alias is named in the one error, the cookie's too.
+    expect(() => loadSettings({ COOKIE_NAME: 'old', SESSION_COOKIE_NAME: 'new', MAX_CONCURRENT_TOKEN_READS: '4', WS_MAX_CONCURRENT_AUTHENTICATIONS: '3' })).toThrow(
+      /SESSION_COOKIE_NAME: [^\n]*COOKIE_NAME[\s\S]*MAX_CONCURRENT_TOKEN_READS: [^\n]*WS_MAX_CONCURRENT_AUTHENTICATIONS/,
+    );
   });
 
   it('names every unknown SESSION_* variable in one warning, and no other variable', () => {
