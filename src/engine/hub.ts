@@ -281,7 +281,8 @@ export class EventHub implements SessionListener {
     if (sub.leadMs <= 0) return;
     const at = w.session.expiry.expiresAt.getTime() - sub.leadMs;
     this.deps.scheduler.schedule(soonKey(sub, w.session.id), at, () => {
-      if (sub.closed || !w.subscribers.has(sub)) return;
+      // Past the expiry (a client that reconnected after it) only EXPIRED is due.
+      if (sub.closed || !w.subscribers.has(sub) || this.deps.now() >= w.session.expiry.expiresAt.getTime()) return;
       sub.push(liveEvent('EXPIRING_SOON', w.session, new Date(this.deps.now())));
     });
   }

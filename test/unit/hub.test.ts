@@ -115,6 +115,20 @@ describe('the event hub', () => {
     expect(receivedAtNextTurn).toBeLessThan(SESSIONS * SOCKETS);
   });
 
+  it('sends EXPIRING_SOON within the lead time, and not for a session whose expiry has passed (a client reconnecting after it): that one gets EXPIRED alone', async () => {
+    const { clock, hub } = hubOnManualClock();
+    const kindsOf = async (s: Session) => {
+      const kinds: string[] = [];
+      for await (const event of hub.subscribe(s, { leadSeconds: 60, allSessions: false })) kinds.push(event.kind);
+      return kinds;
+    };
+    const expiring = kindsOf(session(1, clock.time + 5_000));
+    const passed = kindsOf(session(2, clock.time - 1_000));
+    clock.advanceTo(clock.time + 5_000);
+    expect(await expiring).toEqual(['EXPIRING_SOON', 'EXPIRED']);
+    expect(await passed).toEqual(['EXPIRED']);
+  });
+
   describe('a database that answers pings but is slow to decide', () => {
     const RECHECK_TIMEOUT_MS = 20;
     const MAX_WAIT_MS = 300;
