@@ -10,7 +10,11 @@
  *   no other socket is disturbed; the cluster restarts the killed process. The figures (reconnect
  *   time, lateness) go to test-artifacts/cluster-failover.json.
  * - a hung process (SIGSTOP): HAProxy takes it out of rotation once two health checks have timed
- *   out (not sooner: a busy process answers late), and new requests go to the other.
+ *   out (not sooner: a busy process answers late), and new requests go to the other; a websocket
+ *   upgrade sent to it meanwhile fails (504) once one check's timeout has passed. Clients with the
+ *   README's keep-alive settings leave it and get their EXPIRED from the other; clients without
+ *   them hear nothing. The figures go to test-artifacts/cluster-hung.json.
+ * Every client is the README's, run as written (test/helpers/readmeClient.ts).
  * - the command: `scripts/cluster.ts` with WORKERS=2 serves a login and a subscription through
  *   HAProxy, and SIGTERM stops everything (the subscribed socket closes with 1001).
  *
@@ -21,15 +25,17 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createClient, type Client } from 'graphql-ws';
+import { createClient, type Client, type ClientOptions } from 'graphql-ws';
 import { afterAll, describe, expect, it, onTestFailed } from 'vitest';
 import WebSocket from 'ws';
 import { startCluster, type Cluster, type ClusterWorker } from '../../scripts/cluster/cluster.js';
 import { findHaproxy, HEALTH_CHECK_TIMEOUT_S } from '../../scripts/cluster/haproxy.js';
 import { canConnect, freePort } from '../../scripts/database/process.js';
 import { EVENTS_QUERY } from '../helpers/events.js';
+import { readmeClient, SILENCE_OPTIONS, without } from '../helpers/readmeClient.js';
 import { eventually, postGraphQL, sleep, testDatabaseUri } from '../helpers/server.js';
 import { SERVER_PROCESS_TEST_ENV } from '../helpers/serverProcess.js';
+import { subscribe, type Subscriber } from '../helpers/subscriber.js';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const haproxy = findHaproxy();
@@ -75,52 +81,47 @@ const CLUSTER_ENV: Record<string, string | undefined> = {
   WS_MAX_UNAUTHENTICATED_PER_ADDRESS: '100000',
 };
 
+/** The hung-process test: sessions, the time to set them up before the stop, and their expiry after it. */
+const HUNG_SESSIONS = 18;
+const HUNG_SETUP_MS = 12_000;
+const HUNG_EXPIRY_MS = 6_000;
+
 const LOGIN = `mutation($u: String!, $p: String!, $e: ExpiryInput) { login(username: $u, password: $p, expiry: $e) { token session { id } } }`;
 
-/** The README's client retry settings ("Subscribing to the end of a session"). */
-const retryWait = (retries: number) =>
-  new Promise<void>((resolve) => setTimeout(resolve, Math.min(250 * 2 ** retries, 4000) * (0.5 + Math.random() / 2)));
+const readme = readmeClient();
 
-interface Subscriber {
+/** A subscribed socket of one session, with the expiry the test set. */
+interface Tracked {
   id: string;
-  token: string;
   setExpiresAt: number;
-  client: Client;
-  events: Array<{ kind: string; reason: string | null; expiresAt: number; receivedAt: number }>;
-  closes: Array<{ code: number; at: number }>;
-  connects: number[];
-  completed: boolean;
-  error: unknown;
+  sub: Subscriber;
 }
 
-function subscriber(wsUrl: string, id: string, token: string): Subscriber {
-  const sub = { id, token, setExpiresAt: 0, events: [], closes: [], connects: [], completed: false, error: null } as unknown as Subscriber;
-  sub.client = createClient({
-    url: wsUrl,
-    webSocketImpl: WebSocket,
-    connectionParams: { token },
-    retryAttempts: Infinity,
-    shouldRetry: () => true,
-    retryWait,
-    on: {
-      connected: () => sub.connects.push(Date.now()),
-      closed: (event) => sub.closes.push({ code: (event as { code: number }).code, at: Date.now() }),
-    },
+/** The README's client (its retry and keep-alive settings), subscribed to its session's events. */
+function track(wsUrl: string, id: string, token: string, setExpiresAt: number, adjust?: (options: ClientOptions) => ClientOptions): Tracked {
+  // lead 3600 s: EXPIRING_SOON arrives at once, which says the subscription is in place.
+  return { id, setExpiresAt, sub: subscribe(readme.create(token, wsUrl, adjust), EVENTS_QUERY, { lead: 3600, all: false }) };
+}
+
+const terminalEvents = (t: Tracked) => t.sub.events.filter((e) => TERMINAL.includes(e.kind));
+
+/** A websocket upgrade through HAProxy: its status (101, or the HTTP error) and when it came. The socket is closed at once. */
+function upgrade(wsUrl: string): Promise<{ status: number; settledAt: number }> {
+  return new Promise((resolve) => {
+    const socket = new WebSocket(wsUrl, 'graphql-transport-ws');
+    const settle = (status: number) => {
+      resolve({ status, settledAt: Date.now() });
+      socket.terminate();
+    };
+    socket.once('open', () => settle(101));
+    socket.once('unexpected-response', (_req, res) => settle(res.statusCode ?? 0));
+    socket.once('error', () => settle(0));
   });
-  sub.client.subscribe<{ sessionEvents: { kind: string; reason: string | null; expiresAt: string } }>(
-    // lead 3600 s: EXPIRING_SOON arrives at once, which says the subscription is in place.
-    { query: EVENTS_QUERY, variables: { lead: 3600, all: false } },
-    {
-      next: ({ data }) => {
-        if (!data) return;
-        const e = data.sessionEvents;
-        sub.events.push({ kind: e.kind, reason: e.reason, expiresAt: Date.parse(e.expiresAt), receivedAt: Date.now() });
-      },
-      error: (err) => (sub.error = err),
-      complete: () => (sub.completed = true),
-    },
-  );
-  return sub;
+}
+
+function writeArtifact(name: string, figures: unknown): void {
+  mkdirSync(path.join(REPO, 'test-artifacts'), { recursive: true });
+  writeFileSync(path.join(REPO, 'test-artifacts', name), `${JSON.stringify(figures, null, 2)}\n`);
 }
 
 /** Runs `fn` over `items`, `width` at a time. */
@@ -177,7 +178,7 @@ runIf('several API processes behind HAProxy', () => {
     const logs: string[] = [];
     onTestFailed(() => void process.stderr.write(`----- cluster logs (last 200 lines) -----\n${logs.slice(-200).join('\n')}\n`));
     let cluster: Cluster | null = null;
-    const subs: Subscriber[] = [];
+    const subs: Tracked[] = [];
     try {
       const setupMs = { cluster: 0, users: 0, sessions: 0 };
       let phase = Date.now();
@@ -249,16 +250,14 @@ runIf('several API processes behind HAProxy', () => {
           else if (attempt >= 5 || (!(res instanceof Error) && res.status < 500 && res.errors?.[0]?.extensions?.code !== 'EXPIRY_IN_PAST')) throw new Error(`login: ${res instanceof Error ? res.message : JSON.stringify(res.errors)}`);
         }
         for (let k = 0; k < SOCKETS_PER_SESSION; k++) {
-          const sub = subscriber(wsUrl, data.login.session.id, data.login.token);
-          sub.setExpiresAt = at;
-          subs.push(sub);
+          subs.push(track(wsUrl, data.login.session.id, data.login.token, at));
         }
       });
       setupMs.sessions = Date.now() - phase;
       expect(await kill).toBe(true);
 
       // Every socket gets its terminal event (one still without it is reported below, with what its client saw).
-      await until(() => subs.every((s) => s.events.some((e) => TERMINAL.includes(e.kind))), SPREAD_MS + 15_000, '').catch(() => {});
+      await until(() => subs.every((s) => terminalEvents(s).length > 0), SPREAD_MS + 15_000, '').catch(() => {});
       await sleep(1000); // room for a duplicate to show up
       loading = false;
       await load;
@@ -275,24 +274,24 @@ runIf('several API processes behind HAProxy', () => {
       const problems: string[] = [];
       let reconnected = 0;
       let endedWhileAway = 0;
-      for (const s of subs) {
+      for (const { id, setExpiresAt, sub: s } of subs) {
         const terminal = s.events.filter((e) => TERMINAL.includes(e.kind));
         if (terminal.length !== 1) {
-          const seen = { expiresAt: s.setExpiresAt - killedAt, events: s.events.map((e) => `${e.kind}@${e.receivedAt - killedAt}`), closes: s.closes.map((c) => `${c.code}@${c.at - killedAt}`), connects: s.connects.map((t) => t - killedAt), error: String(s.error), completed: s.completed };
-          problems.push(`${s.id}: ${terminal.length} terminal events; ms from the kill: ${JSON.stringify(seen)}`);
+          const seen = { expiresAt: setExpiresAt - killedAt, events: s.events.map((e) => `${e.kind}@${e.receivedAt - killedAt}`), closes: s.closes.map((c) => `${c.code}@${c.at - killedAt}`), connects: s.connects.map((c) => c.at - killedAt), errors: s.errors.map(String), completed: s.completed };
+          problems.push(`${id}: ${terminal.length} terminal events; ms from the kill: ${JSON.stringify(seen)}`);
         }
         const [end] = terminal;
         if (!end) continue;
-        if (end.kind !== 'EXPIRED' || end.reason !== 'TIMEOUT') problems.push(`${s.id}: ${end.kind}/${end.reason}`);
-        if (end.expiresAt !== s.setExpiresAt) problems.push(`${s.id}: expiresAt ${end.expiresAt} instead of ${s.setExpiresAt}`);
-        if (s.error) problems.push(`${s.id}: subscription error ${JSON.stringify(s.error)}`);
-        if (end.receivedAt < end.expiresAt) problems.push(`${s.id}: ${end.expiresAt - end.receivedAt} ms early`);
+        if (end.kind !== 'EXPIRED' || end.reason !== 'TIMEOUT') problems.push(`${id}: ${end.kind}/${end.reason}`);
+        if (end.expiresAt !== setExpiresAt) problems.push(`${id}: expiresAt ${end.expiresAt} instead of ${setExpiresAt}`);
+        if (s.errors.length > 0) problems.push(`${id}: subscription errors ${JSON.stringify(s.errors)}`);
+        if (end.receivedAt < end.expiresAt) problems.push(`${id}: ${end.expiresAt - end.receivedAt} ms early`);
         // Away: from a close by the kill to the next connection.
         const close = s.closes.find((c) => c.at >= killedAt && c.at < end.receivedAt);
         let backAt = 0;
         if (close) {
           reconnected++;
-          backAt = s.connects.find((t) => t >= close.at) ?? Infinity;
+          backAt = s.connects.find((c) => c.at >= close.at)?.at ?? Infinity;
           reconnectMs.push(backAt - close.at);
         }
         const late = end.receivedAt - end.expiresAt;
@@ -302,7 +301,7 @@ runIf('several API processes behind HAProxy', () => {
           latenessAwayMs.push(late);
         } else latenessMs.push(late);
         const allowed = Math.max(end.expiresAt, backAt) + LATE_MS;
-        if (end.receivedAt > allowed) problems.push(`${s.id}: ${late} ms late (away ${close ? backAt - close.at : 0} ms)`);
+        if (end.receivedAt > allowed) problems.push(`${id}: ${late} ms late (away ${close ? backAt - close.at : 0} ms)`);
       }
       const figures = {
         workers: WORKERS,
@@ -319,46 +318,112 @@ runIf('several API processes behind HAProxy', () => {
           p99: percentile([...latenessMs, ...latenessAwayMs], 99),
           max: percentile([...latenessMs, ...latenessAwayMs], 100),
         },
-        missing: subs.filter((s) => !s.events.some((e) => TERMINAL.includes(e.kind))).length,
-        duplicates: subs.filter((s) => s.events.filter((e) => TERMINAL.includes(e.kind)).length > 1).length,
+        missing: subs.filter((s) => terminalEvents(s).length === 0).length,
+        duplicates: subs.filter((s) => terminalEvents(s).length > 1).length,
         http: httpResults,
         setupMs,
         problems: problems.slice(0, 20),
       };
-      mkdirSync(path.join(REPO, 'test-artifacts'), { recursive: true });
-      writeFileSync(path.join(REPO, 'test-artifacts', 'cluster-failover.json'), `${JSON.stringify(figures, null, 2)}\n`);
+      writeArtifact('cluster-failover.json', figures);
       expect(problems).toEqual([]);
       // leastconn spread the sockets: the killed process held about a third of them.
       expect(reconnected).toBeGreaterThan(subs.length / WORKERS / 3);
       // No socket closed abnormally but those of the killed process, at the kill.
-      const abnormal = subs.flatMap((s) => s.closes.filter((c) => c.code !== 1000 && c.code !== 4401));
+      const abnormal = subs.flatMap((s) => s.sub.closes.filter((c) => c.code !== 1000 && c.code !== 4401));
       expect(abnormal.filter((c) => c.at < killedAt || c.at > killedAt + 2000)).toEqual([]);
     } finally {
-      await Promise.all(subs.map((s) => s.client.dispose()));
+      await Promise.all(subs.map((s) => s.sub.stop()));
       await cluster?.stop();
     }
   });
 
-  it('a hung process (SIGSTOP) is taken out of rotation after two timed-out health checks, and new requests go to the others', { timeout: 90_000 }, async () => {
+  it("a hung process (SIGSTOP): HAProxy takes it out after two timed-out health checks and fails its upgrades after one; the README client's sockets on it reconnect to the other and get EXPIRED", { timeout: 150_000 }, async () => {
     const logs: string[] = [];
-    onTestFailed(() => void process.stderr.write(`----- cluster logs -----\n${logs.join('\n')}\n`));
+    const subs: Array<Tracked & { keepsAlive: boolean }> = [];
+    const report: Record<string, unknown> = {};
+    onTestFailed(() => void process.stderr.write(`----- ${JSON.stringify(report)}\n----- cluster logs -----\n${logs.join('\n')}\n`));
     const port = await freePort();
     const cluster = await startTestCluster(2, port, logs);
     const [hung, other] = cluster.workers as [ClusterWorker, ClusterWorker];
     const serverTime = () => postGraphQL<{ serverTime: string }>(cluster.url, '{ serverTime }', {}, { timeoutMs: 3_000 }).then((r) => Boolean(r.data?.serverTime), () => false);
+    const wsUrl = cluster.url.replace(/^http/, 'ws');
     try {
       await eventually(async () => (await Promise.all([serverTime(), serverTime()])).every(Boolean), 10_000, 'both processes serving');
+
+      // Sessions that expire HUNG_EXPIRY_MS after the stop, each with one socket spread by leastconn
+      // over both processes: most with the README's client, some without its keepAlive and on options.
+      const password = 'correct horse battery';
+      const username = `hung_${Date.now().toString(36)}`;
+      expect((await postGraphQL(cluster.url, `mutation($u: String!, $p: String!) { register(username: $u, password: $p) { id } }`, { u: username, p: password }, {})).errors).toBeUndefined();
+      const stopAt = Date.now() + HUNG_SETUP_MS;
+      const expiresAt = stopAt + HUNG_EXPIRY_MS;
+      for (let i = 0; i < HUNG_SESSIONS; i++) {
+        const login = await postGraphQL<{ login: { token: string; session: { id: string } } }>(cluster.url, LOGIN, { u: username, p: password, e: { at: new Date(expiresAt).toISOString() } }, {});
+        expect(login.errors).toBeUndefined();
+        const keepsAlive = i % 3 !== 2;
+        const tracked = track(wsUrl, login.data.login.session.id, login.data.login.token, expiresAt, keepsAlive ? undefined : without(SILENCE_OPTIONS));
+        subs.push({ ...tracked, keepsAlive });
+      }
+      await until(() => subs.every((s) => s.sub.events.some((e) => e.kind === 'EXPIRING_SOON')), stopAt - Date.now() - 1000, 'every subscription in place');
+
+      await sleep(stopAt - Date.now());
       expect(hung.kill('SIGSTOP')).toBe(true);
       const stoppedAt = Date.now();
+      // Websocket upgrades meanwhile: leastconn sends some to the hung process.
+      const upgrading = Promise.all(Array.from({ length: 4 }, () => upgrade(wsUrl)));
       await eventually(async () => logs.some((l) => l.includes(`${hung.name} is DOWN, reason: Layer7 timeout`)), 60_000, `${hung.name} marked down`);
+      const markedDownAt = Date.now();
       // Two checks, each waiting out its timeout, one interval apart: a busy process gets that long to answer.
-      const downAfterMs = Date.now() - stoppedAt;
+      const downAfterMs = markedDownAt - stoppedAt;
       expect(downAfterMs).toBeGreaterThan(HEALTH_CHECK_TIMEOUT_S * 1000);
       expect(downAfterMs).toBeLessThan(2 * (HEALTH_CHECK_TIMEOUT_S * 1000 + 1000) + 5_000);
       expect((await Promise.all(Array.from({ length: 20 }, serverTime))).every(Boolean)).toBe(true);
       expect(logs.some((l) => l.includes(`${other.name} is DOWN`))).toBe(false);
+
+      // The upgrades that reached the hung process failed (504) once the health check's timeout had passed, not HAProxy's `timeout server`.
+      const upgrades = await upgrading;
+      const failed = upgrades.filter((u) => u.status === 504);
+      report.upgrades = upgrades.map((u) => ({ status: u.status, afterMs: u.settledAt - stoppedAt }));
+      expect(failed.length).toBeGreaterThan(0);
+      expect(upgrades.every((u) => u.status === 101 || u.status === 504)).toBe(true);
+      for (const u of failed) {
+        expect(u.settledAt - stoppedAt).toBeGreaterThanOrEqual(HEALTH_CHECK_TIMEOUT_S * 1000 - 100);
+        expect(u.settledAt - stoppedAt).toBeLessThan(HEALTH_CHECK_TIMEOUT_S * 1000 + 3000);
+      }
+
+      // The README's clients: each gets EXPIRED once. On the live process at its time; on the hung one
+      // (the client terminated the socket: 4499) after reconnecting to the live one, by the time an
+      // upgrade that reached the hung process just before it was marked down has failed and been retried.
+      const readmeSubs = subs.filter((s) => s.keepsAlive);
+      const latestMs = markedDownAt + HEALTH_CHECK_TIMEOUT_S * 1000 + 4_000 + 5_000;
+      await until(() => readmeSubs.every((s) => terminalEvents(s).length > 0), latestMs - Date.now(), 'EXPIRED for every README client').catch(() => {});
+      await sleep(500); // room for a duplicate
+      const left = readmeSubs.filter((s) => s.sub.closes.some((c) => c.code === 4499));
+      report.readme = readmeSubs.map((s) => ({
+        leftAfterMs: left.includes(s) ? s.sub.closes.find((c) => c.code === 4499)!.at - stoppedAt : null,
+        ...JSON.parse(s.sub.describe()),
+        lateMs: terminalEvents(s).map((e) => e.receivedAt - e.expiresAt),
+      }));
+      for (const s of readmeSubs) {
+        expect(terminalEvents(s).map((e) => [e.kind, e.reason, e.expiresAt]), s.id).toEqual([['EXPIRED', 'TIMEOUT', expiresAt]]);
+        // EXPIRING_SOON when it subscribed, not again when it reconnected after the expiry.
+        expect(s.sub.events.map((e) => e.kind)).toEqual(['EXPIRING_SOON', 'EXPIRED']);
+        const [end] = terminalEvents(s);
+        expect(end!.receivedAt).toBeGreaterThanOrEqual(expiresAt);
+        expect(end!.receivedAt, s.id).toBeLessThan(left.includes(s) ? latestMs : expiresAt + LATE_MS);
+        expect(s.sub.errors).toEqual([]);
+      }
+      expect(left.length).toBeGreaterThan(0);
+      // Without keepAlive and on, a socket on the hung process just waits: no close, no event.
+      const plainSubs = subs.filter((s) => !s.keepsAlive);
+      const waiting = plainSubs.filter((s) => terminalEvents(s).length === 0);
+      report.plain = plainSubs.map((s) => JSON.parse(s.sub.describe()));
+      expect(waiting.length).toBeGreaterThan(0);
+      expect(waiting.flatMap((s) => s.sub.closes)).toEqual([]);
+      writeArtifact('cluster-hung.json', { stoppedAt, downAfterMs, ...report });
     } finally {
       hung.kill('SIGCONT');
+      await Promise.all(subs.map((s) => s.sub.stop()));
       await cluster.stop();
     }
   });

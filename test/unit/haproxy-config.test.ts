@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { findHaproxy, haproxyConfig } from '../../scripts/cluster/haproxy.js';
+import { findHaproxy, haproxyConfig, HEALTH_CHECK_TIMEOUT_S } from '../../scripts/cluster/haproxy.js';
 
 const config = haproxyConfig({
   bind: { host: '127.0.0.1', port: 4000 },
@@ -14,6 +14,8 @@ const config = haproxyConfig({
     { name: 'api2', host: '127.0.0.1', port: 41002 },
   ],
 });
+/** A hung process's upgrades fail after the health check's timeout (test/integration/cluster-failover.test.ts shows it). */
+const WEBSOCKET_UPGRADE_TIMEOUT = `http-request set-timeout server ${HEALTH_CHECK_TIMEOUT_S}s if { hdr(upgrade) -i websocket }`;
 const deployConfig = readFileSync(new URL('../../deploy/haproxy.cfg', import.meta.url), 'utf8');
 const directives = (text: string) =>
   text
@@ -68,7 +70,10 @@ describe('HAProxy config', () => {
     };
     const generated = directives(config);
     expect(section(deploy, 'defaults')).toEqual(section(generated, 'defaults'));
-    for (const line of ['balance leastconn', 'option httpchk GET /readyz', 'http-check expect status 200']) expect(deploy).toContain(line);
+    for (const line of ['balance leastconn', 'option httpchk GET /readyz', 'http-check expect status 200', WEBSOCKET_UPGRADE_TIMEOUT]) {
+      expect(deploy).toContain(line);
+      expect(generated).toContain(line);
+    }
   });
 
   const haproxy = findHaproxy();

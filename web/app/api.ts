@@ -1,4 +1,4 @@
-import { createClient, type Client } from 'graphql-ws';
+import { createClient, type Client, type ClientOptions } from 'graphql-ws';
 import { pageConfig, websocketUrl } from '../config.js';
 
 export const config = pageConfig();
@@ -33,21 +33,44 @@ export async function gql<T>(query: string, variables: Record<string, unknown> =
 /**
  * A graphql-ws client authenticated by the same cookie (the browser sends it with the upgrade
  * request). It keeps reconnecting after a restart or deploy (close 1001, then no server at all for a
- * while); it gives up on 4401, which the server sends once the session is over.
+ * while), and when a server process hangs (no acknowledgement or pong within 10 s); it gives up on
+ * 4401, which the server sends once the session is over. The README's client has the same options.
  */
 export function eventsClient(on: { connected(wasRetry: boolean): void; closed(): void }): Client {
-  return createClient({
+  const client: Client = createClient({
     url: websocketUrl(config.graphqlPath),
     retryAttempts: Infinity,
     // A refused connection (server still down) surfaces as an error event, not a close event, which
     // graphql-ws does not retry by default. Fatal close codes such as 4401 are never retried anyway.
     shouldRetry: () => true,
     retryWait: (retries) => new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** retries, 4000) * (0.5 + Math.random() / 2))),
-    on: {
-      connected: (_socket, _payload, wasRetry) => on.connected(wasRetry),
-      closed: () => on.closed(),
-    },
+    keepAlive: 10_000,
+    on: reconnectWhenSilent(() => client, 10_000),
   });
+  client.on('connected', (_socket, _payload, wasRetry) => on.connected(wasRetry));
+  client.on('closed', () => on.closed());
+  return client;
+}
+
+/** Terminates the client's socket when the server has not acknowledged it, or answered a ping, within `ms`. */
+function reconnectWhenSilent(client: () => Client, ms: number): ClientOptions['on'] {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const awaitAnswer = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => client().terminate(), ms);
+  };
+  const answered = () => clearTimeout(timer);
+  return {
+    opened: awaitAnswer,
+    connected: answered,
+    ping: (received) => {
+      if (!received) awaitAnswer();
+    },
+    pong: (received) => {
+      if (received) answered();
+    },
+    closed: answered,
+  };
 }
 
 /** The page that tells the user why they are there. */
