@@ -9,8 +9,12 @@
  * 2 s idle, and divides the growth by the other 90 %. With SUBMEM_SNAPSHOT=1 it also takes a heap
  * snapshot at both points and prints which kinds of objects each further socket adds.
  *
+ * With SUBMEM_PING_MS, it then measures the server's CPU over PING_WINDOW_MS with the sockets idle,
+ * and again with every client sending a graphql-ws `ping` every SUBMEM_PING_MS (spread evenly, as
+ * the README's client does with `keepAlive`), counting the pongs.
+ *
  * Environment: SUBMEM_SOCKETS (default 2000), SUBMEM_SESSIONS (default 20), SUBMEM_SNAPSHOT
- * (SUBMEM_KEEP=1 keeps the snapshot files, in the temporary directory),
+ * (SUBMEM_KEEP=1 keeps the snapshot files, in the temporary directory), SUBMEM_PING_MS,
  * SUBMEM_DEFLATE=1 (the client offers permessage-deflate, as browsers do), and what
  * scripts/database.ts reads.
  */
@@ -30,6 +34,10 @@ const SESSIONS = Number(env.SUBMEM_SESSIONS ?? 20);
 const SNAPSHOT = Boolean(env.SUBMEM_SNAPSHOT);
 const DEFLATE = Boolean(env.SUBMEM_DEFLATE);
 const SETTLE_MS = 2000;
+const PING_MS = Number(env.SUBMEM_PING_MS ?? 0);
+const PING_WINDOW_MS = 30_000;
+/** graphql-ws pongs the clients received. */
+let pongs = 0;
 const SUBSCRIBE = JSON.stringify({
   id: '1',
   type: 'subscribe',
@@ -54,6 +62,10 @@ if (env.SUBMEM_CHILD) {
       return process.memoryUsage();
     },
     snapshot: (file: string) => (globalThis.gc!(), v8.writeHeapSnapshot(file)),
+    cpuMicros: () => {
+      const { user, system } = process.cpuUsage();
+      return user + system;
+    },
     exit: () => server.stop(),
   });
 } else {
@@ -72,11 +84,38 @@ function openSocket(wsUrl: string, token: string, sockets: WebSocket[]): Promise
         ws.send(SUBSCRIBE);
         resolve();
       } else if (msg.type === 'ping') ws.send('{"type":"pong"}');
-      else if (msg.type !== 'pong') reject(new Error(`unexpected ${String(data)}`));
+      else if (msg.type === 'pong') pongs++;
+      else reject(new Error(`unexpected ${String(data)}`));
     });
     ws.on('close', (code) => reject(new Error(`socket closed with ${code}`)));
     ws.on('error', reject);
   });
+}
+
+/** The server's CPU over PING_WINDOW_MS, idle and then with every socket pinging every PING_MS. */
+async function measurePings(server: Child, sockets: WebSocket[]) {
+  const cpuShare = async () => {
+    const [cpu0, t0] = [await server.call<number>('cpuMicros'), performance.now()];
+    await new Promise((r) => setTimeout(r, PING_WINDOW_MS));
+    return ((await server.call<number>('cpuMicros')) - cpu0) / ((performance.now() - t0) * 1000);
+  };
+  const idle = await cpuShare();
+  const timers = sockets.map((ws, i) =>
+    setTimeout(() => {
+      ws.send('{"type":"ping"}');
+      timers[i] = setInterval(() => ws.send('{"type":"ping"}'), PING_MS);
+    }, (i * PING_MS) / sockets.length),
+  );
+  await new Promise((r) => setTimeout(r, PING_MS)); // every socket pinging
+  const pongsBefore = pongs;
+  const pinging = await cpuShare();
+  const pongsPerSecond = (pongs - pongsBefore) / (PING_WINDOW_MS / 1000);
+  for (const t of timers) clearInterval(t);
+  const pct = (share: number) => `${(share * 100).toFixed(1)} %`;
+  console.log(
+    `server CPU over ${PING_WINDOW_MS / 1000} s: idle ${pct(idle)} of a core; with a ping per socket every ${PING_MS / 1000} s ` +
+      `(${pongsPerSecond.toFixed(0)} pongs/s received) ${pct(pinging)}: ${(((pinging - idle) * 1e6) / pongsPerSecond).toFixed(1)} µs per ping`,
+  );
 }
 
 async function pool(n: number, concurrency: number, fn: (i: number) => Promise<void>) {
@@ -182,6 +221,8 @@ async function main() {
     console.log(`${SOCKETS} sockets over ${SESSIONS} sessions (client deflate ${DEFLATE ? 'offered' : 'off'}), set up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     console.log(`per socket, KiB: VmRSS ${per('vmRss')}, heapUsed ${per('heapUsed')}, external ${per('external')}, arrayBuffers ${per('arrayBuffers')}`);
     console.log(`server with ${SOCKETS} sockets: VmRSS ${(after.vmRss / 2 ** 20).toFixed(1)} MiB, heapUsed ${(after.heapUsed / 2 ** 20).toFixed(1)} MiB`);
+
+    if (PING_MS > 0) await measurePings(server, sockets);
 
     if (SNAPSHOT) {
       const [a, b] = await Promise.all(snapshots.map(summarise));
