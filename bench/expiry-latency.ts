@@ -812,8 +812,9 @@ function failoverReport(info: RunInfo, all: Array<RunResult | Skipped>, plotted:
   lines.push(
     '',
     `One API process of ${CLUSTER_PROCESSES} killed with SIGKILL ${KILL_AFTER_MS / 1000} s into the spread; nothing restarts it during the run. ` +
-      "Each socket of the load that closes before its event reconnects through the balancer with the README's graphql-ws client " +
-      'settings (retries without end, 250 ms doubling up to 4 s, jittered) and subscribes again with the same token. Reconnection: ' +
+      "Each socket of the load that closes before its event reconnects through the balancer as the README's graphql-ws client " +
+      'does (retries without end, 250 ms doubling up to 4 s, jittered; a socket not acknowledged within 10 s of its upgrade is ' +
+      'dropped and tried again) and subscribes again with the same token. Reconnection: ' +
       'from the close to the new socket\'s `connection_ack`. On time: received − `expiresAt`, for every event but those of sessions ' +
       'that ended while their socket was away, which the server sends at once on the new subscription: for them, received − the ' +
       `reconnection. Missing: no event within ${FAILOVER_GRACE_MS / 1000} s of the last deadline. Duplicate: a second event for a socket, ` +

@@ -31,8 +31,6 @@ export interface ClusterOptions {
   log: (line: string) => void;
   /** The children's output lines (API processes' logs, HAProxy's warnings); default: this process's stdout/stderr. */
   output?: (source: string, line: string) => void;
-  /** HAProxy's health check interval, ms (default 1000). */
-  checkIntervalMs?: number;
   /** First restart delay of a dead API process, ms (default 100, doubling to 5 s). */
   restartDelayMs?: number;
 }
@@ -109,7 +107,6 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       haproxyConfig({
         bind: { host: options.host, port: options.port },
         servers: names.map((name, i) => ({ name, host: '127.0.0.1', port: ports[i]! })),
-        checkIntervalMs: options.checkIntervalMs,
       }),
     );
     const host = options.host.includes(':') ? `[${options.host}]` : options.host;
