@@ -2,7 +2,6 @@
 // loads a compose file with compose-go (the loader of `docker compose`; schema validation,
 // interpolation, normalization) and prints its services as JSON. Built once with Go into
 // .cache/compose-check. `tsx scripts/compose-check.ts [file]` prints what it loads.
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -68,13 +67,9 @@ export function ensureComposeCheck(log: (line: string) => void = console.log): P
 /** Loads a compose file with compose-go; rejects with the loader's message when it does not load. */
 export async function loadComposeFile(file: string, log?: (line: string) => void): Promise<ComposeProject> {
   const bin = await ensureComposeCheck(log);
-  const stdout = await new Promise<string>((resolve, reject) =>
-    execFile(bin, [file], { timeout: 30_000 }, (err, out, errOut) =>
-      err
-        ? reject(new Error(`compose-go ${COMPOSE_GO_VERSION} does not load ${shortPath(path.resolve(file))}:\n${errOut.trim() || err.message}`))
-        : resolve(out),
-    ),
-  );
+  const stdout = await run(bin, [file], REPO).catch((err: unknown) => {
+    throw new Error(`compose-go ${COMPOSE_GO_VERSION} does not load ${shortPath(path.resolve(file))}: ${message(err)}`);
+  });
   return JSON.parse(stdout) as ComposeProject;
 }
 
