@@ -48,7 +48,7 @@ class SessionSocket extends Connection {
     request: IncomingMessage,
     readonly clientAddress: string,
   ) {
-    super(socket);
+    super(socket, request.socket);
     this.request = request;
   }
 

@@ -1,3 +1,4 @@
+import { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { Connection, keepAliveSweep } from '../../src/server/ws/adapter.js';
@@ -19,7 +20,7 @@ function sockets(count: number): Map<WebSocket, Connection> {
   const map = new Map<WebSocket, Connection>();
   for (let i = 0; i < count; i++) {
     const socket = new FakeSocket() as unknown as WebSocket;
-    map.set(socket, new Connection(socket));
+    map.set(socket, new Connection(socket, new Socket()));
   }
   return map;
 }

@@ -18,7 +18,11 @@ export class Connection {
   /** A keep-alive ping went out and no pong has come back yet. */
   awaitingPong = false;
 
-  constructor(readonly socket: WebSocket) {}
+  constructor(
+    readonly socket: WebSocket,
+    /** The TCP socket under it (the upgrade request's), whose writes `send` corks. */
+    private readonly raw: Socket,
+  ) {}
 
   get protocol(): string {
     return this.socket.protocol;
@@ -31,7 +35,7 @@ export class Connection {
    */
   send(data: string): Promise<void> {
     if (this.socket.readyState === WebSocket.OPEN) {
-      writeWithinTurn(this.socket);
+      writeWithinTurn(this.raw);
       this.socket.send(data);
     }
     return Promise.resolve();
@@ -222,11 +226,10 @@ let corked: Socket[] | null = null;
  * Holds the socket's writes until the end of this turn of the event loop, so that the frames a
  * socket gets in one turn (an event, graphql-ws's `complete` after it) leave in one system call
  * rather than one each: in a profile of a burst of expiries, those calls were the largest single
- * item. `ws` keeps the raw socket as `_socket`; without one, frames go out one write each.
+ * item.
  */
-function writeWithinTurn(ws: WebSocket): void {
-  const raw = (ws as unknown as { _socket?: Socket })._socket;
-  if (!raw || raw.writableCorked > 0) return;
+function writeWithinTurn(raw: Socket): void {
+  if (raw.writableCorked > 0) return;
   raw.cork();
   if (!corked) {
     corked = [];
