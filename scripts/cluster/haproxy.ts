@@ -81,7 +81,7 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     '    # A websocket upgrade sent to a hung process (before it is taken out) fails with a 504 once the',
     '    # process would have been taken out, and the client\'s retry goes to another, instead of waiting',
     '    # for `timeout server`. Not sooner: in a wave of reconnections (its peer died) a live process',
-    '    # answered upgrades more than 10 s late, and cutting those made the wave longer (more retries).',
+    '    # answered some upgrades more than 10 s late, and each one cut is one more to retry.',
     '    # Once upgraded, `timeout tunnel` applies.',
     `    http-request set-timeout server ${UPGRADE_TIMEOUT_S}s if { hdr(upgrade) -i websocket }`,
     `    default-server check inter ${HEALTH_CHECK_INTERVAL_S}s fall 2 rise 2`,
