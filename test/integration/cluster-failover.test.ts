@@ -337,7 +337,7 @@ runIf('several API processes behind HAProxy', () => {
     }
   });
 
-  it("a hung process (SIGSTOP): HAProxy takes it out after two timed-out health checks and fails its upgrades after one; the README client's sockets on it reconnect to the other and get EXPIRED", { timeout: 150_000 }, async () => {
+  it("a hung process (SIGSTOP): HAProxy takes it out after two timed-out health checks and fails the upgrades sent to it by then; the README client's sockets on it reconnect to the other and get EXPIRED", { timeout: 150_000 }, async () => {
     const logs: string[] = [];
     const subs: Array<Tracked & { keepsAlive: boolean }> = [];
     const report: Record<string, unknown> = {};
