@@ -19,7 +19,7 @@ import { GRAPHQL_TRANSPORT_WS_PROTOCOL, type ClientOptions } from 'graphql-ws';
 import { describe, expect, it, onTestFailed } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { frontendClient, readmeClient, RETRY_OPTIONS, SILENCE_FUNCTION, SILENCE_OPTIONS, without } from '../helpers/readmeClient.js';
-import { sleep, testDatabaseUri } from '../helpers/server.js';
+import { eventually, sleep, testDatabaseUri } from '../helpers/server.js';
 import { startServerProcess, type ServerProcess } from '../helpers/serverProcess.js';
 import { errorText, subscribe, type Subscriber } from '../helpers/subscriber.js';
 
@@ -210,7 +210,7 @@ describe("the README's graphql-ws client", () => {
         const server = await silentServer(mode);
         const sub = subscribe(snippet.create('a token', server.wsUrl), snippet.query);
         try {
-          await sub.until(() => server.opened.length >= 2, silentFor + RETRY_SLACK_MS + 5_000, 'a second connection');
+          await eventually(async () => server.opened.length >= 2, silentFor + RETRY_SLACK_MS + 5_000, `a second connection; ${sub.describe()}`);
           const [first, second] = server.opened as [number, number];
           expect(second - first).toBeGreaterThanOrEqual(silentFor - 50);
           expect(second - first).toBeLessThan(silentFor + RETRY_SLACK_MS);
