@@ -369,8 +369,9 @@ runIf('several API processes behind HAProxy', () => {
       await sleep(stopAt - Date.now());
       expect(hung.kill('SIGSTOP')).toBe(true);
       const stoppedAt = Date.now();
-      // Websocket upgrades meanwhile: leastconn sends some to the hung process.
-      const upgrading = Promise.all(Array.from({ length: 4 }, () => upgrade(wsUrl)));
+      // Websocket upgrades meanwhile: leastconn sends some to the hung process (8, so that an uneven
+      // spread of the subscribed sockets over the two cannot send them all to the other).
+      const upgrading = Promise.all(Array.from({ length: 8 }, () => upgrade(wsUrl)));
       await eventually(async () => logs.some((l) => l.includes(`${hung.name} is DOWN, reason: Layer7 timeout`)), 60_000, `${hung.name} marked down`);
       const markedDownAt = Date.now();
       // Two checks, each waiting out its timeout, one interval apart: a busy process gets that long to answer.
