@@ -186,9 +186,18 @@ export class SessionStore {
     const parsed = parseSessionToken(token);
     if (!parsed) return null;
     const { cache } = this.options;
-    const cached = cache?.lookup(parsed.sessionId);
-    if (cached) return secretMatches(parsed.secret, cached.secretHash) ? cached.session : null;
+    const fromCache = () => {
+      const cached = cache?.lookup(parsed.sessionId);
+      if (!cached) return undefined;
+      return secretMatches(parsed.secret, cached.secretHash) ? cached.session : null;
+    };
+    const known = fromCache();
+    if (known !== undefined) return known;
     return this.readingTokens(async () => {
+      // A read of the same session that went first (its other sockets and requests, coming back
+      // together after their process died) may have put it in the cache meanwhile.
+      const meanwhile = fromCache();
+      if (meanwhile !== undefined) return meanwhile;
       const readToken = cache?.beforeRead() ?? 0;
       const head = await this.models.Session.findById(parsed.sessionId).lean<SessionDoc>();
       if (!head || !secretMatches(parsed.secret, head.secretHash)) return null;

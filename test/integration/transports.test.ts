@@ -223,25 +223,32 @@ describe('errors that say what happened', () => {
   });
 });
 
+/** A test server whose reads of the sessions collection are watched as its driver sends and answers them. */
+async function serverWatchingSessionReads(env: Record<string, string>) {
+  const uri = new URL(testDatabaseUri());
+  uri.searchParams.set('monitorCommands', 'true');
+  const server = await startTestServer(env, uri.toString());
+  /** Reads in flight, the most at once, and how many started. */
+  const reads = { inFlight: new Set<number>(), most: 0, started: 0 };
+  const client = mongoose.connections.find((c) => c.name === uri.pathname.slice(1))!.getClient();
+  client.on('commandStarted', (e) => {
+    if (e.commandName !== 'find' || e.command.find !== 'sessions') return;
+    reads.started++;
+    reads.inFlight.add(e.requestId);
+    reads.most = Math.max(reads.most, reads.inFlight.size);
+  });
+  const done = (e: { requestId: number }) => reads.inFlight.delete(e.requestId);
+  client.on('commandSucceeded', done);
+  client.on('commandFailed', done);
+  return { server, reads };
+}
+
 describe('a wave of token reads over both transports', () => {
   let server: TestServer;
-  /** The server's reads of the sessions collection in flight, as its driver sends and answers them, and the most at once. */
-  const reads = { inFlight: new Set<number>(), most: 0 };
+  let reads: Awaited<ReturnType<typeof serverWatchingSessionReads>>['reads'];
   beforeAll(async () => {
-    const uri = new URL(testDatabaseUri());
-    uri.searchParams.set('monitorCommands', 'true');
     // No session cache: every token is read from the database.
-    server = await startTestServer({ MAX_CONCURRENT_TOKEN_READS: '2', SESSION_CACHE_MAX_STALENESS_MS: '0' }, uri.toString());
-    const conn = mongoose.connections.find((c) => c.name === uri.pathname.slice(1))!;
-    const client = conn.getClient();
-    client.on('commandStarted', (e) => {
-      if (e.commandName !== 'find' || e.command.find !== 'sessions') return;
-      reads.inFlight.add(e.requestId);
-      reads.most = Math.max(reads.most, reads.inFlight.size);
-    });
-    const done = (e: { requestId: number }) => reads.inFlight.delete(e.requestId);
-    client.on('commandSucceeded', done);
-    client.on('commandFailed', done);
+    ({ server, reads } = await serverWatchingSessionReads({ MAX_CONCURRENT_TOKEN_READS: '2', SESSION_CACHE_MAX_STALENESS_MS: '0' }));
   });
   afterAll(async () => {
     await server?.stop();
@@ -261,6 +268,34 @@ describe('a wave of token reads over both transports', () => {
     expect(answers.map(errorCode)).toEqual(Array(40).fill('UNAUTHENTICATED'));
     expect(inits).toEqual(Array(12).fill('connection_ack'));
     expect(reads.most).toBe(2);
+    for (const ws of sockets) ws.close();
+  });
+});
+
+describe('a wave of sockets with a token this process has not read yet', () => {
+  let server: TestServer;
+  let other: TestServer;
+  let reads: Awaited<ReturnType<typeof serverWatchingSessionReads>>['reads'];
+  beforeAll(async () => {
+    ({ server, reads } = await serverWatchingSessionReads({ MAX_CONCURRENT_TOKEN_READS: '2' }));
+    // Another process on the same database, where the session is logged in: this one hears of it on
+    // its change feed, which does not carry the secret's hash, so its first request reads the session.
+    other = await startTestServer({}, server.mongoUri);
+  });
+  afterAll(async () => {
+    await other?.stop();
+    await server?.stop();
+  });
+
+  it('reads the session once per read in flight, not once per socket: those waiting their turn find it in the cache', async () => {
+    const { token } = await newUserSession(other);
+    // The sockets of one session coming back together (their process died): open first, so that
+    // their connection_init messages arrive at once.
+    const sockets = Array.from({ length: 20 }, () => rawSocket(server));
+    await Promise.all(sockets.map(opened));
+    reads.started = 0;
+    expect(await Promise.all(sockets.map((ws) => initAnswer(ws, { token })))).toEqual(Array(20).fill('connection_ack'));
+    expect(reads.started).toBeLessThanOrEqual(2);
     for (const ws of sockets) ws.close();
   });
 });
