@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http';
 import { CloseCode } from 'graphql-ws';
 import { getOperationAST, getVariableValues, GraphQLError, type GraphQLSchema } from 'graphql';
-import type { WebSocket } from 'ws';
+import { WebSocket } from 'ws';
 import { readCredentials } from '../auth/credentials.js';
 import type { Settings } from '../config.js';
 import type { EventHub } from '../engine/hub.js';
@@ -205,6 +205,8 @@ export function attachSessionSockets(options: {
           return false;
         }
         const session = token ? await service.store.findByToken(token) : null;
+        // Gone during the read: `closed` has passed it by, so it must not be counted or kept now.
+        if (conn.socket.readyState !== WebSocket.OPEN) return false;
         if (!token || !session) {
           conn.close(CloseCode.Unauthorized, token ? 'Unknown session' : 'Missing session token');
           return false;

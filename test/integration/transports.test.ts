@@ -354,6 +354,36 @@ describe('websocket caps', () => {
   });
 });
 
+describe('sockets that leave while their connection_init is answered', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    // No session cache: each connection_init reads the session, so the socket can go during the read.
+    server = await startTestServer({ WS_MAX_SOCKETS_PER_SESSION: '2', SESSION_CACHE_MAX_STALENESS_MS: '0' });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('are not counted against the per-session limit, nor kept', async () => {
+    const { token, session } = await newUserSession(server);
+    for (let i = 0; i < 3; i++) {
+      const ws = rawSocket(server);
+      await opened(ws);
+      const gone = closeOf(ws);
+      ws.send(JSON.stringify({ type: 'connection_init', payload: { token } }));
+      ws.terminate();
+      await gone;
+    }
+    // Let the reads those sockets started be answered.
+    await sleep(500);
+    expect(server.hub.known(session.id), 'the hub follows the session of sockets that are gone').toBeNull();
+    const sockets = Array.from({ length: 2 }, () => rawSocket(server));
+    await Promise.all(sockets.map(opened));
+    expect(await Promise.all(sockets.map((ws) => initAnswer(ws, { token })))).toEqual(['connection_ack', 'connection_ack']);
+    await closeAll(sockets);
+  });
+});
+
 /** Closes the sockets and waits until they have closed (and no longer count against a limit). */
 async function closeAll(sockets: WebSocket[]): Promise<void> {
   await Promise.all(
