@@ -214,11 +214,12 @@ export class EventHub implements SessionListener {
 
   /**
    * This process holds sockets of `session`: it is followed so that they close when it ends, whether
-   * or not they subscribed. Those of a session already ended close at once.
+   * or not they subscribed. Those of a session already ended close at once, also when the version
+   * they were opened with was read before an end this hub has heard of since.
    */
   socketsOpened(session: Session): void {
-    if (session.endedAt) {
-      this.rememberEnded(session);
+    if (session.endedAt) this.rememberEnded(session);
+    if (this.ended.has(session.id)) {
       this.closeSocketsSoon(session.id);
     } else {
       this.watch(session).sockets = true;

@@ -129,6 +129,18 @@ describe('the event hub', () => {
     expect(await passed).toEqual(['EXPIRED']);
   });
 
+  it('closes at once the sockets of a session it has seen end, opened with a version read before that end', async () => {
+    const { clock, hub } = hubOnManualClock();
+    const closed: string[] = [];
+    hub.closeSocketsWith({ sessionEnded: (id) => void closed.push(id) });
+    const live = session(1, clock.time + 3_600_000);
+    hub.sessionChanged(ended(live, 'LOGGED_OUT', new Date(clock.time)));
+    hub.socketsOpened(live);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).toEqual(['s1']);
+    expect(hub.known('s1')?.endReason).toBe('LOGGED_OUT');
+  });
+
   describe('a database that answers pings but is slow to decide', () => {
     const RECHECK_TIMEOUT_MS = 20;
     const MAX_WAIT_MS = 300;
