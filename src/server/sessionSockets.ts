@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server } from 'node:http';
 import { CloseCode } from 'graphql-ws';
-import { getOperationAST, getVariableValues, GraphQLError, type GraphQLSchema } from 'graphql';
+import { getOperationAST, getVariableValues, GraphQLError, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { WebSocket } from 'ws';
 import { readCredentials } from '../auth/credentials.js';
 import type { Settings } from '../config.js';
@@ -8,7 +8,7 @@ import type { EventHub } from '../engine/hub.js';
 import { apiError } from '../errors.js';
 import type { GraphQLContext } from '../graphql/context.js';
 import type { OperationPipeline } from '../graphql/operations.js';
-import { subscribe } from '../graphql/subscribe.js';
+import { subscribe, type StreamOwner } from '../graphql/subscribe.js';
 import type { Logger } from '../logger.js';
 import type { SessionService } from '../sessions/service.js';
 import { clientAddress, type TrustProxy } from './clientAddress.js';
@@ -28,8 +28,10 @@ const CONNECTION_INIT_WAIT_MS = 3_000;
  */
 const UNSUBSCRIBED_CLOSE_DELAY_MS = 1_000;
 
+type EventStream = AsyncGenerator<ExecutionResult>;
+
 /** A socket of this API: graphql-ws's connection plus the session it authenticated with. */
-class SessionSocket extends Connection {
+class SessionSocket extends Connection implements StreamOwner {
   /** The upgrade request, only until connection_init: the cookie and Origin are read from it, then it is let go (it is large). */
   request: IncomingMessage | null;
   token: string | null = null;
@@ -42,6 +44,13 @@ class SessionSocket extends Connection {
   subscribed = false;
   /** The session has ended: the socket closes once no subscription of it is being set up. */
   sessionOver = false;
+  /**
+   * Operations accepted and not yet finished. Counted here rather than from graphql-ws's map of
+   * operations, from which a client's `complete` removes an operation that is still running.
+   */
+  operations = 0;
+  /** Its subscriptions' event streams (the stream itself while there is one), ended when the socket closes. */
+  private streams: EventStream | Set<EventStream> | null = null;
 
   constructor(
     socket: WebSocket,
@@ -53,6 +62,28 @@ class SessionSocket extends Connection {
   }
 
   userAgent: string | null = null;
+
+  started(stream: EventStream): void {
+    if (this.socket.readyState === WebSocket.CLOSED) void stream.return(undefined);
+    else if (!this.streams) this.streams = stream;
+    else if (this.streams instanceof Set) this.streams.add(stream);
+    else this.streams = new Set([this.streams, stream]);
+  }
+
+  finished(stream: EventStream): void {
+    if (this.streams === stream) this.streams = null;
+    else if (this.streams instanceof Set) this.streams.delete(stream);
+  }
+
+  /**
+   * graphql-ws ends the streams in its map of operations when the socket closes; one whose id a
+   * client reused after its `complete` is no longer there, and would follow its session until it ends.
+   */
+  endStreams(): void {
+    const streams = this.streams instanceof Set ? [...this.streams] : this.streams ? [this.streams] : [];
+    this.streams = null;
+    for (const stream of streams) void stream.return(undefined);
+  }
 }
 
 const closeEnded = (socket: SessionSocket) => socket.close(SESSION_ENDED_CLOSE, 'Session ended');
@@ -145,13 +176,13 @@ export function attachSessionSockets(options: {
           conn.subscribed = true;
         }
         try {
-          return await subscribe(args);
+          return await subscribe(args, conn ?? null);
         } finally {
           if (conn && --conn.settingUp === 0 && conn.sessionOver) setImmediate(closeEnded, conn);
         }
       },
       onSubscribe: (ctx, _id, payload) => {
-        if (Object.keys(ctx.subscriptions).length > limits.operationsPerSocket) {
+        if (ctx.extra.operations >= limits.operationsPerSocket) {
           return [apiError('TOO_MANY_OPERATIONS', `At most ${limits.operationsPerSocket} operations may run at once on one socket.`)];
         }
         const prepared = pipeline.prepare(payload.query);
@@ -178,6 +209,7 @@ export function attachSessionSockets(options: {
           cookies: null,
         };
         settingUpOn.set(contextValue, conn);
+        conn.operations++;
         return {
           schema,
           document: prepared.document,
@@ -190,6 +222,8 @@ export function attachSessionSockets(options: {
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors ? { ...result, errors: pipeline.formatErrors(result.errors) } : undefined,
       onError: (_ctx, _id, _payload, errors) => pipeline.formatErrors(errors),
+      // Called once for every operation onSubscribe let through, however it ends (or the socket closes on an internal error).
+      onComplete: (ctx) => void ctx.extra.operations--,
       onConnect: async (ctx) => {
         const conn = ctx.extra;
         const request = conn.request!;
@@ -223,6 +257,7 @@ export function attachSessionSockets(options: {
       },
     },
     closed(conn) {
+      conn.endStreams();
       authenticated(conn);
       if (conn.sessionId) forget(conn);
     },

@@ -7,7 +7,7 @@ import type { Client } from 'graphql-ws';
 import mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { errorCode, newUserSession, sleep, startTestServer, testDatabaseUri, type GqlResponse, type TestServer } from '../helpers/server.js';
+import { errorCode, eventually, newUserSession, sleep, startTestServer, testDatabaseUri, type GqlResponse, type TestServer } from '../helpers/server.js';
 
 interface WsResult {
   data?: any;
@@ -320,6 +320,48 @@ describe('websocket caps', () => {
     await sleep(100);
     expect((await overSocket(client, '{ serverTime }')).data.serverTime).toBeTruthy();
     await client.dispose();
+  });
+
+  it('counts an operation until it has finished, even when the client sends its complete at once', async () => {
+    const { token } = await newUserSession(server);
+    const ws = rawSocket(server);
+    await opened(ws);
+    expect(await initAnswer(ws, { token })).toBe('connection_ack');
+    const prefix = `ops${randomBytes(3).toString('hex')}`;
+    // Each register followed at once by its complete: all 24 messages reach the server together.
+    const register = 'mutation($u: String!) { register(username: $u, password: "correct horse battery") { id } }';
+    for (let i = 0; i < 12; i++) {
+      ws.send(JSON.stringify({ type: 'subscribe', id: `r${i}`, payload: { query: register, variables: { u: `${prefix}${i}` } } }));
+      ws.send(JSON.stringify({ type: 'complete', id: `r${i}` }));
+    }
+    const users = mongoose.connections.find((c) => c.name === new URL(server.mongoUri).pathname.slice(1))!.collection('users');
+    const registered = () => users.countDocuments({ username: { $regex: `^${prefix}` } });
+    await sleep(1_000);
+    expect(await registered()).toBe(3);
+    // Those three have finished: the socket runs operations again.
+    const answer = new Promise((resolve) => ws.on('message', (data) => JSON.parse(String(data)).id === 'q' && resolve(JSON.parse(String(data)).type)));
+    ws.send(JSON.stringify({ type: 'subscribe', id: 'q', payload: { query: '{ serverTime }' } }));
+    expect(await answer).toBe('next');
+    await closeAll([ws]);
+  });
+
+  it('ends every subscription of a socket when it closes, also one whose id was reused after its complete', async () => {
+    const { token, session } = await newUserSession(server);
+    const ws = rawSocket(server);
+    await opened(ws);
+    expect(await initAnswer(ws, { token })).toBe('connection_ack');
+    const events = 'subscription { sessionEvents(expiringSoonLead: 0) { kind } }';
+    for (let i = 0; i < 5 && ws.readyState === WebSocket.OPEN; i++) {
+      // graphql-ws forgets an id on its complete while the first subscription is still being set up.
+      ws.send(JSON.stringify({ type: 'subscribe', id: 'x', payload: { query: events } }));
+      ws.send(JSON.stringify({ type: 'complete', id: 'x' }));
+      ws.send(JSON.stringify({ type: 'subscribe', id: 'x', payload: { query: events } }));
+      await sleep(50);
+      ws.send(JSON.stringify({ type: 'complete', id: 'x' }));
+      await sleep(50);
+    }
+    await closeAll([ws]);
+    await eventually(async () => !server.hub.hasSubscribers(session.id), 2_000, 'the subscriptions of the closed socket end');
   });
 
   it('closes a socket beyond the per-session limit with 4429', async () => {
