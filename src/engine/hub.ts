@@ -71,7 +71,7 @@ class Subscriber extends EventQueue<SessionEvent> {
     readonly userId: string,
     readonly leadMs: number,
     /** Counted as a live subscription of a browser-close session. */
-    readonly present: boolean,
+    public present: boolean,
     /** Per-user feeds: changes of other sessions written before this were covered by the list at subscription. */
     readonly since: number,
   ) {
@@ -103,6 +103,11 @@ const reach = (w: Watched | undefined) => Math.max(1, w?.subscribers.size ?? 0);
 
 /** How long the hub remembers a session it has seen end, so that a change feed re-delivering older versions cannot revive it. */
 const ENDED_MEMORY_MS = 60_000;
+/**
+ * A session is stamped before its insert can be seen, so the listing of a per-user feed may miss
+ * one stamped up to this long before it: those are followed when they reach the hub.
+ */
+const LISTING_BLIND_MS = 1_000;
 
 /**
  * This process's subscribers and the sessions they follow. It turns session changes (made here,
@@ -193,8 +198,8 @@ export class EventHub implements SessionListener {
     const w = this.watched.get(session.id);
     if (!w) {
       if (session.endedAt) return this.rememberEnded(session);
-      const feed = this.ended.has(session.id) ? undefined : this.userFeeds.get(session.userId);
-      if (feed) for (const sub of feed) if (session.updatedAt.getTime() >= sub.since) this.follow(sub, session);
+      // A session of a user with a per-user feed here: the feed may follow it (watch decides).
+      if (this.userFeeds.has(session.userId) && !this.ended.has(session.id)) this.unwatchIfUnused(this.watch(session));
       return;
     }
     if (session.version <= w.session.version) return;
@@ -202,7 +207,10 @@ export class EventHub implements SessionListener {
     w.session = session;
     if (session.endedAt) {
       this.terminate(w, session.endReason!);
-    } else if (session.expiry.expiresAt.getTime() !== previous.expiry.expiresAt.getTime()) {
+      return;
+    }
+    this.updatePresence(w);
+    if (session.expiry.expiresAt.getTime() !== previous.expiry.expiresAt.getTime()) {
       this.armExpiry(w);
       const event = liveEvent('EXPIRY_CHANGED', session, new Date(this.deps.now()));
       for (const sub of w.subscribers) {
@@ -234,12 +242,15 @@ export class EventHub implements SessionListener {
     this.unwatchIfUnused(w);
   }
 
+  /** Starts following a session (its deadline, and the per-user feeds of its user that had not listed it). */
   private watch(session: Session): Watched {
     let w = this.watched.get(session.id);
     if (!w) {
       w = { session, subscribers: new Set(), sockets: false };
       this.watched.set(session.id, w);
       this.armExpiry(w);
+      const feed = this.userFeeds.get(session.userId);
+      if (feed) for (const sub of feed) if (session.updatedAt.getTime() >= sub.since - LISTING_BLIND_MS) this.addFollower(w, sub);
     }
     return w;
   }
@@ -251,10 +262,24 @@ export class EventHub implements SessionListener {
   }
 
   private follow(sub: Subscriber, session: Session): void {
-    const w = this.watch(session);
+    this.addFollower(this.watch(session), sub);
+  }
+
+  private addFollower(w: Watched, sub: Subscriber): void {
     w.subscribers.add(sub);
-    if (session.id !== sub.ownSessionId) sub.others?.add(session.id);
+    if (w.session.id !== sub.ownSessionId) sub.others?.add(w.session.id);
     this.armExpiringSoon(sub, w);
+  }
+
+  /** A session's own subscribers count as its browser's presence exactly while it expires at browser close. */
+  private updatePresence(w: Watched): void {
+    const present = expiresAtBrowserClose(w.session.expiry.spec, this.deps.expiry);
+    for (const sub of w.subscribers) {
+      if (sub.ownSessionId !== w.session.id || sub.present === present) continue;
+      sub.present = present;
+      if (present) this.deps.presence.attach(sub.ownSessionId);
+      else this.deps.presence.detach(sub.ownSessionId);
+    }
   }
 
   /** Called once by the subscriber when its queue ends. */

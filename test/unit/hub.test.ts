@@ -141,6 +141,58 @@ describe('the event hub', () => {
     expect(hub.known('s1')?.endReason).toBe('LOGGED_OUT');
   });
 
+  describe('per-user feeds (allSessions)', () => {
+    async function feedOf(hub: EventHub, own: Session, listedAt: number) {
+      const kinds: string[] = [];
+      const feed = hub.subscribe(own, { leadSeconds: 0, allSessions: true }, [], listedAt);
+      const reading = (async () => {
+        for await (const event of feed) kinds.push(`${event.sessionId}:${event.kind}`);
+      })();
+      return { kinds, stop: async () => (await feed.return?.(), await reading) };
+    }
+
+    it("follow a session of the user that this process already followed for its sockets", async () => {
+      const { clock, hub } = hubOnManualClock();
+      const own = session(1, clock.time + 3_600_000);
+      const { kinds, stop } = await feedOf(hub, own, clock.time);
+      // Another tab logs in; its socket reaches this process before the change feed brings the login.
+      const other = { ...session(2, clock.time + 3_600_000), userId: own.userId, updatedAt: new Date(clock.time + 10) };
+      hub.socketsOpened(other);
+      hub.sessionChanged(other);
+      hub.sessionChanged(ended(other, 'REVOKED', new Date(clock.time + 20)));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(kinds).toEqual(['s2:REVOKED']);
+      await stop();
+    });
+
+    it('follow a session stamped just before the listing that the listing did not see (its insert was not visible yet)', async () => {
+      const { clock, hub } = hubOnManualClock();
+      const own = session(1, clock.time + 3_600_000);
+      const { kinds, stop } = await feedOf(hub, own, clock.time);
+      const other = { ...session(2, clock.time + 3_600_000), userId: own.userId, updatedAt: new Date(clock.time - 200) };
+      hub.sessionChanged(other);
+      hub.sessionChanged(ended(other, 'REVOKED', new Date(clock.time + 20)));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(kinds).toEqual(['s2:REVOKED']);
+      await stop();
+    });
+  });
+
+  it('counts a subscription as browser presence from the moment its session is set to expire at browser close, and no longer once it is not', async () => {
+    const presence: string[] = [];
+    const { clock, hub } = hubOnManualClock({ presence: { attach: (id) => void presence.push(`attach ${id}`), detach: (id) => void presence.push(`detach ${id}`) } });
+    const s = session(1, clock.time + 300_000);
+    const feed = hub.subscribe(s, { leadSeconds: 0, allSessions: false });
+    expect(presence).toEqual([]);
+    const atBrowserClose = { ...s, version: 2, expiry: { ...s.expiry, spec: { policy: 'BROWSER_CLOSE', seconds: null, date: null } } } as Session;
+    hub.sessionChanged(atBrowserClose);
+    expect(presence).toEqual(['attach s1']);
+    hub.sessionChanged({ ...atBrowserClose, version: 3, expiry: s.expiry });
+    hub.sessionChanged({ ...atBrowserClose, version: 4 });
+    await feed.return?.();
+    expect(presence).toEqual(['attach s1', 'detach s1', 'attach s1', 'detach s1']);
+  });
+
   describe('a database that answers pings but is slow to decide', () => {
     const RECHECK_TIMEOUT_MS = 20;
     const MAX_WAIT_MS = 300;
