@@ -2,6 +2,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import { CloseCode } from 'graphql-ws';
 import { getOperationAST, getVariableValues, GraphQLError, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { WebSocket } from 'ws';
+import { addressBucket } from '../auth/attemptLimiter.js';
 import { readCredentials } from '../auth/credentials.js';
 import type { Settings } from '../config.js';
 import type { EventHub } from '../engine/hub.js';
@@ -36,7 +37,7 @@ class SessionSocket extends Connection implements StreamOwner {
   request: IncomingMessage | null;
   token: string | null = null;
   sessionId: string | null = null;
-  /** Counted among its address's unauthenticated sockets until connection_init is answered or the socket closes. */
+  /** Counted among its address's unauthenticated sockets until its connection_init is acknowledged or it closes. */
   unauthenticated = true;
   /** Subscriptions between subscribe and their first result: the socket is not closed under them. */
   settingUp = 0;
@@ -142,9 +143,10 @@ export function attachSessionSockets(options: {
   const authenticated = (socket: SessionSocket) => {
     if (!socket.unauthenticated) return;
     socket.unauthenticated = false;
-    const left = (unauthenticated.get(socket.clientAddress) ?? 1) - 1;
-    if (left > 0) unauthenticated.set(socket.clientAddress, left);
-    else unauthenticated.delete(socket.clientAddress);
+    const bucket = addressBucket(socket.clientAddress);
+    const left = (unauthenticated.get(bucket) ?? 1) - 1;
+    if (left > 0) unauthenticated.set(bucket, left);
+    else unauthenticated.delete(bucket);
   };
 
   const adapter = serveGraphQLWs<SessionSocket>({
@@ -156,14 +158,15 @@ export function attachSessionSockets(options: {
     production: settings.env === 'production',
     logger: options.logger,
     admit(request) {
-      const waiting = unauthenticated.get(clientAddress(request, trust)) ?? 0;
+      const waiting = unauthenticated.get(addressBucket(clientAddress(request, trust))) ?? 0;
       return waiting >= limits.unauthenticatedPerAddress
-        ? { status: 429, message: 'Too many websockets from this address waiting for connection_init' }
+        ? { status: 429, message: 'Too many websockets from this address not yet authenticated' }
         : null;
     },
     opened(socket, request) {
       const conn = new SessionSocket(socket, request, clientAddress(request, trust));
-      unauthenticated.set(conn.clientAddress, (unauthenticated.get(conn.clientAddress) ?? 0) + 1);
+      const bucket = addressBucket(conn.clientAddress);
+      unauthenticated.set(bucket, (unauthenticated.get(bucket) ?? 0) + 1);
       return conn;
     },
     graphql: {
@@ -229,7 +232,6 @@ export function attachSessionSockets(options: {
         const request = conn.request!;
         conn.userAgent = request.headers['user-agent'] ?? null;
         conn.request = null;
-        authenticated(conn);
         const { token, fromCookie } = readCredentials(
           { cookieHeader: request.headers.cookie, connectionParams: ctx.connectionParams },
           settings.cookie.name,
@@ -253,6 +255,8 @@ export function attachSessionSockets(options: {
         conn.token = token;
         conn.sessionId = session.id;
         if (remember(conn)) hub.socketsOpened(session);
+        // A refused socket counts until it has closed: a client that ignores the close keeps it open for ws's close timeout.
+        authenticated(conn);
         return { sessionId: session.id };
       },
     },

@@ -303,7 +303,8 @@ describe('a wave of sockets with a token this process has not read yet', () => {
 describe('websocket caps', () => {
   let server: TestServer;
   beforeAll(async () => {
-    server = await startTestServer({ WS_MAX_OPERATIONS_PER_SOCKET: '3', WS_MAX_SOCKETS_PER_SESSION: '2', WS_MAX_UNAUTHENTICATED_PER_ADDRESS: '3' });
+    // Behind a proxy on loopback (as `npm run start:cluster` runs it), so that tests can name the client's address.
+    server = await startTestServer({ WS_MAX_OPERATIONS_PER_SOCKET: '3', WS_MAX_SOCKETS_PER_SESSION: '2', WS_MAX_UNAUTHENTICATED_PER_ADDRESS: '3', TRUST_PROXY: 'loopback' });
   });
   afterAll(async () => {
     await server?.stop();
@@ -385,6 +386,35 @@ describe('websocket caps', () => {
     const next = rawSocket(server);
     await opened(next);
     await closeAll([...waiting, next]);
+  });
+
+  it('counts the sockets of one IPv6 /64 together, as the login limits do', async () => {
+    const from = (i: number) => rawSocket(server, { 'x-forwarded-for': `2001:db8:1:2::${i}` });
+    const waiting = [from(1), from(2), from(3)];
+    await Promise.all(waiting.map(opened));
+    await expect(opened(from(4))).rejects.toThrow('HTTP 429');
+    const otherNetwork = rawSocket(server, { 'x-forwarded-for': '2001:db8:1:3::1' });
+    await opened(otherNetwork);
+    await closeAll([...waiting, otherNetwork]);
+  });
+
+  it('counts a socket whose connection_init is refused until it has closed, however long its client takes to answer the close', async () => {
+    const refused = Array.from({ length: 3 }, () => rawSocket(server));
+    await Promise.all(refused.map(opened));
+    for (const ws of refused) {
+      ws.send(JSON.stringify({ type: 'connection_init', payload: { token: 'not-a-token' } }));
+      ws.pause(); // reads nothing more: the server's close frame goes unanswered
+    }
+    await sleep(300);
+    await expect(opened(rawSocket(server))).rejects.toThrow('HTTP 429');
+    for (const ws of refused) ws.terminate();
+    const admitted = async () => {
+      const ws = rawSocket(server);
+      const open = await opened(ws).then(() => true, () => false);
+      await closeAll([ws]);
+      return open;
+    };
+    await eventually(admitted, 2_000, 'a place is free once they have closed');
   });
 
   it('lets no more than the limit through when the upgrades arrive all at once', async () => {
