@@ -2,7 +2,7 @@
 // both, and the websocket caps (operations per socket, sockets per session, unauthenticated sockets
 // per address).
 import { randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import type { Client } from 'graphql-ws';
 import mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -453,6 +453,36 @@ describe('sockets that leave while their connection_init is answered', () => {
     await Promise.all(sockets.map(opened));
     expect(await Promise.all(sockets.map((ws) => initAnswer(ws, { token })))).toEqual(['connection_ack', 'connection_ack']);
     await closeAll(sockets);
+  });
+});
+
+describe('a client that does not read its answers', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('is not read from while its unsent answers exceed 1 MiB, as an HTTP client is not; once it reads, every answer comes', async () => {
+    const { token } = await newUserSession(server);
+    const serverSide = new Promise<Socket>((resolve) => server.httpServer.once('connection', resolve));
+    const ws = rawSocket(server);
+    await opened(ws);
+    const unsent = (await serverSide) as Socket;
+    expect(await initAnswer(ws, { token })).toBe('connection_ack');
+    let pongs = 0;
+    ws.on('message', (data) => void (JSON.parse(String(data)).type === 'pong' && pongs++));
+    ws.pause();
+    // graphql-ws answers a ping with a pong of the same payload: 300 of 60 KB is 18 MB of answers.
+    const ping = JSON.stringify({ type: 'ping', payload: { padding: 'p'.repeat(60_000) } });
+    for (let i = 0; i < 300; i++) ws.send(ping);
+    await sleep(1_000);
+    expect(unsent.writableLength).toBeLessThan(2 * 1024 * 1024);
+    ws.resume();
+    await eventually(async () => pongs === 300, 10_000, 'every pong arrives once the client reads');
+    await closeAll([ws]);
   });
 });
 

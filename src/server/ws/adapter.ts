@@ -31,12 +31,18 @@ export class Connection {
   /**
    * Hands the message to the socket without waiting for it to be flushed, so that a terminal event
    * and its completion are both queued before the socket closes; a socket that fails to write
-   * closes anyway.
+   * closes anyway. A client that does not read its answers is not read from until they have gone
+   * (as Node's HTTP server stops reading pipelined requests): its pings and queries would otherwise
+   * pile answers up in this process's memory.
    */
   send(data: string): Promise<void> {
     if (this.socket.readyState === WebSocket.OPEN) {
       writeWithinTurn(this.raw);
       this.socket.send(data);
+      if (this.raw.writableLength > MAX_UNSENT_BYTES && !this.socket.isPaused) {
+        this.socket.pause();
+        this.raw.once('drain', () => this.socket.resume());
+      }
     }
     return Promise.resolve();
   }
@@ -80,6 +86,9 @@ function isClientMessage(text: string): boolean {
     return false;
   }
 }
+
+/** Unsent bytes a socket may hold before its client is no longer read from. */
+const MAX_UNSENT_BYTES = 1024 * 1024;
 
 const limitCloseReason = (reason: string, whenTooLong: string) => (reason.length < 124 ? reason : whenTooLong);
 
