@@ -11,6 +11,15 @@ import { isDatabaseUnreachable } from './databaseErrors.js';
  * that is there is found again within a few milliseconds after a dropped connection, well within it.
  */
 export const SERVER_SELECTION_TIMEOUT_MS = 750;
+/**
+ * A database that hangs (stopped, or its host gone without a reset) holds the operations already on
+ * its connections until the driver's heartbeat gives up on it, which then fails them. The driver's
+ * defaults (a heartbeat every 10 s, given up after 30 s) held requests about 40 s; with these, at
+ * most about 11 s. Not shorter: an event loop held by a burst of expiries (up to about 6 s at
+ * 50 000 sessions in the bench) must not make a heartbeat look lost.
+ */
+const HEARTBEAT_FREQUENCY_MS = 1_000;
+const HEARTBEAT_TIMEOUT_MS = 10_000;
 /** How long start-up waits for the database to answer at all. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -22,7 +31,13 @@ const CONNECT_TIMEOUT_MS = 10_000;
 export async function connectDatabase(uri: string, connectTimeoutMs = CONNECT_TIMEOUT_MS): Promise<mongoose.Connection> {
   const deadline = Date.now() + connectTimeoutMs;
   for (;;) {
-    const conn = mongoose.createConnection(uri, { serverSelectionTimeoutMS: SERVER_SELECTION_TIMEOUT_MS, bufferCommands: false });
+    const conn = mongoose.createConnection(uri, {
+      serverSelectionTimeoutMS: SERVER_SELECTION_TIMEOUT_MS,
+      heartbeatFrequencyMS: HEARTBEAT_FREQUENCY_MS,
+      // The driver's heartbeat waits this long for an answer (and a new connection for its handshake).
+      connectTimeoutMS: HEARTBEAT_TIMEOUT_MS,
+      bufferCommands: false,
+    });
     try {
       return await conn.asPromise();
     } catch (err) {

@@ -10,6 +10,8 @@ import { EventRecorder } from '../helpers/events.js';
 import { errorCode, eventually, login, newUserSession, sleep, startTestServer, type TestServer } from '../helpers/server.js';
 
 const CACHE_STALENESS_MS = 300;
+/** The driver's heartbeat comes within a second and gives up on a hung database after 10 s: src/store/databaseHealth.ts. */
+const HUNG_DATABASE_BOUND_MS = 13_000;
 const embeddedKind = () => inject('dbKind') as 'ferretdb' | 'mongod' | 'ferretdb-postgresql';
 
 // Needs a database of its own to kill: an embedded one (not an external MONGODB_URI).
@@ -181,6 +183,43 @@ async function holdWriteLock(file: string): Promise<{ release(): Promise<void> }
     },
   };
 }
+
+describe.skipIf(inject('dbKind') === 'external')('while the database hangs (SIGSTOP: it holds its connections and answers nothing)', () => {
+  it("requests fail with DATABASE_UNAVAILABLE within HUNG_DATABASE_BOUND_MS, not after the driver's 30 s; all recover once it answers again", async () => {
+    const db = await resolveDatabase({ persistent: false, kind: embeddedKind(), log: () => {} });
+    const server = await startTestServer({ SESSION_CACHE_MAX_STALENESS_MS: String(CACHE_STALENESS_MS) }, db.uri);
+    const pid = db.supervisor!.pid()!;
+    let stopped = false;
+    try {
+      const { token } = await newUserSession(server, { seconds: 600 });
+      process.kill(pid, 'SIGSTOP');
+      stopped = true;
+      const read = async () => {
+        const sentAt = Date.now();
+        const res = await server.gql('{ session { id } }', {}, { token, timeoutMs: 60_000 });
+        return { code: errorCode(res), waitedMs: Date.now() - sentAt };
+      };
+      await sleep(CACHE_STALENESS_MS + 200); // the session cache no longer answers
+      // One sent as it hangs (its operation waits on a connection), one a few seconds in.
+      const first = read();
+      await sleep(4_000);
+      const later = read();
+      const results = await Promise.all([first, later]);
+      for (const result of results) {
+        expect(result.code).toBe('DATABASE_UNAVAILABLE');
+        expect(result.waitedMs).toBeLessThan(HUNG_DATABASE_BOUND_MS);
+      }
+      expect((await fetch(`${new URL(server.url).origin}/readyz`)).status).toBe(503);
+      process.kill(pid, 'SIGCONT');
+      stopped = false;
+      await eventually(async () => !(await server.gql('{ session { id } }', {}, { token })).errors, 15_000, 'recovery');
+    } finally {
+      if (stopped) process.kill(pid, 'SIGCONT');
+      await Promise.race([server.stop(), sleep(5000)]);
+      await db.stop();
+    }
+  }, 60_000);
+});
 
 describe.skipIf(inject('dbKind') !== 'ferretdb')('while the database answers pings but commits no write', () => {
   it('a session ends on its last known expiry EXPIRY_RECHECK_MAX_WAIT after it; a logout meanwhile fails with DATABASE_UNAVAILABLE and changes nothing; the end is written once writes go through', async () => {
