@@ -1,8 +1,9 @@
 import type { mongo } from 'mongoose';
+import pLimit from 'p-limit';
 import type { Logger } from '../logger.js';
 import type { SessionDoc } from '../store/models.js';
-import type { ChangeFeed, FeedListener } from '../session.js';
-import { CHANGE_FEED_OVERLAP_MS, toSession, type SessionStore } from '../store/sessionStore.js';
+import type { ChangeFeed, FeedListener, Session } from '../session.js';
+import { CHANGE_FEED_OVERLAP_MS, toSession, type LoggedChange, type SessionStore } from '../store/sessionStore.js';
 
 /** MongoDB change streams; after an error the stream is reopened after the last change it delivered. */
 export class ChangeStreamFeed implements ChangeFeed {
@@ -41,11 +42,39 @@ export class ChangeStreamFeed implements ChangeFeed {
 
 const TRIM_INTERVAL_MS = 1_000;
 
+/** How the polling feed settles the intents of the change log (SessionStore.recordIntents). */
+export interface IntentTiming {
+  /** How long after first seeing an intent the feed waits for its change before reading the session (the change record normally follows within milliseconds). */
+  graceMs: number;
+  /** When a read still finds an older version (the commit may be in flight on a slow database): the waits before each next read; then the feed gives up. */
+  recheckMs: number[];
+  /** Reads of sessions at once. */
+  maxConcurrentReads: number;
+}
+
+export const INTENT_TIMING: IntentTiming = { graceMs: 1_000, recheckMs: [1_000, 2_000, 4_000, 8_000, 16_000, 32_000], maxConcurrentReads: 4 };
+
+interface PendingIntent {
+  version: number;
+  /** Its newest stamp in the log (ms), for forgetting it once the poller no longer reads it. */
+  at: number;
+  /** When to read the session (local clock). */
+  dueAt: number;
+  rechecks: number;
+  reading: boolean;
+}
+
 /**
  * For servers without change streams: polls the session_changes log that every process's writes
  * fill (SessionStore with recordChanges). It looks back `overlapMs` further than the newest change
  * it has seen, since writers' clocks differ a little and a write may commit after a later one; the
  * receiver drops versions it has already seen. Each poller also trims the log.
+ *
+ * A writer logs an intent before each commit and the change after it. An intent settles when the
+ * feed delivers a change of its session at least as new; one still unsettled after the grace (its
+ * writer died or lost the database between the commit and the record) is settled by reading the
+ * session, and the version read is delivered like a change. A read that finds an older version
+ * (a commit still in flight, or one that lost or failed) is made again later, then given up.
  */
 export class PollingFeed implements ChangeFeed {
   private timer: NodeJS.Timeout | null = null;
@@ -56,6 +85,12 @@ export class PollingFeed implements ChangeFeed {
   private polling: Promise<void> | null = null;
   /** When polls started failing (null while they work). */
   private failingSince: number | null = null;
+  /** Intents waiting for their change, by session id. */
+  private readonly pending = new Map<string, PendingIntent[]>();
+  /** Intents settled or given up (`<session id>:<version>` → newest stamp), kept while the poller still reads them, so that they are not taken up again. */
+  private readonly settled = new Map<string, number>();
+  private resolving: Promise<void> | null = null;
+  private readonly readLimit: ReturnType<typeof pLimit>;
 
   constructor(
     private readonly store: SessionStore,
@@ -64,7 +99,10 @@ export class PollingFeed implements ChangeFeed {
     private readonly overlapMs = CHANGE_FEED_OVERLAP_MS,
     /** How long the change records are kept; a poller that falls further behind rescans the sessions. */
     private readonly retentionMs = 10_000,
-  ) {}
+    private readonly intentTiming: IntentTiming = INTENT_TIMING,
+  ) {
+    this.readLimit = pLimit(intentTiming.maxConcurrentReads);
+  }
 
   async start(listener: FeedListener): Promise<void> {
     this.listener = listener;
@@ -72,6 +110,7 @@ export class PollingFeed implements ChangeFeed {
     this.lastReadAt = Date.now();
     const tick = async () => {
       this.polling = this.read()
+        .then(() => this.resolveDueIntents())
         .then(() => this.trim())
         .then(
           () => {
@@ -95,13 +134,90 @@ export class PollingFeed implements ChangeFeed {
     const from = new Date(this.since.getTime() - this.overlapMs);
     const missedSome = startedAt - this.lastReadAt > this.retentionMs - this.overlapMs;
     if (missedSome) this.logger.warn('the change poller fell behind the change log: rescanning the sessions');
-    const changes = missedSome ? await this.store.updatedSince(from) : await this.store.changesSince(from);
+    const changes: LoggedChange[] = missedSome ? await this.store.updatedSince(from) : await this.store.changesSince(from);
     this.lastReadAt = Math.max(this.lastReadAt, startedAt);
-    for (const { at, session } of changes) {
-      if (at > this.since) this.since = at;
-      this.listener.sessionChanged(session);
+    for (const change of changes) {
+      if (change.at > this.since) this.since = change.at;
+      if (change.intent) this.intentSeen(change.intent.sessionId, change.intent.version, change.at.getTime());
+      else this.deliver(change.session);
     }
     this.listener.caughtUp?.(startedAt);
+    // Records older than this are not read again.
+    const forgetBefore = this.since.getTime() - this.overlapMs;
+    for (const [key, at] of this.settled) if (at < forgetBefore) this.settled.delete(key);
+  }
+
+  /** Hands a version to the listener, settling the intents of its session that it covers. */
+  private deliver(session: Session): void {
+    for (const intent of this.pending.get(session.id) ?? []) {
+      if (intent.version <= session.version) this.settle(session.id, intent);
+    }
+    this.listener.sessionChanged(session);
+  }
+
+  /** No longer waited for: remembered while the poller still reads its record. */
+  private settle(sessionId: string, intent: PendingIntent): void {
+    const left = (this.pending.get(sessionId) ?? []).filter((other) => other !== intent);
+    if (left.length > 0) this.pending.set(sessionId, left);
+    else this.pending.delete(sessionId);
+    const key = `${sessionId}:${intent.version}`;
+    this.settled.set(key, Math.max(intent.at, this.settled.get(key) ?? intent.at));
+  }
+
+  /** An intent read from the log: taken up unless it is already (the overlap is read at every poll, and writers that race log the same version). */
+  private intentSeen(sessionId: string, version: number, at: number): void {
+    const key = `${sessionId}:${version}`;
+    const settledAt = this.settled.get(key);
+    if (settledAt !== undefined) {
+      this.settled.set(key, Math.max(at, settledAt));
+      return;
+    }
+    const intents = this.pending.get(sessionId) ?? [];
+    const known = intents.find((intent) => intent.version === version);
+    if (known) {
+      known.at = Math.max(known.at, at);
+      return;
+    }
+    intents.push({ version, at, dueAt: Date.now() + this.intentTiming.graceMs, rechecks: 0, reading: false });
+    this.pending.set(sessionId, intents);
+  }
+
+  /**
+   * Starts reading the sessions of the intents whose grace has passed, a few at a time, without
+   * holding up the polls; one round at a time. A read that fails leaves its intent due for the next.
+   */
+  private resolveDueIntents(): void {
+    if (this.resolving || this.pending.size === 0) return;
+    const now = Date.now();
+    const due: Array<[string, PendingIntent]> = [];
+    for (const [sessionId, intents] of this.pending) {
+      for (const intent of intents) if (!intent.reading && intent.dueAt <= now) due.push([sessionId, intent]);
+    }
+    if (due.length === 0) return;
+    const resolveOne = async (sessionId: string, intent: PendingIntent) => {
+      intent.reading = true;
+      try {
+        const session = await this.store.findById(sessionId);
+        if (!this.pending.get(sessionId)?.includes(intent)) return; // settled meanwhile
+        if (session && session.version >= intent.version) return this.deliver(session);
+        if (session && intent.rechecks < this.intentTiming.recheckMs.length) {
+          intent.dueAt = Date.now() + this.intentTiming.recheckMs[intent.rechecks++]!;
+          return;
+        }
+        // Purged, or a commit that never came (it failed, or its writer died before it).
+        this.logger.debug({ sessionId, version: intent.version, found: session?.version ?? null }, 'intent never committed: given up');
+        this.settle(sessionId, intent);
+      } catch {
+        // The database is out: due again at the next poll that works.
+      } finally {
+        intent.reading = false;
+      }
+    };
+    this.resolving = Promise.all(due.map(([sessionId, intent]) => this.readLimit(() => resolveOne(sessionId, intent)))).then(
+      () => {
+        this.resolving = null;
+      },
+    );
   }
 
   private async trim(): Promise<void> {
@@ -115,5 +231,6 @@ export class PollingFeed implements ChangeFeed {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await this.polling;
+    await this.resolving;
   }
 }

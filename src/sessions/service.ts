@@ -299,9 +299,9 @@ export class SessionService {
 
   /**
    * The one way a session changes. Starting from `known` (a version read earlier), asks `decide`
-   * for the next version and commits it; a writer that loses to another reads the winner's version
-   * and decides again. A session found past its expiry is first ended with TIMEOUT, and an ended
-   * one is returned as it is: nothing follows an end. `decide` returning null changes nothing.
+   * for the next version and commits it; a writer that loses to another reads the winner's version,
+   * hands it to the listener, and decides again. A session found past its expiry is first ended
+   * with TIMEOUT, and an ended one is returned as it is: nothing follows an end. `decide` returning null changes nothing.
    */
   private async change(known: Session, decide: (current: Session, now: Date) => Session | null): Promise<Decided> {
     let current = known;
@@ -320,6 +320,10 @@ export class SessionService {
       if (attempt > 2) await sleep(Math.random() * Math.min(50, 2 ** attempt));
       const latest = await this.store.findById(known.id);
       if (!latest) throw this.unknownSession();
+      // The winner may have died before logging its change (a client then retries here): this
+      // process's subscribers hear of it now, not when the change feed reads it. The hub ignores
+      // versions it has.
+      if (latest.version > known.version) this.listener.sessionChanged(latest);
       current = latest;
     }
   }

@@ -58,12 +58,24 @@ const sessionVersionSchema = new Schema(
 /**
  * Where the database has no change streams: one record per session write, holding the session as
  * written, kept for a few seconds. Polling this small collection costs the database little, where
- * polling the sessions collection costs it a scan of every session on FerretDB.
+ * polling the sessions collection costs it a scan of every session on FerretDB. A record holds
+ * either a `session` (a write, logged after its commit) or an `intent` (a write about to be
+ * committed, logged before it: a poller that sees no record of it soon reads the session, so a
+ * writer that dies between its commit and its record loses the record, not the change).
  */
 const sessionChangeSchema = new Schema(
   {
     at: { type: Date, required: true, index: true },
-    session: { type: Schema.Types.Mixed, required: true },
+    session: {
+      type: Schema.Types.Mixed,
+      required(this: { intent?: unknown }) {
+        return this.intent == null;
+      },
+    },
+    intent: {
+      type: new Schema({ sessionId: { type: Schema.Types.ObjectId, required: true }, version: { type: Number, required: true } }, { _id: false }),
+      default: undefined,
+    },
   },
   { versionKey: false },
 );
@@ -81,11 +93,15 @@ export type SessionState = Pick<
   SessionDoc,
   'lastSavedAt' | 'expiresAt' | 'policy' | 'policySeconds' | 'policyDate' | 'limitedBy' | 'endedAt' | 'endReason' | 'version' | 'updatedAt'
 >;
-export interface SessionChangeDoc {
-  _id: mongoose.Types.ObjectId;
-  at: Date;
-  session: SessionDoc;
+/** The version `version` of session `sessionId` is about to be committed. */
+export interface SessionIntentDoc {
+  sessionId: mongoose.Types.ObjectId;
+  version: number;
 }
+/** A record of the session_changes log: a write (`session`) or a write about to be committed (`intent`). */
+export type SessionChangeDoc =
+  | { _id: mongoose.Types.ObjectId; at: Date; session: SessionDoc; intent?: undefined }
+  | { _id: mongoose.Types.ObjectId; at: Date; intent: SessionIntentDoc; session?: undefined };
 
 export interface Models {
   User: Model<UserDoc>;

@@ -50,6 +50,9 @@ function stateFields(session: Session): SessionState {
 
 const oid = (id: string) => new mongoose.Types.ObjectId(id);
 
+/** A record of the change log: a version as written, or (`intent`) a version about to be committed. */
+export type LoggedChange = { at: Date; session: Session; intent?: undefined } | { at: Date; intent: { sessionId: string; version: number }; session?: undefined };
+
 /** How far back a polling change feed looks before the newest change it has seen (clocks of processes differ a little too). */
 export const CHANGE_FEED_OVERLAP_MS = 1_000;
 /** A change record whose insert took longer than this after its stamp is logged again. */
@@ -59,7 +62,8 @@ const MAX_CHANGE_RECORD_ATTEMPTS = 5;
 export interface SessionStoreOptions {
   /**
    * Where the database has no change streams: log every write in the session_changes collection,
-   * for the other processes' polling feeds (engine/changeFeed.ts).
+   * for the other processes' polling feeds (engine/changeFeed.ts), and before each commit other
+   * than a timeout an intent, so that a write whose record is lost still reaches them.
    */
   recordChanges: boolean;
   /** Where `findByToken` may answer from memory (store/sessionCache.ts); this store's writes go into it as they are committed. */
@@ -89,17 +93,39 @@ export class SessionStore {
     this.readingTokens = pLimit(options.maxConcurrentTokenReads ?? Number.POSITIVE_INFINITY);
   }
 
-  /** After the write: a process that dies in between loses the change for the other processes' polling feeds, not the write. */
+  /**
+   * After the write. A process that dies in between (or loses the database) loses the record, not
+   * the write: the intent logged before the commit (`recordIntents`) makes the pollers read it.
+   */
   private async recordChange(id: string, userId: string, doc: SessionState & Pick<SessionDoc, 'createdAt' | 'userAgent' | 'clientAddress'>): Promise<void> {
     if (!this.options.recordChanges) return;
     const session = { ...doc, _id: oid(id), userId: oid(userId) };
-    // A poller reads the log by `at`, looking back CHANGE_FEED_OVERLAP_MS before the newest record
-    // it has seen: a record that became visible later than that after its stamp (a slow insert)
-    // would be passed over. Stamped when logged, not when decided, and logged again with a fresh
-    // stamp when the insert took too long (pollers drop versions they have seen).
+    await this.logged(async (at) => void (await this.models.SessionChange.create({ at, session })));
+  }
+
+  /**
+   * Before the commits of `nexts`, in one insert: each version is about to be committed. A poller
+   * that has not seen the change itself within about a second reads the session
+   * (engine/changeFeed.ts). An intent whose commit fails costs each poller a few reads; one that
+   * loses is settled by the winner's record (or, when the intent lands after it, by one read).
+   */
+  private async recordIntents(nexts: Session[]): Promise<void> {
+    if (!this.options.recordChanges || nexts.length === 0) return;
+    await this.logged(async (at) => {
+      await this.models.SessionChange.insertMany(nexts.map((next) => ({ at, intent: { sessionId: oid(next.id), version: next.version } })), { lean: true });
+    });
+  }
+
+  /**
+   * A poller reads the log by `at`, looking back CHANGE_FEED_OVERLAP_MS before the newest record it
+   * has seen: a record that became visible later than that after its stamp (a slow insert) would be
+   * passed over. Stamped when logged, not when decided, and logged again with a fresh stamp when the
+   * insert took too long (pollers drop what they have seen).
+   */
+  private async logged(insert: (at: Date) => Promise<void>): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       const at = new Date();
-      await this.models.SessionChange.create({ at, session });
+      await insert(at);
       if (Date.now() - at.getTime() <= CHANGE_RECORD_MAX_DELAY_MS || attempt === MAX_CHANGE_RECORD_ATTEMPTS) return;
     }
   }
@@ -112,10 +138,12 @@ export class SessionStore {
     );
   }
 
-  /** Changes logged at or after `from`, oldest first, with when each was logged. */
-  async changesSince(from: Date): Promise<Array<{ at: Date; session: Session }>> {
+  /** Changes and intents logged at or after `from`, oldest first, with when each was logged. */
+  async changesSince(from: Date): Promise<LoggedChange[]> {
     const docs = await this.models.SessionChange.find({ at: { $gte: from } }).sort({ at: 1 }).lean<SessionChangeDoc[]>();
-    return docs.map((d) => ({ at: d.at, session: toSession(d.session) }));
+    return docs.map((d) =>
+      d.intent ? { at: d.at, intent: { sessionId: flatHex(d.intent.sessionId), version: d.intent.version } } : { at: d.at, session: toSession(d.session!) },
+    );
   }
 
   async forgetChangesBefore(before: Date): Promise<void> {
@@ -167,9 +195,11 @@ export class SessionStore {
 
   /** `commit` for many sessions at once (a burst of expiries): which of them this writer wrote. */
   async commitMany(nexts: Session[]): Promise<boolean[]> {
+    // Every process that follows a session has its own deadline for it, so a timeout needs no record.
+    const explicit = nexts.filter((next) => next.endReason !== 'TIMEOUT');
+    await this.recordIntents(explicit);
     const won = await this.writer.commitMany(nexts.map((next) => ({ id: oid(next.id), next: stateFields(next) })));
     nexts.forEach((next, i) => won[i] && this.options.cache?.sessionChanged(next));
-    // Every process that follows a session has its own deadline for it, so a timeout needs no record.
     const logged = nexts.filter((next, i) => won[i] && next.endReason !== 'TIMEOUT');
     for (const next of logged) {
       const fixed = { createdAt: next.createdAt, userAgent: next.userAgent, clientAddress: next.clientAddress };

@@ -1,10 +1,10 @@
 import mongoose from 'mongoose';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PollingFeed } from '../../src/engine/changeFeed.js';
+import { PollingFeed, type IntentTiming } from '../../src/engine/changeFeed.js';
 import { createLogger } from '../../src/logger.js';
 import type { Session } from '../../src/session.js';
 import { SessionStore } from '../../src/store/sessionStore.js';
-import { InsertedVersions } from '../../src/store/versionWriters.js';
+import { InsertedVersions, type VersionWriter } from '../../src/store/versionWriters.js';
 import { ended } from '../../src/sessions/transitions.js';
 import { sleep } from '../helpers/server.js';
 import { newStoredSession, scratchDatabase } from '../helpers/store.js';
@@ -102,5 +102,135 @@ describe('the polling change feed', () => {
       // The records of this test's writes are recent enough to reach the next test's feed.
       await scratch.models.SessionChange.deleteMany({});
     }
+  });
+});
+
+describe('intents: a change whose record was lost with its writer', () => {
+  /** The server's grace (INTENT_TIMING in engine/changeFeed.ts), with its first rechecks. */
+  const TIMING: IntentTiming = { graceMs: 1_000, recheckMs: [1_000, 2_000], maxConcurrentReads: 4 };
+
+  /** A store for the feed whose reads of session documents (one per `findById`) are counted; `failReads` of them fail first. */
+  function countingStore(failReads = 0) {
+    const counts = { reads: 0 };
+    const Session = new Proxy(scratch.models.Session, {
+      get(target, prop, receiver) {
+        if (prop !== 'findById') return Reflect.get(target, prop, receiver);
+        return (...args: Parameters<typeof target.findById>) => {
+          counts.reads++;
+          if (failReads-- > 0) throw new Error('database out');
+          return target.findById(...args);
+        };
+      },
+    });
+    return { counts, store: new SessionStore({ ...scratch.models, Session }, new InsertedVersions(scratch.models), { recordChanges: true }) };
+  }
+
+  /** A writer that dies after its commits and before their change records (its intents are logged); `commitDelayMs`: a slow commit. */
+  function dyingWriter({ commitDelayMs = 0, commitFails = false } = {}) {
+    const SessionChange = new Proxy(scratch.models.SessionChange, {
+      get(target, prop, receiver) {
+        if (prop !== 'create') return Reflect.get(target, prop, receiver);
+        return async () => {
+          throw new Error('the writer died');
+        };
+      },
+    });
+    const versions = new InsertedVersions(scratch.models);
+    const writer: VersionWriter = {
+      name: versions.name,
+      latest: (head) => versions.latest(head),
+      commit: (id, next) => versions.commit(id, next),
+      async commitMany(writes) {
+        await sleep(commitDelayMs);
+        if (commitFails) throw new Error('the commit failed');
+        return versions.commitMany(writes);
+      },
+      drain: () => versions.drain(),
+    };
+    return new SessionStore({ ...scratch.models, SessionChange }, writer, { recordChanges: true });
+  }
+
+  const loggedOut = (seen: Session[], id: string) => seen.some((s) => s.id === id && s.endReason === 'LOGGED_OUT');
+
+  async function until(condition: () => boolean, ms: number, what: string) {
+    const deadline = Date.now() + ms;
+    while (!condition()) {
+      if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+      await sleep(20);
+    }
+  }
+
+  async function withFeed(timing: IntentTiming, failReads: number, body: (feed: { seen: Session[]; counts: { reads: number } }) => Promise<void>) {
+    const { counts, store: feedStore } = countingStore(failReads);
+    const feed = new PollingFeed(feedStore, 50, logger, undefined, undefined, timing);
+    const seen = await collect(feed);
+    try {
+      await body({ seen, counts });
+    } finally {
+      await feed.stop();
+      await scratch.models.SessionChange.deleteMany({});
+    }
+  }
+
+  it('logs an intent before the commit, which the change record then settles: no read', async () => {
+    await withFeed(TIMING, 0, async ({ seen, counts }) => {
+      const written = await newStoredSession(store);
+      expect(await store.commit(ended(written, 'LOGGED_OUT', new Date()))).toBe(true);
+      const records = await scratch.models.SessionChange.find({}).sort({ at: 1 }).lean();
+      expect(records.map((r) => (r.intent ? `intent ${r.intent.version}` : `session ${r.session!.version}`))).toEqual(['session 1', 'intent 2', 'session 2']);
+      await until(() => loggedOut(seen, written.id), 1_000, 'the logout delivered');
+      // Past the grace, and past the overlap in which the intent is read again at every poll.
+      await sleep(TIMING.graceMs + 1_000);
+      expect(counts.reads).toBe(0);
+    });
+  });
+
+  it('reads the session of an intent with no change record (the writer died) once its grace has passed', async () => {
+    await withFeed(TIMING, 0, async ({ seen, counts }) => {
+      const written = await newStoredSession(store);
+      const committedAt = Date.now();
+      await expect(dyingWriter().commit(ended(written, 'LOGGED_OUT', new Date()))).rejects.toThrow('the writer died');
+      await until(() => loggedOut(seen, written.id), TIMING.graceMs + 500, 'the logout delivered');
+      expect(Date.now() - committedAt).toBeGreaterThanOrEqual(TIMING.graceMs - 100);
+      expect(counts.reads).toBe(1);
+      // Read again at every poll within the overlap, it is not taken up again.
+      await sleep(1_500);
+      expect(counts.reads).toBe(1);
+      expect(seen.filter((s) => s.id === written.id && s.version === 2)).toHaveLength(1);
+    });
+  });
+
+  it('reads again later when the commit was still in flight at the first read', async () => {
+    await withFeed(TIMING, 0, async ({ seen, counts }) => {
+      const written = await newStoredSession(store);
+      // Committed 1.5 s after its intent: the first read (after 1 s) finds version 1, the next (1 s later) version 2.
+      await expect(dyingWriter({ commitDelayMs: 1_500 }).commit(ended(written, 'LOGGED_OUT', new Date()))).rejects.toThrow('the writer died');
+      expect(counts.reads).toBe(1);
+      expect(loggedOut(seen, written.id)).toBe(false);
+      await until(() => loggedOut(seen, written.id), TIMING.recheckMs[0]! + 500, 'the logout delivered');
+      expect(counts.reads).toBe(2);
+    });
+  });
+
+  it('gives up on an intent whose commit never comes, after its rechecks', async () => {
+    const timing: IntentTiming = { graceMs: 200, recheckMs: [100, 200], maxConcurrentReads: 2 };
+    await withFeed(timing, 0, async ({ seen, counts }) => {
+      const written = await newStoredSession(store);
+      await expect(dyingWriter({ commitFails: true }).commit(ended(written, 'LOGGED_OUT', new Date()))).rejects.toThrow('the commit failed');
+      await until(() => counts.reads === 3, 1_500, 'three reads');
+      await sleep(1_500);
+      expect(counts.reads).toBe(3);
+      expect(seen.filter((s) => s.id === written.id).map((s) => s.version)).not.toContain(2);
+    });
+  });
+
+  it('reads again at the next poll when a read fails (the database is out)', async () => {
+    const timing: IntentTiming = { graceMs: 200, recheckMs: [], maxConcurrentReads: 2 };
+    await withFeed(timing, 2, async ({ seen, counts }) => {
+      const written = await newStoredSession(store);
+      await expect(dyingWriter().commit(ended(written, 'LOGGED_OUT', new Date()))).rejects.toThrow('the writer died');
+      await until(() => loggedOut(seen, written.id), 1_000, 'the logout delivered');
+      expect(counts.reads).toBe(3);
+    });
   });
 });

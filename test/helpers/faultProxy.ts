@@ -1,0 +1,96 @@
+/**
+ * A TCP proxy in front of the test database that reads the command and collection of each message
+ * a client sends, so that a test can hold one chosen command (never forward it, nor anything after
+ * it on that connection) and so stop a server at an exact point of its write path:
+ *
+ *   const proxy = await FaultProxy.start(testDatabaseUri());
+ *   proxy.holdWhen((c) => c.command === 'insert' && c.collection === 'session_changes');
+ *   const server = await startServerProcess({ mongoUri: proxy.uri });
+ */
+import net from 'node:net';
+
+export interface Command {
+  command: string;
+  collection: string | null;
+}
+
+/** The first element of an OP_MSG body (kind 0 section): the command's name and, where it is a string, its collection. */
+function commandOf(message: Buffer): Command | null {
+  const OP_MSG = 2013;
+  if (message.readInt32LE(12) !== OP_MSG || message[20] !== 0) return null;
+  const elementStart = 21 + 4; // flags (4 bytes) and section kind (1), then the document's length (4)
+  const type = message[elementStart]!;
+  const nameEnd = message.indexOf(0, elementStart + 1);
+  const command = message.toString('utf8', elementStart + 1, nameEnd);
+  const STRING = 0x02;
+  if (type !== STRING) return { command, collection: null };
+  const length = message.readInt32LE(nameEnd + 1);
+  return { command, collection: message.toString('utf8', nameEnd + 5, nameEnd + 4 + length) };
+}
+
+export class FaultProxy {
+  private readonly sockets = new Set<net.Socket>();
+  private hold: ((c: Command) => boolean) | null = null;
+  /** Commands held so far. */
+  held = 0;
+
+  private constructor(
+    private readonly server: net.Server,
+    /** The database's URI with the proxy's port. */
+    readonly uri: string,
+  ) {}
+
+  static async start(databaseUri: string): Promise<FaultProxy> {
+    const target = new URL(databaseUri);
+    // Taken before `target` gets the proxy's own port below.
+    const port = Number(target.port);
+    const host = target.hostname;
+    const proxies: FaultProxy[] = [];
+    const server = net.createServer((client) => proxies[0]!.accept(client, port, host));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    target.port = String((server.address() as net.AddressInfo).port);
+    proxies.push(new FaultProxy(server, target.toString()));
+    return proxies[0]!;
+  }
+
+  /** The next command for which `when` holds is held, with everything after it on its connection. */
+  holdWhen(when: (c: Command) => boolean): void {
+    this.hold = when;
+  }
+
+  private accept(client: net.Socket, port: number, host: string): void {
+    const upstream = net.connect(port, host);
+    for (const s of [client, upstream]) {
+      this.sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => {
+        client.destroy();
+        upstream.destroy();
+        this.sockets.delete(s);
+      });
+    }
+    upstream.on('data', (chunk) => client.write(chunk));
+    let pending = Buffer.alloc(0);
+    let holding = false;
+    client.on('data', (chunk) => {
+      pending = Buffer.concat([pending, chunk]);
+      while (!holding && pending.length >= 4 && pending.length >= pending.readInt32LE(0)) {
+        const message = pending.subarray(0, pending.readInt32LE(0));
+        pending = pending.subarray(message.length);
+        const command = commandOf(message);
+        if (this.hold && command && this.hold(command)) {
+          this.hold = null;
+          this.held++;
+          holding = true;
+        } else {
+          upstream.write(message);
+        }
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
