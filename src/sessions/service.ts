@@ -47,6 +47,12 @@ export interface Authenticated extends Decided {
 const sameSpec = (a: ExpirySpec, b: ExpirySpec) =>
   a.policy === b.policy && a.seconds === b.seconds && a.date?.getTime() === b.date?.getTime();
 
+/** The event hub, as the service sees it: it hears of every change, and says which ends it has announced. */
+export interface ChangeListener extends SessionListener {
+  /** The latest version of a session this process knows of; ended once it has announced the end. */
+  known(id: string): Session | null;
+}
+
 /**
  * Everything a client can do with users and sessions. Every change to a session goes through
  * `change` (docs/write-protocol.md) and is handed to the listener (the event hub), which tells this
@@ -55,7 +61,7 @@ const sameSpec = (a: ExpirySpec, b: ExpirySpec) =>
 export class SessionService {
   private readonly hasher: PasswordHasher;
   private readonly limits: AuthLimits;
-  private listener: SessionListener = { sessionChanged() {} };
+  private listener: ChangeListener = { sessionChanged() {}, known: () => null };
 
   constructor(
     private readonly users: UserStore,
@@ -70,7 +76,7 @@ export class SessionService {
   }
 
   /** Who hears of every change this process makes (set once at start-up: the hub is built after the service). */
-  listen(listener: SessionListener): void {
+  listen(listener: ChangeListener): void {
     this.listener = listener;
   }
 
@@ -248,6 +254,10 @@ export class SessionService {
       return renewed(current, expiry, now);
     });
     if (saved.session.endedAt) throw this.endedError(saved.session);
+    // The hub ended it meanwhile on its last known expiry (the database did not answer its re-check
+    // in time): that end is made to stick over this renewal, so the renewal is refused.
+    const announced = this.listener.known(saved.session.id);
+    if (announced?.endedAt) throw this.endedError(announced);
     return saved;
   }
 

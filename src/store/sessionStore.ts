@@ -50,6 +50,14 @@ function stateFields(session: Session): SessionState {
 
 const oid = (id: string) => new mongoose.Types.ObjectId(id);
 
+/**
+ * Every process that follows a session has its own deadline at its expiry, so a timeout there needs
+ * no record. One that ends a version before its expiry (an end announced while the database did
+ * not answer, made to stick over a renewal: SessionService.endAfterAnnouncedTimeout) brings the
+ * expiry forward to the end, and the processes that know the renewal must hear of it.
+ */
+const needsRecord = (next: Session) => next.endReason !== 'TIMEOUT' || next.expiry.expiresAt.getTime() >= next.endedAt!.getTime();
+
 /** A record of the change log: a version as written, or (`intent`) a version about to be committed. */
 export type LoggedChange = { at: Date; session: Session; intent?: undefined } | { at: Date; intent: { sessionId: string; version: number }; session?: undefined };
 
@@ -63,7 +71,7 @@ export interface SessionStoreOptions {
   /**
    * Where the database has no change streams: log every write in the session_changes collection,
    * for the other processes' polling feeds (engine/changeFeed.ts), and before each commit other
-   * than a timeout an intent, so that a write whose record is lost still reaches them.
+   * than a timeout at its expiry an intent, so that a write whose record is lost still reaches them.
    */
   recordChanges: boolean;
   /** Where `findByToken` may answer from memory (store/sessionCache.ts); this store's writes go into it as they are committed. */
@@ -111,9 +119,11 @@ export class SessionStore {
    */
   private async recordIntents(nexts: Session[]): Promise<void> {
     if (!this.options.recordChanges || nexts.length === 0) return;
-    await this.logged(async (at) => {
-      await this.models.SessionChange.insertMany(nexts.map((next) => ({ at, intent: { sessionId: oid(next.id), version: next.version } })), { lean: true });
-    });
+    // Once, whatever it took: logged again when slow (as `logged` does), each write would wait
+    // several more round trips of a slow database before its commit, for a record that matters
+    // only when the change record is lost too.
+    const at = new Date();
+    await this.models.SessionChange.insertMany(nexts.map((next) => ({ at, intent: { sessionId: oid(next.id), version: next.version } })), { lean: true });
   }
 
   /**
@@ -195,12 +205,10 @@ export class SessionStore {
 
   /** `commit` for many sessions at once (a burst of expiries): which of them this writer wrote. */
   async commitMany(nexts: Session[]): Promise<boolean[]> {
-    // Every process that follows a session has its own deadline for it, so a timeout needs no record.
-    const explicit = nexts.filter((next) => next.endReason !== 'TIMEOUT');
-    await this.recordIntents(explicit);
+    await this.recordIntents(nexts.filter(needsRecord));
     const won = await this.writer.commitMany(nexts.map((next) => ({ id: oid(next.id), next: stateFields(next) })));
     nexts.forEach((next, i) => won[i] && this.options.cache?.sessionChanged(next));
-    const logged = nexts.filter((next, i) => won[i] && next.endReason !== 'TIMEOUT');
+    const logged = nexts.filter((next, i) => won[i] && needsRecord(next));
     for (const next of logged) {
       const fixed = { createdAt: next.createdAt, userAgent: next.userAgent, clientAddress: next.clientAddress };
       await this.recordChange(next.id, next.userId, { ...fixed, ...stateFields(next) });

@@ -1,7 +1,8 @@
 /**
  * A TCP proxy in front of the test database that reads the command and collection of each message
  * a client sends, so that a test can hold one chosen command (never forward it, nor anything after
- * it on that connection) and so stop a server at an exact point of its write path:
+ * it on that connection) and so stop a server at an exact point of its write path, or delay every
+ * answer:
  *
  *   const proxy = await FaultProxy.start(testDatabaseUri());
  *   proxy.holdWhen((c) => c.command === 'insert' && c.collection === 'session_changes');
@@ -33,6 +34,8 @@ export class FaultProxy {
   private hold: ((c: Command) => boolean) | null = null;
   /** Commands held so far. */
   held = 0;
+  /** Every answer of the database reaches its client this much later (a slow database, or a slow network). */
+  replyDelayMs = 0;
 
   private constructor(
     private readonly server: net.Server,
@@ -69,7 +72,10 @@ export class FaultProxy {
         this.sockets.delete(s);
       });
     }
-    upstream.on('data', (chunk) => client.write(chunk));
+    upstream.on('data', (chunk) => {
+      if (this.replyDelayMs > 0) setTimeout(() => client.write(chunk), this.replyDelayMs);
+      else client.write(chunk);
+    });
     let pending = Buffer.alloc(0);
     let holding = false;
     client.on('data', (chunk) => {

@@ -45,6 +45,25 @@ describe('the polling change feed', () => {
     }
   });
 
+  it('delivers a timeout that ends a version before its expiry (an announced timeout made to stick over a renewal); a timeout at the expiry needs no record', async () => {
+    const feed = new PollingFeed(store, 50, logger);
+    const seen = await collect(feed);
+    try {
+      const renewed = await newStoredSession(store);
+      const atExpiry = await newStoredSession(store);
+      // Ended before its expiry, a minute away: the processes that know that expiry would wait for it.
+      expect(await store.commit(ended(renewed, 'TIMEOUT', new Date()))).toBe(true);
+      // Ended at its expiry: every process that follows it has its own deadline then.
+      expect(await store.commit(ended(atExpiry, 'TIMEOUT', new Date(atExpiry.expiry.expiresAt.getTime() + 5)))).toBe(true);
+      await sleep(300);
+      const ends = seen.filter((s) => s.endReason === 'TIMEOUT').map((s) => s.id);
+      expect(ends).toContain(renewed.id);
+      expect(ends).not.toContain(atExpiry.id);
+    } finally {
+      await feed.stop();
+    }
+  });
+
   it('rescans the sessions when it fell behind and the changes it missed were trimmed', async () => {
     const trimmer = new PollingFeed(store, 50, logger, 100, 300);
     const slow = new PollingFeed(store, 1500, logger, 100, 300);

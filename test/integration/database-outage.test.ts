@@ -7,7 +7,8 @@ import { describe, expect, inject, it } from 'vitest';
 import { FERRETDB_BIN, postgresAdminUrl, postgresUnavailable, psql, resolveDatabase } from '../../scripts/database.js';
 import { versionState } from '../../src/store/versionWriters.js';
 import { EventRecorder } from '../helpers/events.js';
-import { errorCode, eventually, login, newUserSession, sleep, startTestServer, type TestServer } from '../helpers/server.js';
+import { FaultProxy } from '../helpers/faultProxy.js';
+import { errorCode, eventually, login, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
 
 const CACHE_STALENESS_MS = 300;
 /** The driver's heartbeat comes within a second and gives up on a hung database after 10 s: src/store/databaseHealth.ts. */
@@ -262,6 +263,37 @@ describe.skipIf(inject('dbKind') !== 'ferretdb')('while the database answers pin
       await conn.close();
       await Promise.race([server.stop(), sleep(5000)]);
       await db.stop();
+    }
+  }, 60_000);
+});
+
+describe('a renewal and an end announced without the database', () => {
+  it('a renewal committed before the expiry but answered after EXPIRED was announced is refused: the announced end sticks', async () => {
+    // Every answer of the database comes 2.5 s late: the renewal's commit lands 0.5 s before the
+    // expiry, but its answer comes 2 s after it, when the expiry's re-check (1 s, then a ping of
+    // 0.5 s) has given up on the database and announced the end on what it knew.
+    const REPLY_DELAY_MS = 2_500;
+    const proxy = await FaultProxy.start(testDatabaseUri());
+    const server = await startTestServer({ SESSION_CACHE_MAX_STALENESS_MS: '60000' }, proxy.uri);
+    try {
+      const { token, session } = await newUserSession(server, { seconds: 6 });
+      const events = new EventRecorder(server, token);
+      await events.ready(server, session.id);
+      const expiresAt = new Date(session.expiryDate).getTime();
+      await sleep(expiresAt - 3_000 - Date.now());
+      proxy.replyDelayMs = REPLY_DELAY_MS;
+      const touch = server.gql('mutation { touch { expiryAge } }', {}, { token, timeoutMs: 60_000 });
+      expect((await events.untilEvent('EXPIRED', 10_000)).reason).toBe('TIMEOUT');
+      proxy.replyDelayMs = 0;
+      const answer = await touch;
+      expect({ code: errorCode(answer), reason: answer.errors?.[0]?.extensions?.reason }).toEqual({ code: 'SESSION_EXPIRED', reason: 'TIMEOUT' });
+      await eventually(async () => errorCode(await server.gql('{ session { id } }', {}, { token })) === 'SESSION_EXPIRED', 10_000, 'the end written');
+      expect(events.kinds()).toEqual(['EXPIRED']);
+      await events.dispose();
+    } finally {
+      proxy.replyDelayMs = 0;
+      await Promise.race([server.stop(), sleep(5000)]);
+      await proxy.close();
     }
   }, 60_000);
 });
