@@ -133,8 +133,9 @@ export class PollingFeed implements ChangeFeed {
     const startedAt = Date.now();
     const from = new Date(this.since.getTime() - this.overlapMs);
     const missedSome = startedAt - this.lastReadAt > this.retentionMs - this.overlapMs;
-    if (missedSome) this.logger.warn('the change poller fell behind the change log: rescanning the sessions');
     const changes: LoggedChange[] = missedSome ? await this.store.updatedSince(from) : await this.store.changesSince(from);
+    // Once the rescan is done, not at every poll that fails while the database is out.
+    if (missedSome) this.logger.warn('the change poller fell behind the change log: rescanned the sessions');
     this.lastReadAt = Math.max(this.lastReadAt, startedAt);
     for (const change of changes) {
       if (change.at > this.since) this.since = change.at;

@@ -1,4 +1,5 @@
 import mongoose from 'mongoose';
+import { pino } from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PollingFeed, type IntentTiming } from '../../src/engine/changeFeed.js';
 import { createLogger } from '../../src/logger.js';
@@ -59,6 +60,26 @@ describe('the polling change feed', () => {
       const ends = seen.filter((s) => s.endReason === 'TIMEOUT').map((s) => s.id);
       expect(ends).toContain(renewed.id);
       expect(ends).not.toContain(atExpiry.id);
+    } finally {
+      await feed.stop();
+    }
+  });
+
+  it('logs one line for an outage longer than the log keeps changes, and one for the rescan after it, not one per failed poll', async () => {
+    let out = true;
+    const failing = <T extends object>(model: T) =>
+      new Proxy(model, { get: (target, prop, receiver) => (prop === 'find' && out ? () => Promise.reject(new Error('out of reach')) : Reflect.get(target, prop, receiver)) });
+    const unreachable = new SessionStore({ ...scratch.models, Session: failing(scratch.models.Session), SessionChange: failing(scratch.models.SessionChange) }, new InsertedVersions(scratch.models), { recordChanges: true });
+    const lines: string[] = [];
+    const logged = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line).msg) });
+    // Changes kept 300 ms, and a poll every 20 ms: an outage of 1 s is some 50 failed polls, all behind the log.
+    const feed = new PollingFeed(unreachable, 20, logged, 100, 300);
+    await collect(feed);
+    try {
+      await sleep(1_000);
+      out = false;
+      await sleep(300);
+      expect(lines).toEqual(['polling for session changes failed: retrying', 'the change poller fell behind the change log: rescanned the sessions']);
     } finally {
       await feed.stop();
     }
