@@ -71,6 +71,11 @@ export class SessionCache implements SessionListener {
     }
   }
 
+  /** A session the database no longer has (purged, or a database restored without it): read again next time. */
+  forget(id: string): void {
+    this.entries.delete(id);
+  }
+
   /** A session this process has just created. */
   added(session: Session, secretHash: string): void {
     this.entries.set(session.id, { session, secretHash });

@@ -238,6 +238,7 @@ export class SessionStore {
       if (meanwhile !== undefined) return meanwhile;
       const readToken = cache?.beforeRead() ?? 0;
       const head = await this.models.Session.findById(parsed.sessionId).lean<SessionDoc>();
+      if (!head) cache?.forget(parsed.sessionId);
       if (!head || !secretMatches(parsed.secret, head.secretHash)) return null;
       const session = toSession(await this.writer.latest(head));
       cache?.remember(session, head.secretHash, readToken);
@@ -248,7 +249,10 @@ export class SessionStore {
   async findById(id: string): Promise<Session | null> {
     if (!mongoose.isValidObjectId(id)) return null;
     const head = await this.models.Session.findById(id).lean<SessionDoc>();
-    if (!head) return null;
+    if (!head) {
+      this.options.cache?.forget(id);
+      return null;
+    }
     const session = toSession(await this.writer.latest(head));
     this.options.cache?.sessionChanged(session);
     return session;

@@ -4,8 +4,14 @@
  * SESSION_CACHE_MAX_STALENESS_MS, what this process answered at once, and a stalled change feed
  * sends every request back to the database.
  */
+import mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newSessionToken } from '../../src/auth/tokens.js';
+import { SessionCache } from '../../src/store/sessionCache.js';
+import { SessionStore } from '../../src/store/sessionStore.js';
+import { InsertedVersions } from '../../src/store/versionWriters.js';
 import { errorCode, login, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
+import { scratchDatabase } from '../helpers/store.js';
 
 const STALENESS_MS = 300;
 const READ = '{ session { id expiryDate } }';
@@ -123,5 +129,33 @@ describe('the session cache, across two processes', () => {
     } finally {
       await server.stop();
     }
+  });
+});
+
+describe('a session the database no longer has', () => {
+  const scratch = scratchDatabase();
+
+  it('is not answered from the cache once a read has found it gone (a purge, or a database restored without it)', async () => {
+    let now = Date.now();
+    const cache = new SessionCache(STALENESS_MS, 100, () => now);
+    const store = new SessionStore(scratch.models, new InsertedVersions(scratch.models), { recordChanges: false, cache });
+    const id = new mongoose.Types.ObjectId().toHexString();
+    const { token, secretHash } = newSessionToken(id);
+    const at = new Date(now);
+    await store.create({
+      id,
+      userId: new mongoose.Types.ObjectId().toHexString(),
+      secretHash,
+      expiry: { spec: { policy: 'SECONDS', seconds: 60, date: null }, createdAt: at, lastSavedAt: at, expiresAt: new Date(now + 60_000), limitedBy: 'POLICY' },
+      userAgent: null,
+      clientAddress: null,
+    });
+    cache.feedCaughtUp(now);
+    expect((await store.findByToken(token))?.id).toBe(id);
+    await scratch.models.Session.deleteOne({ _id: id });
+    now += STALENESS_MS + 1; // the feed stalls: the next lookup reads the database
+    expect(await store.findByToken(token)).toBeNull();
+    cache.feedCaughtUp(now); // and is fresh again
+    expect(await store.findByToken(token)).toBeNull();
   });
 });
