@@ -68,7 +68,14 @@ describe('the polling change feed', () => {
   it('logs one line for an outage longer than the log keeps changes, and one for the rescan after it, not one per failed poll', async () => {
     let out = true;
     const failing = <T extends object>(model: T) =>
-      new Proxy(model, { get: (target, prop, receiver) => (prop === 'find' && out ? () => Promise.reject(new Error('out of reach')) : Reflect.get(target, prop, receiver)) });
+      new Proxy(model, {
+        get: (target, prop, receiver) =>
+          prop === 'find' && out
+            ? () => {
+                throw new Error('out of reach');
+              }
+            : Reflect.get(target, prop, receiver),
+      });
     const unreachable = new SessionStore({ ...scratch.models, Session: failing(scratch.models.Session), SessionChange: failing(scratch.models.SessionChange) }, new InsertedVersions(scratch.models), { recordChanges: true });
     const lines: string[] = [];
     const logged = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line).msg) });
