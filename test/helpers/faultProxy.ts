@@ -37,23 +37,22 @@ export class FaultProxy {
   /** Every answer of the database reaches its client this much later (a slow database, or a slow network). */
   replyDelayMs = 0;
 
+  private readonly server = net.createServer((client) => this.accept(client));
+  /** The database's URI with the proxy's port. */
+  uri = '';
+
   private constructor(
-    private readonly server: net.Server,
-    /** The database's URI with the proxy's port. */
-    readonly uri: string,
+    private readonly databasePort: number,
+    private readonly databaseHost: string,
   ) {}
 
   static async start(databaseUri: string): Promise<FaultProxy> {
     const target = new URL(databaseUri);
-    // Taken before `target` gets the proxy's own port below.
-    const port = Number(target.port);
-    const host = target.hostname;
-    const proxies: FaultProxy[] = [];
-    const server = net.createServer((client) => proxies[0]!.accept(client, port, host));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    target.port = String((server.address() as net.AddressInfo).port);
-    proxies.push(new FaultProxy(server, target.toString()));
-    return proxies[0]!;
+    const proxy = new FaultProxy(Number(target.port), target.hostname);
+    await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
+    target.port = String((proxy.server.address() as net.AddressInfo).port);
+    proxy.uri = target.toString();
+    return proxy;
   }
 
   /** The next command for which `when` holds is held, with everything after it on its connection. */
@@ -61,8 +60,8 @@ export class FaultProxy {
     this.hold = when;
   }
 
-  private accept(client: net.Socket, port: number, host: string): void {
-    const upstream = net.connect(port, host);
+  private accept(client: net.Socket): void {
+    const upstream = net.connect(this.databasePort, this.databaseHost);
     for (const s of [client, upstream]) {
       this.sockets.add(s);
       s.on('error', () => {});
