@@ -119,11 +119,9 @@ export class SessionStore {
    */
   private async recordIntents(nexts: Session[]): Promise<void> {
     if (!this.options.recordChanges || nexts.length === 0) return;
-    // Once, whatever it took: logged again when slow (as `logged` does), each write would wait
-    // several more round trips of a slow database before its commit, for a record that matters
-    // only when the change record is lost too.
-    const at = new Date();
-    await this.models.SessionChange.insertMany(nexts.map((next) => ({ at, intent: { sessionId: oid(next.id), version: next.version } })), { lean: true });
+    await this.logged(async (at) => {
+      await this.models.SessionChange.insertMany(nexts.map((next) => ({ at, intent: { sessionId: oid(next.id), version: next.version } })), { lean: true });
+    });
   }
 
   /**

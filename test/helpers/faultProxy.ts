@@ -1,8 +1,8 @@
 /**
  * A TCP proxy in front of the test database that reads the command and collection of each message
  * a client sends, so that a test can hold one chosen command (never forward it, nor anything after
- * it on that connection) and so stop a server at an exact point of its write path, or delay every
- * answer:
+ * it on that connection) and so stop a server at an exact point of its write path, or delay the
+ * answers to chosen commands:
  *
  *   const proxy = await FaultProxy.start(testDatabaseUri());
  *   proxy.holdWhen((c) => c.command === 'insert' && c.collection === 'session_changes');
@@ -29,13 +29,25 @@ function commandOf(message: Buffer): Command | null {
   return { command, collection: message.toString('utf8', nameEnd + 5, nameEnd + 4 + length) };
 }
 
+/** Calls `each` with every whole wire-protocol message the socket delivers (each starts with its length). */
+function eachMessage(socket: net.Socket, each: (message: Buffer) => void): void {
+  let pending = Buffer.alloc(0);
+  socket.on('data', (chunk) => {
+    pending = Buffer.concat([pending, chunk]);
+    while (pending.length >= 4 && pending.length >= pending.readInt32LE(0)) {
+      const message = pending.subarray(0, pending.readInt32LE(0));
+      pending = pending.subarray(message.length);
+      each(message);
+    }
+  });
+}
+
 export class FaultProxy {
   private readonly sockets = new Set<net.Socket>();
   private hold: ((c: Command) => boolean) | null = null;
   /** Commands held so far. */
   held = 0;
-  /** Every answer of the database reaches its client this much later (a slow database, or a slow network). */
-  replyDelayMs = 0;
+  private slow: { when: (c: Command) => boolean; ms: number } | null = null;
 
   private readonly server = net.createServer((client) => this.accept(client));
   /** The database's URI with the proxy's port. */
@@ -60,6 +72,11 @@ export class FaultProxy {
     this.hold = when;
   }
 
+  /** The answers to the commands for which `when` holds reach their client `ms` later (a database slow to decide them). */
+  delayAnswersTo(when: (c: Command) => boolean, ms: number): void {
+    this.slow = { when, ms };
+  }
+
   private accept(client: net.Socket): void {
     const upstream = net.connect(this.databasePort, this.databaseHost);
     for (const s of [client, upstream]) {
@@ -71,26 +88,28 @@ export class FaultProxy {
         this.sockets.delete(s);
       });
     }
-    upstream.on('data', (chunk) => {
-      if (this.replyDelayMs > 0) setTimeout(() => client.write(chunk), this.replyDelayMs);
-      else client.write(chunk);
+    /** Request ids whose answers are to be delayed, and by how much. */
+    const delayed = new Map<number, number>();
+    const requestId = (message: Buffer) => message.readInt32LE(4);
+    const respondingTo = (message: Buffer) => message.readInt32LE(8);
+    eachMessage(upstream, (message) => {
+      const ms = delayed.get(respondingTo(message));
+      delayed.delete(respondingTo(message));
+      if (ms) setTimeout(() => client.write(message), ms);
+      else client.write(message);
     });
-    let pending = Buffer.alloc(0);
     let holding = false;
-    client.on('data', (chunk) => {
-      pending = Buffer.concat([pending, chunk]);
-      while (!holding && pending.length >= 4 && pending.length >= pending.readInt32LE(0)) {
-        const message = pending.subarray(0, pending.readInt32LE(0));
-        pending = pending.subarray(message.length);
-        const command = commandOf(message);
-        if (this.hold && command && this.hold(command)) {
-          this.hold = null;
-          this.held++;
-          holding = true;
-        } else {
-          upstream.write(message);
-        }
+    eachMessage(client, (message) => {
+      if (holding) return;
+      const command = commandOf(message);
+      if (this.hold && command && this.hold(command)) {
+        this.hold = null;
+        this.held++;
+        holding = true;
+        return;
       }
+      if (this.slow && command && this.slow.when(command)) delayed.set(requestId(message), this.slow.ms);
+      upstream.write(message);
     });
   }
 

@@ -111,6 +111,45 @@ describe('the polling change feed', () => {
     }
   });
 
+  it('delivers a change whose intent became visible long after its stamp and whose record was lost, while other changes move the poller on', async () => {
+    // A writer whose intent takes 1.5 s to reach the database after it was stamped, and which dies
+    // (its change record never comes) after its commit.
+    let slowIntent = true;
+    const SessionChange = new Proxy(scratch.models.SessionChange, {
+      get(target, prop, receiver) {
+        if (prop === 'create') return async () => Promise.reject(new Error('the writer died'));
+        if (prop !== 'insertMany' || !slowIntent) return Reflect.get(target, prop, receiver);
+        slowIntent = false;
+        return async (docs: object[], options: object) => {
+          await sleep(1500);
+          return target.insertMany(docs as never[], options);
+        };
+      },
+    });
+    const dyingWriter = new SessionStore({ ...scratch.models, SessionChange }, new InsertedVersions(scratch.models), { recordChanges: true });
+    const feed = new PollingFeed(store, 50, logger);
+    const seen = await collect(feed);
+    try {
+      const busy = await newStoredSession(store);
+      const target = await newStoredSession(store);
+      let running = true;
+      const otherWrites = (async () => {
+        for (let current = busy; running; await sleep(100)) {
+          const next = { ...current, version: current.version + 1, updatedAt: new Date() };
+          if (await store.commit(next)) current = next;
+        }
+      })();
+      await expect(dyingWriter.commit(ended(target, 'LOGGED_OUT', new Date()))).rejects.toThrow('the writer died');
+      await sleep(2_500);
+      running = false;
+      await otherWrites;
+      expect(seen.some((s) => s.id === target.id && s.endReason === 'LOGGED_OUT')).toBe(true);
+    } finally {
+      await feed.stop();
+      await scratch.models.SessionChange.deleteMany({});
+    }
+  });
+
   it('delivers a change whose log record became visible long after its stamp (a slow insert), while other changes move the poller on', async () => {
     // A writer whose next change record takes 1.5 s to reach the database after it was stamped.
     let delayNext = false;
