@@ -14,6 +14,7 @@ import type { Logger } from '../logger.js';
 import type { SessionService } from '../sessions/service.js';
 import { clientAddress, type TrustProxy } from './clientAddress.js';
 import { cookieOriginAllowed, upgradeRequestOrigin } from './origin.js';
+import { countOf, holds, itemsOf, withItem, withoutItem, type OneOrMore } from './oneOrMore.js';
 import { Connection, serveGraphQLWs } from './ws/adapter.js';
 
 /** The graphql-ws close code for "your session is over": the graphql-ws client does not retry it. */
@@ -46,12 +47,13 @@ class SessionSocket extends Connection implements StreamOwner {
   /** The session has ended: the socket closes once no subscription of it is being set up. */
   sessionOver = false;
   /**
-   * Operations accepted and not yet finished. Counted here rather than from graphql-ws's map of
-   * operations, from which a client's `complete` removes an operation that is still running.
+   * The ids of the operations accepted and not yet finished. Kept here rather than read from
+   * graphql-ws's map of operations, from which a client's `complete` removes an operation that is
+   * still running (and which a reused id then lets two operations share).
    */
-  operations = 0;
-  /** Its subscriptions' event streams (the stream itself while there is one), ended when the socket closes. */
-  private streams: EventStream | Set<EventStream> | null = null;
+  operations: OneOrMore<string> = null;
+  /** Its subscriptions' event streams, ended when the socket closes. */
+  private streams: OneOrMore<EventStream> = null;
 
   constructor(
     socket: WebSocket,
@@ -66,14 +68,11 @@ class SessionSocket extends Connection implements StreamOwner {
 
   started(stream: EventStream): void {
     if (this.socket.readyState === WebSocket.CLOSED) void stream.return(undefined);
-    else if (!this.streams) this.streams = stream;
-    else if (this.streams instanceof Set) this.streams.add(stream);
-    else this.streams = new Set([this.streams, stream]);
+    else this.streams = withItem(this.streams, stream);
   }
 
   finished(stream: EventStream): void {
-    if (this.streams === stream) this.streams = null;
-    else if (this.streams instanceof Set) this.streams.delete(stream);
+    this.streams = withoutItem(this.streams, stream);
   }
 
   /**
@@ -81,7 +80,7 @@ class SessionSocket extends Connection implements StreamOwner {
    * client reused after its `complete` is no longer there, and would follow its session until it ends.
    */
   endStreams(): void {
-    const streams = this.streams instanceof Set ? [...this.streams] : this.streams ? [this.streams] : [];
+    const streams = itemsOf(this.streams);
     this.streams = null;
     for (const stream of streams) void stream.return(undefined);
   }
@@ -109,36 +108,25 @@ export function attachSessionSockets(options: {
 }) {
   const { schema, pipeline, service, hub, settings, trust } = options;
   const limits = settings.websocket;
-  /** A session's sockets: the socket itself while it has one (the usual case), a Set from the second on. */
-  const socketsBySession = new Map<string, SessionSocket | Set<SessionSocket>>();
+  const socketsBySession = new Map<string, OneOrMore<SessionSocket>>();
   const unauthenticated = new Map<string, number>();
   /** The socket each subscription's context came from, while it is being set up. */
   const settingUpOn = new WeakMap<object, SessionSocket>();
 
-  const countOf = (sessionId: string) => {
-    const sockets = socketsBySession.get(sessionId);
-    return sockets instanceof Set ? sockets.size : sockets ? 1 : 0;
-  };
+  /** Adds the socket to its session's; true when it is the session's first in this process. */
   const remember = (socket: SessionSocket) => {
-    const id = socket.sessionId!;
-    const sockets = socketsBySession.get(id);
-    if (!sockets) {
-      socketsBySession.set(id, socket);
-      return true;
-    }
-    if (sockets instanceof Set) sockets.add(socket);
-    else socketsBySession.set(id, new Set([sockets, socket]));
-    return false;
+    const sockets = socketsBySession.get(socket.sessionId!) ?? null;
+    socketsBySession.set(socket.sessionId!, withItem(sockets, socket));
+    return sockets === null;
   };
   const forget = (socket: SessionSocket) => {
     const id = socket.sessionId!;
-    const sockets = socketsBySession.get(id);
-    if (sockets === socket) socketsBySession.delete(id);
-    else if (sockets instanceof Set) {
-      sockets.delete(socket);
-      if (sockets.size === 0) socketsBySession.delete(id);
+    const left = withoutItem(socketsBySession.get(id) ?? null, socket);
+    if (left !== null) {
+      socketsBySession.set(id, left);
+    } else if (socketsBySession.delete(id)) {
+      hub.socketsClosed(id);
     }
-    if (!socketsBySession.has(id)) hub.socketsClosed(id);
   };
   const authenticated = (socket: SessionSocket) => {
     if (!socket.unauthenticated) return;
@@ -184,8 +172,14 @@ export function attachSessionSockets(options: {
           if (conn && --conn.settingUp === 0 && conn.sessionOver) setImmediate(closeEnded, conn);
         }
       },
-      onSubscribe: (ctx, _id, payload) => {
-        if (ctx.extra.operations >= limits.operationsPerSocket) {
+      onSubscribe: (ctx, id, payload) => {
+        if (holds(ctx.extra.operations, id)) {
+          // graphql-ws's own answer to an id it knows: it lets go of one on its complete, while it still runs.
+          const message = `Subscriber for ${id} already exists`;
+          ctx.extra.close(CloseCode.SubscriberAlreadyExists, message);
+          return [new GraphQLError(message, { extensions: { code: 'BAD_REQUEST' } })];
+        }
+        if (countOf(ctx.extra.operations) >= limits.operationsPerSocket) {
           return [apiError('TOO_MANY_OPERATIONS', `At most ${limits.operationsPerSocket} operations may run at once on one socket.`)];
         }
         const prepared = pipeline.prepare(payload.query);
@@ -212,7 +206,7 @@ export function attachSessionSockets(options: {
           cookies: null,
         };
         settingUpOn.set(contextValue, conn);
-        conn.operations++;
+        conn.operations = withItem(conn.operations, id);
         return {
           schema,
           document: prepared.document,
@@ -226,7 +220,7 @@ export function attachSessionSockets(options: {
         result.errors ? { ...result, errors: pipeline.formatErrors(result.errors) } : undefined,
       onError: (_ctx, _id, _payload, errors) => pipeline.formatErrors(errors),
       // Called once for every operation onSubscribe let through, however it ends (or the socket closes on an internal error).
-      onComplete: (ctx) => void ctx.extra.operations--,
+      onComplete: (ctx, id) => void (ctx.extra.operations = withoutItem(ctx.extra.operations, id)),
       onConnect: async (ctx) => {
         const conn = ctx.extra;
         const request = conn.request!;
@@ -247,7 +241,7 @@ export function attachSessionSockets(options: {
           conn.close(CloseCode.Unauthorized, token ? 'Unknown session' : 'Missing session token');
           return false;
         }
-        if (countOf(session.id) >= limits.socketsPerSession) {
+        if (countOf(socketsBySession.get(session.id) ?? null) >= limits.socketsPerSession) {
           conn.close(TOO_MANY_SOCKETS_CLOSE, `Too many sockets for this session (at most ${limits.socketsPerSession})`);
           return false;
         }
@@ -267,15 +261,10 @@ export function attachSessionSockets(options: {
     },
   });
 
-  const socketsOf = (sessionId: string): Iterable<SessionSocket> => {
-    const sockets = socketsBySession.get(sessionId);
-    return sockets instanceof Set ? sockets : sockets ? [sockets] : [];
-  };
-
   return {
     /** Closes the sockets of a session that has ended (after its terminal event went out). */
     sessionEnded(sessionId: string) {
-      for (const conn of socketsOf(sessionId)) {
+      for (const conn of itemsOf(socketsBySession.get(sessionId) ?? null)) {
         conn.sessionOver = true;
         if (!conn.subscribed) setTimeout(closeEnded, UNSUBSCRIBED_CLOSE_DELAY_MS, conn).unref();
         else if (conn.settingUp === 0) closeEnded(conn);

@@ -346,6 +346,22 @@ describe('websocket caps', () => {
     await closeAll([ws]);
   });
 
+  it("closes with 4409 a socket that reuses the id of an operation still running (after its complete), as graphql-ws does for an id it knows, and leaves nothing running", async () => {
+    const { token, session } = await newUserSession(server);
+    const ws = rawSocket(server);
+    await opened(ws);
+    expect(await initAnswer(ws, { token })).toBe('connection_ack');
+    const closed = closeOf(ws);
+    const events = 'subscription { sessionEvents(expiringSoonLead: 0) { kind } }';
+    // graphql-ws forgets an id on its complete while its operation is still being set up.
+    ws.send(JSON.stringify({ type: 'subscribe', id: 'x', payload: { query: events } }));
+    ws.send(JSON.stringify({ type: 'complete', id: 'x' }));
+    ws.send(JSON.stringify({ type: 'subscribe', id: 'x', payload: { query: events } }));
+    expect(await closed).toBe(4409);
+    await eventually(async () => !server.hub.hasSubscribers(session.id), 2_000, 'nothing of the socket runs on');
+    expect(server.logs.filter((line) => line.includes(session.id) || /"level":50/.test(line))).toEqual([]);
+  });
+
   it('ends every subscription of a socket when it closes, also one whose id was reused after its complete', async () => {
     const { token, session } = await newUserSession(server);
     const ws = rawSocket(server);
