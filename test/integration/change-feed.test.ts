@@ -24,6 +24,22 @@ async function collect(feed: PollingFeed) {
   return seen;
 }
 
+/** Another session written every 100 ms, which moves the pollers on past older stamps; resolves to a function that stops it. */
+async function writeMeanwhile(): Promise<() => Promise<void>> {
+  let running = true;
+  const busy = await newStoredSession(store);
+  const writing = (async () => {
+    for (let current = busy; running; await sleep(100)) {
+      const next = { ...current, version: current.version + 1, updatedAt: new Date() };
+      if (await store.commit(next)) current = next;
+    }
+  })();
+  return async () => {
+    running = false;
+    await writing;
+  };
+}
+
 describe('the polling change feed', () => {
   it('delivers every write through the change log, which it trims', async () => {
     const feed = new PollingFeed(store, 50, logger, 100, 500);
@@ -130,19 +146,11 @@ describe('the polling change feed', () => {
     const feed = new PollingFeed(store, 50, logger);
     const seen = await collect(feed);
     try {
-      const busy = await newStoredSession(store);
       const target = await newStoredSession(store);
-      let running = true;
-      const otherWrites = (async () => {
-        for (let current = busy; running; await sleep(100)) {
-          const next = { ...current, version: current.version + 1, updatedAt: new Date() };
-          if (await store.commit(next)) current = next;
-        }
-      })();
+      const stopWriting = await writeMeanwhile();
       await expect(dyingWriter.commit(ended(target, 'LOGGED_OUT', new Date()))).rejects.toThrow('the writer died');
       await sleep(2_500);
-      running = false;
-      await otherWrites;
+      await stopWriting();
       expect(seen.some((s) => s.id === target.id && s.endReason === 'LOGGED_OUT')).toBe(true);
     } finally {
       await feed.stop();
@@ -167,21 +175,13 @@ describe('the polling change feed', () => {
     const feed = new PollingFeed(store, 50, logger);
     const seen = await collect(feed);
     try {
-      const busy = await newStoredSession(store);
       const target = await newStoredSession(store);
-      let running = true;
-      const otherWrites = (async () => {
-        for (let current = busy; running; await sleep(100)) {
-          const next = { ...current, version: current.version + 1, updatedAt: new Date() };
-          if (await store.commit(next)) current = next;
-        }
-      })();
+      const stopWriting = await writeMeanwhile();
       delayNext = true;
       const loggedOut = ended(target, 'LOGGED_OUT', new Date());
       expect(await slowWriter.commit(loggedOut)).toBe(true);
       await sleep(1500);
-      running = false;
-      await otherWrites;
+      await stopWriting();
       expect(seen.some((s) => s.id === target.id && s.endReason === 'LOGGED_OUT')).toBe(true);
     } finally {
       await feed.stop();
