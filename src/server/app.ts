@@ -19,7 +19,7 @@ import type { Logger } from '../logger.js';
 import { SessionService, type Clock } from '../sessions/service.js';
 import { detectCapabilities, type DatabaseCapabilities } from '../store/capabilities.js';
 import { createModels, ensureTtlIndex } from '../store/models.js';
-import { connectDatabase, DatabaseHealth } from '../store/databaseHealth.js';
+import { connectDatabase, DatabaseHealth, reconnectWhenMonitorHangs } from '../store/databaseHealth.js';
 import { SessionCache } from '../store/sessionCache.js';
 import { SessionStore } from '../store/sessionStore.js';
 import { UserStore } from '../store/userStore.js';
@@ -93,7 +93,9 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   // Unknown SESSION_* variables and deprecated names: said once, before anything else.
   for (const warning of settings.warnings) logger.warn(warning);
   const conn = await connectDatabase(mongoUri);
+  const stopWatchingDriver = reconnectWhenMonitorHangs(conn, logger);
   const { models, capabilities, writer } = await prepareStorage(conn, settings, logger).catch(async (err: unknown) => {
+    stopWatchingDriver();
     await conn.close();
     throw err;
   });
@@ -247,6 +249,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
       await feed.stop();
       await store.drain();
       scheduler.stop();
+      stopWatchingDriver();
       await conn.close();
     },
   };

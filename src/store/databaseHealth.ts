@@ -20,6 +20,8 @@ export const SERVER_SELECTION_TIMEOUT_MS = 750;
  */
 const HEARTBEAT_FREQUENCY_MS = 1_000;
 const HEARTBEAT_TIMEOUT_MS = 10_000;
+/** A heartbeat of the driver that has neither succeeded nor failed this long after it started: its monitor has hung. */
+const HUNG_HEARTBEAT_MS = HEARTBEAT_TIMEOUT_MS + 5_000;
 /** How long start-up waits for the database to answer at all. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -46,6 +48,38 @@ export async function connectDatabase(uri: string, connectTimeoutMs = CONNECT_TI
       await sleep(250);
     }
   }
+}
+
+/**
+ * The driver's monitor of the database can hang for good on a connection the database is closing
+ * (seen when the connections first go silent and are then closed: a heartbeat written then never
+ * ends), after which the server stays unknown and every operation fails, long after the database is
+ * back. When a heartbeat has been outstanding well past its timeout, the client is closed and
+ * connected again (the models go on using it). Returns a function that stops watching.
+ */
+export function reconnectWhenMonitorHangs(conn: mongoose.Connection, logger: Logger): () => void {
+  const client = conn.getClient();
+  let heartbeatSince: number | null = null;
+  let reconnecting = false;
+  const ended = () => (heartbeatSince = null);
+  client.on('serverHeartbeatStarted', () => (heartbeatSince = Date.now()));
+  client.on('serverHeartbeatSucceeded', ended);
+  client.on('serverHeartbeatFailed', ended);
+  const timer = setInterval(() => {
+    if (reconnecting || heartbeatSince === null || Date.now() - heartbeatSince < HUNG_HEARTBEAT_MS) return;
+    reconnecting = true;
+    logger.warn({ heartbeatOutstandingMs: Date.now() - heartbeatSince }, "the database driver's monitor has hung: reconnecting");
+    client
+      .close()
+      .then(() => client.connect())
+      .catch((err: unknown) => logger.warn({ err: String(err) }, 'reconnecting to the database failed: tried again'))
+      .finally(() => {
+        reconnecting = false;
+        heartbeatSince = Date.now();
+      });
+  }, 1_000);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** Whether the database answers (SessionStore). */

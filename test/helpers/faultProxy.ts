@@ -48,6 +48,10 @@ export class FaultProxy {
   /** Commands held so far. */
   held = 0;
   private slow: { when: (c: Command) => boolean; ms: number } | null = null;
+  /** Nothing is forwarded either way (a network that drops packets). */
+  private silent = false;
+  /** New connections are reset at once. */
+  private refusing = false;
 
   private readonly server = net.createServer((client) => this.accept(client));
   /** The database's URI with the proxy's port. */
@@ -77,7 +81,24 @@ export class FaultProxy {
     this.slow = { when, ms };
   }
 
+  /** Forwards nothing either way, from now until `reset` (packets dropped). */
+  silence(): void {
+    this.silent = true;
+  }
+
+  /** Resets every connection and refuses new ones for `refuseMs` (then forwards as before). */
+  reset(refuseMs: number): void {
+    this.silent = false;
+    this.refusing = true;
+    for (const s of this.sockets) s.destroy();
+    setTimeout(() => (this.refusing = false), refuseMs).unref();
+  }
+
   private accept(client: net.Socket): void {
+    if (this.refusing) {
+      client.resetAndDestroy();
+      return;
+    }
     const upstream = net.connect(this.databasePort, this.databaseHost);
     for (const s of [client, upstream]) {
       this.sockets.add(s);
@@ -95,12 +116,13 @@ export class FaultProxy {
     eachMessage(upstream, (message) => {
       const ms = delayed.get(respondingTo(message));
       delayed.delete(respondingTo(message));
+      if (this.silent) return;
       if (ms) setTimeout(() => client.write(message), ms);
       else client.write(message);
     });
     let holding = false;
     eachMessage(client, (message) => {
-      if (holding) return;
+      if (holding || this.silent) return;
       const command = commandOf(message);
       if (this.hold && command && this.hold(command)) {
         this.hold = null;

@@ -267,6 +267,27 @@ describe.skipIf(inject('dbKind') !== 'ferretdb')('while the database answers pin
   }, 60_000);
 });
 
+describe('connections that go silent, then are reset', () => {
+  it('the process recovers by itself once the database answers again, although the driver hangs on a connection being closed', async () => {
+    const proxy = await FaultProxy.start(testDatabaseUri());
+    const server = await startTestServer({ SESSION_CACHE_MAX_STALENESS_MS: String(CACHE_STALENESS_MS) }, proxy.uri);
+    try {
+      const { token } = await newUserSession(server, { seconds: 600 });
+      // Packets dropped for a moment, then every connection reset and new ones refused for 4 s.
+      proxy.silence();
+      await sleep(500);
+      const resetAt = Date.now();
+      proxy.reset(4_000);
+      await eventually(async () => !(await server.gql('{ session { id } }', {}, { token })).errors, 30_000, 'requests answered again');
+      expect(Date.now() - resetAt).toBeLessThan(25_000);
+      await eventually(async () => (await fetch(`${new URL(server.url).origin}/readyz`)).status === 200, 5_000, 'ready again');
+    } finally {
+      await Promise.race([server.stop(), sleep(5000)]);
+      await proxy.close();
+    }
+  }, 60_000);
+});
+
 describe('a renewal and an end announced without the database', () => {
   it('a renewal committed before the expiry but answered after EXPIRED was announced is refused: the announced end sticks', async () => {
     // The database takes 3 s to answer commits (inserts of session versions) and reads of sessions,
