@@ -61,7 +61,6 @@ interface PendingIntent {
   /** When to read the session (local clock). */
   dueAt: number;
   rechecks: number;
-  reading: boolean;
 }
 
 /**
@@ -179,7 +178,7 @@ export class PollingFeed implements ChangeFeed {
       known.at = Math.max(known.at, at);
       return;
     }
-    intents.push({ version, at, dueAt: Date.now() + this.intentTiming.graceMs, rechecks: 0, reading: false });
+    intents.push({ version, at, dueAt: Date.now() + this.intentTiming.graceMs, rechecks: 0 });
     this.pending.set(sessionId, intents);
   }
 
@@ -192,11 +191,10 @@ export class PollingFeed implements ChangeFeed {
     const now = Date.now();
     const due: Array<[string, PendingIntent]> = [];
     for (const [sessionId, intents] of this.pending) {
-      for (const intent of intents) if (!intent.reading && intent.dueAt <= now) due.push([sessionId, intent]);
+      for (const intent of intents) if (intent.dueAt <= now) due.push([sessionId, intent]);
     }
     if (due.length === 0) return;
     const resolveOne = async (sessionId: string, intent: PendingIntent) => {
-      intent.reading = true;
       try {
         const session = await this.store.findById(sessionId);
         if (!this.pending.get(sessionId)?.includes(intent)) return; // settled meanwhile
@@ -210,8 +208,6 @@ export class PollingFeed implements ChangeFeed {
         this.settle(sessionId, intent);
       } catch {
         // The database is out: due again at the next poll that works.
-      } finally {
-        intent.reading = false;
       }
     };
     this.resolving = Promise.all(due.map(([sessionId, intent]) => this.readLimit(() => resolveOne(sessionId, intent)))).then(
