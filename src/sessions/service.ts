@@ -254,10 +254,6 @@ export class SessionService {
       return renewed(current, expiry, now);
     });
     if (saved.session.endedAt) throw this.endedError(saved.session);
-    // The hub ended it meanwhile on its last known expiry (the database did not answer its re-check
-    // in time): that end is made to stick over this renewal, so the renewal is refused.
-    const announced = this.listener.known(saved.session.id);
-    if (announced?.endedAt) throw this.endedError(announced);
     return saved;
   }
 
@@ -312,6 +308,7 @@ export class SessionService {
    * for the next version and commits it; a writer that loses to another reads the winner's version,
    * hands it to the listener, and decides again. A session found past its expiry is first ended
    * with TIMEOUT, and an ended one is returned as it is: nothing follows an end. `decide` returning null changes nothing.
+   * A live version committed after the hub announced the session's end returns that end.
    */
   private async change(known: Session, decide: (current: Session, now: Date) => Session | null): Promise<Decided> {
     let current = known;
@@ -322,7 +319,10 @@ export class SessionService {
       if (!next) return { session: current, at: now };
       if (await this.store.commit(next)) {
         this.listener.sessionChanged(next);
-        return { session: next, at: now };
+        // A renewal committed while the hub ended the session on its last known expiry (the
+        // database did not answer its re-check in time): that end is made to stick over it.
+        const announced = next.endedAt ? null : this.listener.known(next.id);
+        return { session: announced?.endedAt ? announced : next, at: now };
       }
       if (attempt >= MAX_WRITE_ATTEMPTS) {
         throw apiError('SESSION_BUSY', 'This session is being changed by too many requests at once: try again.');
