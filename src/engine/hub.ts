@@ -116,7 +116,7 @@ const LISTING_BLIND_MS = 1_000;
  */
 export class EventHub implements SessionListener {
   private readonly watched = new Map<string, Watched>();
-  /** Sessions seen to end (their last version), with when they may be forgotten. */
+  /** Sessions seen to end (their last version), with when they may be forgotten: an announced end not yet written, never. */
   private readonly ended = new Map<string, { session: Session; until: number }>();
   private sockets: SessionSockets = { sessionEnded() {} };
   private readonly userFeeds = new Map<string, Set<Subscriber>>();
@@ -431,11 +431,19 @@ export class EventHub implements SessionListener {
 
   /**
    * Retries until the database answers: one session at a time, so a database that comes back is
-   * not swamped, and every announced end is written before anything else of this hub's.
+   * not swamped, and every announced end is written before anything else of this hub's. Until it is
+   * written, the end is remembered: `known` is how requests here see it (the session cache may hold
+   * a renewal that this end overrides).
    */
   private endAfterAnnouncedTimeout(id: string): void {
+    const announced = this.ended.get(id)!;
+    announced.until = Number.POSITIVE_INFINITY;
+    const written = () => {
+      this.ended.delete(id);
+      this.ended.set(id, { ...announced, until: this.deps.now() + ENDED_MEMORY_MS });
+    };
     const attempt = (): Promise<void> =>
-      this.deps.sessions.endAfterAnnouncedTimeout(id).catch(async () => {
+      this.deps.sessions.endAfterAnnouncedTimeout(id).then(written, async () => {
         await new Promise((resolve) => setTimeout(resolve, 1_000).unref());
         return this.stopped ? undefined : attempt();
       });

@@ -199,7 +199,7 @@ export class SessionService {
    */
   async endAfterAnnouncedTimeout(id: string): Promise<void> {
     const session = await this.store.findById(id);
-    if (session) await this.change(session, (current, now) => ended(current, 'TIMEOUT', now));
+    if (session) await this.write(session, (current, now) => ended(current, 'TIMEOUT', now));
   }
 
   private unknownSession() {
@@ -304,13 +304,29 @@ export class SessionService {
   }
 
   /**
-   * The one way a session changes. Starting from `known` (a version read earlier), asks `decide`
-   * for the next version and commits it; a writer that loses to another reads the winner's version,
-   * hands it to the listener, and decides again. A session found past its expiry is first ended
-   * with TIMEOUT, and an ended one is returned as it is: nothing follows an end. `decide` returning null changes nothing.
-   * A live version committed after the hub announced the session's end returns that end.
+   * The one way a session changes (`write`), for everything but the hub's announced ends: a session
+   * whose end the hub has announced is ended here too, written yet or not (the database did not
+   * answer the expiry's re-check in time, and a renewal may have been committed meanwhile).
    */
   private async change(known: Session, decide: (current: Session, now: Date) => Session | null): Promise<Decided> {
+    const announced = this.announcedEnd(known.id);
+    if (announced) return { session: announced, at: this.clock() };
+    const result = await this.write(known, decide);
+    return { session: (!result.session.endedAt && this.announcedEnd(known.id)) || result.session, at: result.at };
+  }
+
+  private announcedEnd(id: string): Session | null {
+    const known = this.listener.known(id);
+    return known?.endedAt ? known : null;
+  }
+
+  /**
+   * Starting from `known` (a version read earlier), asks `decide` for the next version and commits
+   * it; a writer that loses to another reads the winner's version, hands it to the listener, and
+   * decides again. A session found past its expiry is first ended with TIMEOUT, and an ended one is
+   * returned as it is: nothing follows an end. `decide` returning null changes nothing.
+   */
+  private async write(known: Session, decide: (current: Session, now: Date) => Session | null): Promise<Decided> {
     let current = known;
     for (let attempt = 1; ; attempt++) {
       const now = this.clock();
@@ -319,10 +335,7 @@ export class SessionService {
       if (!next) return { session: current, at: now };
       if (await this.store.commit(next)) {
         this.listener.sessionChanged(next);
-        // A renewal committed while the hub ended the session on its last known expiry (the
-        // database did not answer its re-check in time): that end is made to stick over it.
-        const announced = next.endedAt ? null : this.listener.known(next.id);
-        return { session: announced?.endedAt ? announced : next, at: now };
+        return { session: next, at: now };
       }
       if (attempt >= MAX_WRITE_ATTEMPTS) {
         throw apiError('SESSION_BUSY', 'This session is being changed by too many requests at once: try again.');

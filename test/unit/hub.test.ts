@@ -229,5 +229,30 @@ describe('the event hub', () => {
       expect(waitedMs).toBeLessThan(MAX_WAIT_MS + 500);
       await expect.poll(() => announced).toEqual([s.id]);
     });
+
+    it('remembers an announced end for as long as it is not written, then for the usual minute', async () => {
+      let write!: () => void;
+      const { clock, hub } = hubOnManualClock({
+        sessions: { expireDue: () => new Promise(() => {}), endAfterAnnouncedTimeout: () => new Promise<void>((resolve) => (write = resolve)) },
+        recheckTimeoutMs: RECHECK_TIMEOUT_MS,
+        recheckMaxWaitMs: MAX_WAIT_MS,
+      });
+      const s = session(1, clock.time + 5_000);
+      const next = hub.subscribe(s, { leadSeconds: 0, allSessions: false })[Symbol.asyncIterator]().next();
+      clock.advanceTo(s.expiry.expiresAt.getTime());
+      await next;
+      await expect.poll(() => write).toBeTypeOf('function');
+      // Ends seen later are what make the hub forget old ones.
+      const forgetNow = (i: number) => hub.sessionChanged(ended(session(i, clock.time), 'LOGGED_OUT', new Date(clock.time)));
+      clock.advanceTo(clock.time + 10 * 60_000);
+      forgetNow(2);
+      expect(hub.known(s.id)?.endReason).toBe('TIMEOUT');
+      write();
+      await expect.poll(() => {
+        clock.advanceTo(clock.time + 61_000);
+        forgetNow(3);
+        return hub.known(s.id);
+      }).toBeNull();
+    });
   });
 });
