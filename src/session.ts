@@ -31,6 +31,13 @@ export interface SessionListener {
 export interface FeedListener extends SessionListener {
   /** A polling feed has handed over every change committed before `startedAt` (ms since the epoch). */
   caughtUp?(startedAt: number): void;
+  /**
+   * A polling feed fell behind its change log and may have missed changes: what it cannot re-read
+   * is dropped, and the sessions returned are read again (their latest versions delivered).
+   */
+  missedChanges?(): Iterable<string>;
+  /** A session the database no longer has (purged, or removed from it). */
+  sessionGone?(id: string): void;
 }
 
 /** Delivers every change to the sessions, from whichever process made it. */

@@ -132,7 +132,7 @@ export class PollingFeed implements ChangeFeed {
     const startedAt = Date.now();
     const from = new Date(this.since.getTime() - this.overlapMs);
     const missedSome = startedAt - this.lastReadAt > this.retentionMs - this.overlapMs;
-    const changes: LoggedChange[] = missedSome ? await this.store.updatedSince(from) : await this.store.changesSince(from);
+    const changes: LoggedChange[] = missedSome ? await this.rescan(from) : await this.store.changesSince(from);
     // Once the rescan is done, not at every poll that fails while the database is out.
     if (missedSome) this.logger.warn('the change poller fell behind the change log: rescanned the sessions');
     this.lastReadAt = Math.max(this.lastReadAt, startedAt);
@@ -145,6 +145,27 @@ export class PollingFeed implements ChangeFeed {
     // Records older than this are not read again.
     const forgetBefore = this.since.getTime() - this.overlapMs;
     for (const [key, at] of this.settled) if (at < forgetBefore) this.settled.delete(key);
+  }
+
+  /**
+   * What the log no longer holds: the sessions whose documents changed since `from` (new ones among
+   * them), and every session the listener follows, read again: a session document is not a
+   * reliable witness of the latest version (a timeout does not update it, nor does a writer that
+   * died after its commit), and what the listener held of the others it has dropped.
+   */
+  private async rescan(from: Date): Promise<LoggedChange[]> {
+    const followed = [...(this.listener.missedChanges?.() ?? [])];
+    const [changed] = await Promise.all([
+      this.store.updatedSince(from),
+      ...followed.map((id) =>
+        this.readLimit(async () => {
+          const session = await this.store.findById(id);
+          if (session) this.deliver(session);
+          else this.listener.sessionGone?.(id);
+        }),
+      ),
+    ]);
+    return changed;
   }
 
   /** Hands a version to the listener, settling the intents of its session that it covers. */
@@ -206,6 +227,7 @@ export class PollingFeed implements ChangeFeed {
         // Purged, or a commit that never came (it failed, or its writer died before it).
         this.logger.debug({ sessionId, version: intent.version, found: session?.version ?? null }, 'intent never committed: given up');
         this.settle(sessionId, intent);
+        if (!session) this.listener.sessionGone?.(sessionId);
       } catch {
         // The database is out: due again at the next poll that works.
       }

@@ -220,6 +220,21 @@ export class EventHub implements SessionListener {
     }
   }
 
+  /** The feed may have missed changes: the sessions followed here are read again. */
+  missedChanges(): Iterable<string> {
+    return [...this.watched.keys()];
+  }
+
+  /**
+   * A followed session the database no longer has: nobody can be served it, so its subscribers are
+   * told it ended, as EXPIRED if its expiry has passed and else as REVOKED (how it ended is gone
+   * with it).
+   */
+  sessionGone(id: string): void {
+    const w = this.watched.get(id);
+    if (w) this.terminate(w, w.session.expiry.expiresAt.getTime() <= this.deps.now() ? 'TIMEOUT' : 'REVOKED');
+  }
+
   /**
    * This process holds sockets of `session`: it is followed so that they close when it ends, whether
    * or not they subscribed. Those of a session already ended close at once, also when the version

@@ -145,6 +145,8 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
       ? {
           sessionChanged: (session) => (cache.sessionChanged(session), hub.sessionChanged(session)),
           caughtUp: (startedAt) => cache.feedCaughtUp(startedAt),
+          missedChanges: () => (cache.clear(), hub.missedChanges()),
+          sessionGone: (id) => hub.sessionGone(id),
         }
       : hub,
   );

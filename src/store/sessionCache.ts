@@ -20,6 +20,7 @@ export class SessionCache implements SessionListener {
   private readonly entries: LRUCache<string, Entry>;
   /** When the last complete read of the change feed started. */
   private feedReadStartedAt = Number.NEGATIVE_INFINITY;
+  /** Entries dropped unasked (evicted, or all of them cleared): reads begun before are not remembered. */
   private evictions = 0;
 
   constructor(
@@ -74,6 +75,12 @@ export class SessionCache implements SessionListener {
   /** A session the database no longer has (purged, or a database restored without it): read again next time. */
   forget(id: string): void {
     this.entries.delete(id);
+  }
+
+  /** The change feed may have missed changes: nothing held is trusted, nor are reads begun before. */
+  clear(): void {
+    this.entries.clear();
+    this.evictions++;
   }
 
   /** A session this process has just created. */

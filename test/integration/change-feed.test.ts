@@ -108,6 +108,41 @@ describe('the polling change feed', () => {
     }
   });
 
+  it('after falling behind, reads again the sessions its listener follows: an end that left the session document as it was reaches it, and a session the database no longer has is reported gone', async () => {
+    let out = true;
+    const failing = <T extends object>(model: T) =>
+      new Proxy(model, {
+        get: (target, prop, receiver) =>
+          prop === 'find' && out
+            ? () => {
+                throw new Error('out of reach');
+              }
+            : Reflect.get(target, prop, receiver),
+      });
+    const cutOff = new SessionStore({ ...scratch.models, Session: failing(scratch.models.Session), SessionChange: failing(scratch.models.SessionChange) }, new InsertedVersions(scratch.models), { recordChanges: true });
+    const timedOut = await newStoredSession(store);
+    const removed = await newStoredSession(store);
+    const seen: Session[] = [];
+    const gone = new Set<string>();
+    // Changes kept 300 ms; the poller cannot read the log for 600 ms.
+    const feed = new PollingFeed(cutOff, 20, logger, 100, 300);
+    await feed.start({ sessionChanged: (s) => seen.push(s), missedChanges: () => [timedOut.id, removed.id], sessionGone: (id) => gone.add(id) });
+    try {
+      // A timeout that ends a version before its expiry (an announced one made to stick): logged, but
+      // it leaves the session document at the version before.
+      expect(await store.commit(ended(timedOut, 'TIMEOUT', new Date()))).toBe(true);
+      await scratch.models.Session.deleteOne({ _id: removed.id });
+      await sleep(600);
+      out = false;
+      await sleep(300);
+      expect(new Set(seen.filter((s) => s.id === timedOut.id).map((s) => s.endReason))).toEqual(new Set(['TIMEOUT']));
+      expect([...gone]).toEqual([removed.id]);
+    } finally {
+      await feed.stop();
+      await scratch.models.SessionChange.deleteMany({});
+    }
+  });
+
   it('rescans the sessions when it fell behind and the changes it missed were trimmed', async () => {
     const trimmer = new PollingFeed(store, 50, logger, 100, 300);
     const slow = new PollingFeed(store, 1500, logger, 100, 300);

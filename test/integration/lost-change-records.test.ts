@@ -81,4 +81,39 @@ describe('a change whose record was lost with its writer', () => {
     await sleep(1_500);
     expect(sub.kinds()).toEqual(['LOGGED_OUT']);
   }, 60_000);
+
+  it('reaches a process whose feed fell behind the log meanwhile: an answered logout whose session document was never updated', async () => {
+    // A and B in this process, each through its own proxy. B's feed stalls 13 s (one read of the
+    // log answered that late: the log keeps 10 s, so B then rescans instead of reading it); meanwhile
+    // A answers a logout, but the update of the session document that follows its commit is held
+    // (as when A dies, or loses the database, just after answering), so only the version is stored.
+    const uri = testDatabaseUri();
+    const [proxyA, proxyB] = await Promise.all([FaultProxy.start(uri), FaultProxy.start(uri)]);
+    cleanups.push(() => proxyA.close(), () => proxyB.close());
+    const [a, b] = await Promise.all([startTestServer({}, proxyA.uri), startTestServer({ LOG_LEVEL: 'warn' }, proxyB.uri)]);
+    cleanups.push(() => Promise.race([a.stop(), sleep(5_000)]), () => Promise.race([b.stop(), sleep(5_000)]));
+    const s = await newUserSession(b, { seconds: 600 });
+    for (const server of [a, b]) expect((await server.gql('{ session { id } }', {}, { token: s.token })).errors).toBeUndefined();
+    const sub = new EventRecorder(b, s.token);
+    cleanups.push(() => sub.dispose());
+    await sub.ready(b, s.session.id);
+    // Another login moves B's feed past the session's own records (by more than the feed's overlap).
+    await sleep(1_500);
+    await newUserSession(b, { seconds: 600 });
+    await sleep(300);
+
+    const STALL_MS = 13_000;
+    proxyB.delayAnswersTo((c) => c.command === 'find' && c.collection === 'session_changes', STALL_MS);
+    await sleep(300);
+    proxyB.delayAnswersTo(() => false, 0);
+    proxyA.holdWhen((c) => c.command === 'update' && c.collection === 'sessions');
+    expect((await a.gql('mutation { logout }', {}, { token: s.token })).errors).toBeUndefined();
+
+    // Asked once the rescan is done and B's cache answers again (asked before, B reads the database).
+    await eventually(async () => b.logs.some((line) => line.includes('fell behind the change log')), STALL_MS + 5_000, 'B rescanning after its stall');
+    await sleep(500);
+    expect(errorCode(await b.gql('{ session { id } }', {}, { token: s.token }))).toBe('SESSION_ENDED');
+    await eventually(async () => sub.kinds().length > 0, HEARD_WITHIN_MS, 'the subscriber told');
+    expect(sub.kinds()).toEqual(['LOGGED_OUT']);
+  }, 60_000);
 });

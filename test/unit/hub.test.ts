@@ -141,6 +141,26 @@ describe('the event hub', () => {
     expect(hub.known('s1')?.endReason).toBe('LOGGED_OUT');
   });
 
+  it('after the feed missed changes, names the sessions it follows; one the database no longer has ends for its subscribers: REVOKED, or EXPIRED once past its expiry', async () => {
+    const { clock, hub } = hubOnManualClock();
+    const closed: string[] = [];
+    hub.closeSocketsWith({ sessionEnded: (id) => void closed.push(id) });
+    const live = session(1, clock.time + 3_600_000);
+    const past = session(2, clock.time + 1_000);
+    const streams = [live, past].map((s) => hub.subscribe(s, { leadSeconds: 0, allSessions: false })[Symbol.asyncIterator]());
+    hub.socketsOpened(live);
+    expect([...hub.missedChanges()].sort()).toEqual(['s1', 's2']);
+    clock.time += 2_000; // past the expiry of s2, its deadline not yet run
+    hub.sessionGone('s1');
+    hub.sessionGone('s2');
+    const first = await Promise.all(streams.map((stream) => stream.next()));
+    expect(first.map(({ value }) => `${value.kind}/${value.reason}`)).toEqual(['REVOKED/REVOKED', 'EXPIRED/TIMEOUT']);
+    expect((await Promise.all(streams.map((stream) => stream.next()))).map(({ done }) => done)).toEqual([true, true]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed.sort()).toEqual(['s1', 's2']);
+    expect([...hub.missedChanges()]).toEqual([]);
+  });
+
   describe('per-user feeds (allSessions)', () => {
     async function feedOf(hub: EventHub, own: Session, listedAt: number) {
       const kinds: string[] = [];

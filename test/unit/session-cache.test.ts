@@ -78,4 +78,16 @@ describe('the session cache', () => {
     cache.remember(version('c', 2, 'REVOKED'), 'hash', cache.beforeRead());
     expect(cache.lookup('c')?.session.endReason).toBe('REVOKED');
   });
+
+  it('once cleared (the feed missed changes), answers nothing it held, nor a read begun before', () => {
+    const { cache } = cacheAt();
+    cache.feedCaughtUp(T0);
+    cache.added(version('a', 1), 'hash');
+    const token = cache.beforeRead(); // a read of "b" begins
+    cache.clear();
+    cache.remember(version('b', 1), 'hash', token);
+    expect([cache.lookup('a'), cache.lookup('b')]).toEqual([null, null]);
+    cache.remember(version('b', 1), 'hash', cache.beforeRead());
+    expect(cache.lookup('b')?.session.version).toBe(1);
+  });
 });
