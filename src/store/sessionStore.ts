@@ -61,6 +61,9 @@ const needsRecord = (next: Session) => next.endReason !== 'TIMEOUT' || next.expi
 /** A record of the change log: a version as written, or (`intent`) a version about to be committed. */
 export type LoggedChange = { at: Date; session: Session; intent?: undefined } | { at: Date; intent: { sessionId: string; version: number }; session?: undefined };
 
+/** The least time after a session stopped being valid before `purgeExpired` removes it, whatever SESSION_RETENTION says. */
+export const MIN_PURGE_AGE_S = 600;
+
 /** How far back a polling change feed looks before the newest change it has seen (clocks of processes differ a little too). */
 export const CHANGE_FEED_OVERLAP_MS = 1_000;
 /** A change record whose insert took longer than this after its stamp is logged again. */
@@ -274,9 +277,14 @@ export class SessionStore {
     return (await this.latestOf(heads)).filter((s) => !s.endedAt);
   }
 
-  /** Fallback for databases without TTL indexes: what the TTL index would have removed, with its versions. */
+  /**
+   * Fallback for databases without TTL indexes: what the TTL index would have removed, with its
+   * versions, but never within `MIN_PURGE_AGE_S` of the session's end: on FerretDB the version
+   * documents are what stops a writer still holding an older version (read before the end) from
+   * committing the end's version number again.
+   */
   async purgeExpired(now: Date, retentionSeconds: number): Promise<number> {
-    const cutoff = new Date(now.getTime() - retentionSeconds * 1000);
+    const cutoff = new Date(now.getTime() - Math.max(retentionSeconds, MIN_PURGE_AGE_S) * 1000);
     const heads = await this.models.Session.find({ expiresAt: { $lt: cutoff } }).lean<SessionDoc[]>();
     const ids = (await this.latestOf(heads)).filter((s) => s.expiry.expiresAt < cutoff).map((s) => oid(s.id));
     if (ids.length === 0) return 0;

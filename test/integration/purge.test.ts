@@ -1,7 +1,7 @@
 import mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
 import { ended, renewed } from '../../src/sessions/transitions.js';
-import { SessionStore } from '../../src/store/sessionStore.js';
+import { MIN_PURGE_AGE_S, SessionStore } from '../../src/store/sessionStore.js';
 import { InsertedVersions } from '../../src/store/versionWriters.js';
 import { newStoredSession, scratchDatabase } from '../helpers/store.js';
 
@@ -26,5 +26,18 @@ describe('purging expired sessions', () => {
     expect(await store.findById(loggedOut.id)).toBeNull();
     expect(await scratch.models.SessionVersion.countDocuments({ sessionId: new mongoose.Types.ObjectId(loggedOut.id) })).toBe(0);
     expect((await store.findById(kept.id))?.expiry.expiresAt).toEqual(farAhead);
+  });
+
+  it(`keeps an ended session ${MIN_PURGE_AGE_S} s at least, whatever the retention: a writer still holding the version before its end must lose to it`, async () => {
+    const store = new SessionStore(scratch.models, new InsertedVersions(scratch.models));
+    const live = await newStoredSession(store);
+    const loggedOut = ended(live, 'LOGGED_OUT', new Date());
+    expect(await store.commit(loggedOut)).toBe(true);
+    await store.drain();
+    expect(await store.purgeExpired(new Date(Date.now() + (MIN_PURGE_AGE_S - 5) * 1000), 0)).toBe(0);
+    // A renewal decided from the version before the logout, committed late.
+    expect(await store.commit(renewed(live, { ...live.expiry, expiresAt: new Date(Date.now() + DAY_MS) }, new Date()))).toBe(false);
+    expect((await store.findById(live.id))?.endReason).toBe('LOGGED_OUT');
+    expect(await store.purgeExpired(new Date(Date.now() + (MIN_PURGE_AGE_S + 5) * 1000), 0)).toBe(1);
   });
 });
