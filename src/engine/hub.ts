@@ -126,16 +126,23 @@ export class EventHub implements SessionListener {
   /** While a burst of expiries is being delivered: the sessions whose sockets close once it has been. */
   private burstCloses: Array<{ id: string; weight: number }> | null = null;
   private pendingEnds: Promise<void> = Promise.resolve();
+  /** The sessions of `pendingEnds`. */
+  private readonly unwrittenEnds = new Set<string>();
   private stopped = false;
 
   constructor(private readonly deps: HubDeps) {}
 
   /**
-   * The server is stopping: announced ends still waiting for the database are no longer retried
-   * (whoever reads such a session next finds its expiry passed and records the TIMEOUT then).
+   * The server is stopping: announced ends still waiting for the database are given up to
+   * `waitMs` to be written, then no longer retried. One not written lives on in the database, and
+   * may have been renewed on another process meanwhile: it is logged as an error, by session.
    */
-  stop(): void {
+  async stop(waitMs = 5_000): Promise<void> {
+    const written = await within(this.pendingEnds.then(() => true), waitMs, false);
     this.stopped = true;
+    if (!written) {
+      this.deps.logger.error({ sessions: [...this.unwrittenEnds] }, 'stopping with announced ends the database has not taken: those sessions may still be served by other processes');
+    }
   }
 
   /** The socket layer, built after the hub. */
@@ -453,7 +460,9 @@ export class EventHub implements SessionListener {
   private endAfterAnnouncedTimeout(id: string): void {
     const announced = this.ended.get(id)!;
     announced.until = Number.POSITIVE_INFINITY;
+    this.unwrittenEnds.add(id);
     const written = () => {
+      this.unwrittenEnds.delete(id);
       this.ended.delete(id);
       this.ended.set(id, { ...announced, until: this.deps.now() + ENDED_MEMORY_MS });
     };

@@ -247,7 +247,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
       stopPurging();
       await apollo.stop();
       await presence.stop();
-      hub.stop();
+      await hub.stop();
       await feed.stop();
       await store.drain();
       scheduler.stop();

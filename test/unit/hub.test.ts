@@ -250,6 +250,37 @@ describe('the event hub', () => {
       await expect.poll(() => announced).toEqual([s.id]);
     });
 
+    it('when stopping, waits a while for announced ends to be written, then says which were not', async () => {
+      const lines: Array<{ msg: string; sessions?: string[] }> = [];
+      let writes = 0;
+      let write!: () => void;
+      const { clock, hub } = hubOnManualClock({
+        sessions: {
+          expireDue: () => new Promise(() => {}),
+          // The first end is written once the test says so; the second never is.
+          endAfterAnnouncedTimeout: () => (++writes === 1 ? new Promise<void>((resolve) => (write = resolve)) : new Promise<void>(() => {})),
+        },
+        logger: pino({ level: 'error' }, { write: (line: string) => void lines.push(JSON.parse(line)) }),
+        recheckTimeoutMs: RECHECK_TIMEOUT_MS,
+        recheckMaxWaitMs: MAX_WAIT_MS,
+      });
+      const announce = async (s: Session) => {
+        const next = hub.subscribe(s, { leadSeconds: 0, allSessions: false })[Symbol.asyncIterator]().next();
+        clock.advanceTo(s.expiry.expiresAt.getTime());
+        await next;
+      };
+      await announce(session(1, clock.time + 5_000));
+      setTimeout(() => write(), 50);
+      await hub.stop(2_000);
+      expect(lines).toEqual([]);
+
+      await announce(session(2, clock.time + 5_000));
+      await hub.stop(100);
+      expect(lines.map(({ msg, sessions }) => ({ msg: msg.split(':')[0], sessions }))).toEqual([
+        { msg: 'stopping with announced ends the database has not taken', sessions: ['s2'] },
+      ]);
+    });
+
     it('remembers an announced end for as long as it is not written, then for the usual minute', async () => {
       let write!: () => void;
       const { clock, hub } = hubOnManualClock({
