@@ -25,6 +25,8 @@ export interface GraphQLContext {
   userAgent: string | null;
   cookies: CookieJar | null;
   served?: Promise<Decided>;
+  /** The user's valid sessions, listed once per request however many fields ask (aliases). */
+  listed?: Promise<Session[]>;
 }
 
 /**

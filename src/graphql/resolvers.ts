@@ -33,8 +33,8 @@ export class SessionResolver {
   @Query(() => [SessionType], { description: "All of this user's valid sessions, newest first." })
   async sessions(@Ctx() ctx: GraphQLContext): Promise<SessionType[]> {
     const { session: current, at } = await servedSession(ctx);
-    const all = await ctx.service.listSessions(current, at);
-    return all.map((s) => describe(ctx, s, current, at));
+    ctx.listed ??= ctx.service.listSessions(current, at);
+    return (await ctx.listed).map((s) => describe(ctx, s, current, at));
   }
 
   @Query(() => UserType, { description: 'The user of the session that makes this request.' })
@@ -139,7 +139,7 @@ export class SessionResolver {
 
   @Mutation(() => Int, {
     description:
-      "Ends all of the user's sessions: the others with REVOKED, this one with LOGGED_OUT unless keepCurrent. Returns how many ended.",
+      "Ends all of the user's sessions: the others with REVOKED, this one with LOGGED_OUT unless keepCurrent. Returns how many ended. When one of the others cannot be ended (the database is out), the call fails and this session is left as it was: retry it.",
   })
   async logoutAll(
     @Arg('keepCurrent', () => Boolean, { defaultValue: false }) keepCurrent: boolean,

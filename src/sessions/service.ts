@@ -4,6 +4,7 @@ import { AuthLimits } from '../auth/attemptLimiter.js';
 import { PasswordHasher } from '../auth/passwords.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mongoose from 'mongoose';
+import pLimit from 'p-limit';
 import { newSessionToken } from '../auth/tokens.js';
 import {
   computeExpiry,
@@ -30,6 +31,8 @@ export interface ExpiryRequest {
 const USERNAME = /^[a-z0-9_.@-]{3,64}$/;
 const PASSWORD_MIN = 8;
 const PASSWORD_MAX = 1024;
+/** Sessions that logoutAll ends at once. */
+const LOGOUT_ALL_CONCURRENCY = 8;
 /** Writers of one session that keep losing to others give up after this many tries. */
 const MAX_WRITE_ATTEMPTS = 50;
 
@@ -280,12 +283,20 @@ export class SessionService {
     await this.end(session, 'LOGGED_OUT');
   }
 
-  /** Ends all of the user's other sessions with REVOKED, and this one with LOGGED_OUT unless kept. */
+  /**
+   * Ends all of the user's other sessions with REVOKED, a few at a time (a user with thousands must
+   * not hold the database for everyone else), and then this one with LOGGED_OUT unless kept. When
+   * one could not be ended, every other is still tried and the error is thrown, with this session
+   * left as it was, so that the client can retry with it.
+   */
   async logoutAll(session: Session, keepCurrent: boolean): Promise<number> {
     const others = (await this.store.listAll(session.userId)).filter((s) => s.id !== session.id && !s.endedAt);
-    const revoked = await Promise.all(others.map((s) => this.end(s, 'REVOKED')));
+    const fewAtATime = pLimit(LOGOUT_ALL_CONCURRENCY);
+    const results = await Promise.allSettled(others.map((s) => fewAtATime(() => this.end(s, 'REVOKED'))));
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
     if (!keepCurrent) await this.logout(session);
-    return revoked.filter(Boolean).length + (keepCurrent ? 0 : 1);
+    return results.filter((r) => r.status === 'fulfilled' && r.value).length + (keepCurrent ? 0 : 1);
   }
 
   /** Ends another of the user's own sessions. False when there is no such valid session. */

@@ -19,12 +19,12 @@ export function scratchDatabase(): { conn: mongoose.Connection; models: Models }
   return scratch;
 }
 
-/** A fresh 60 s session written straight into the store, for tests below the service. */
-export function newStoredSession(store: SessionStore): Promise<Session> {
+/** A fresh 60 s session (of a new user unless given) written straight into the store, for tests below the service. */
+export function newStoredSession(store: SessionStore, userId = new mongoose.Types.ObjectId().toHexString()): Promise<Session> {
   const now = new Date();
   return store.create({
     id: new mongoose.Types.ObjectId().toHexString(),
-    userId: new mongoose.Types.ObjectId().toHexString(),
+    userId,
     secretHash: 'x'.repeat(64),
     expiry: { spec: { policy: 'SECONDS', seconds: 60, date: null }, createdAt: now, lastSavedAt: now, expiresAt: new Date(now.getTime() + 60_000), limitedBy: 'POLICY' },
     userAgent: null,

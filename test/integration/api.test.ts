@@ -204,6 +204,20 @@ describe('logout, logoutAll, sessions', () => {
     expect(errorCode(await server.gql(SESSION, {}, { token: third.token }))).toBe('SESSION_ENDED');
   });
 
+  it('lists the sessions once per request, however many aliases ask for them', async () => {
+    const { token } = await newUserSession(server);
+    const listSessions = server.service.listSessions.bind(server.service);
+    let listings = 0;
+    server.service.listSessions = (...args) => (listings++, listSessions(...args));
+    try {
+      const res = await server.gql('{ a: sessions { id } b: sessions { current } c: sessions { id } }', {}, { token });
+      expect([res.data.a.length, res.data.b[0].current, res.data.c.length]).toEqual([1, true, 1]);
+      expect(listings).toBe(1);
+    } finally {
+      server.service.listSessions = listSessions;
+    }
+  });
+
   it('logoutAll and revokeSession leave a session that has already expired as expired', async () => {
     const current = await newUserSession(server);
     const expired = await login(server, current.username, current.password, { seconds: 1 });

@@ -167,3 +167,36 @@ describe('a renewal that waited for its turn', () => {
     expect((await store.findById(session.id))?.version).toBe(2);
   });
 });
+
+describe('logoutAll', () => {
+  it('ends the other sessions a few at a time; when one fails, tries every other and keeps the current one, so that a retry finishes', async () => {
+    const store = new SessionStore(scratch.models, new InsertedVersions(scratch.models));
+    const service = new SessionService(new UserStore(scratch.models), store, loadSettings({}));
+    const current = await newStoredSession(store);
+    const others = await Promise.all(Array.from({ length: 20 }, () => newStoredSession(store, current.userId)));
+    const commit = store.commit.bind(store);
+    let inFlight = 0;
+    let mostInFlight = 0;
+    let failNext = others[5]!.id;
+    store.commit = async (next) => {
+      if (next.id === failNext) {
+        failNext = '';
+        throw new Error('database out');
+      }
+      mostInFlight = Math.max(mostInFlight, ++inFlight);
+      try {
+        return await commit(next);
+      } finally {
+        inFlight--;
+      }
+    };
+    const endReasons = async () => Promise.all([current, ...others].map(async (s) => (await store.findById(s.id))?.endReason ?? null));
+
+    await expect(service.logoutAll(current, false)).rejects.toThrow('database out');
+    expect(await endReasons()).toEqual([null, ...others.map((s, i) => (i === 5 ? null : 'REVOKED'))]);
+    expect(await service.logoutAll(current, false)).toBe(2);
+    expect(await endReasons()).toEqual(['LOGGED_OUT', ...others.map(() => 'REVOKED')]);
+    expect(mostInFlight).toBeGreaterThan(1);
+    expect(mostInFlight).toBeLessThanOrEqual(8);
+  });
+});
