@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
+import { LRUCache } from 'lru-cache';
 import type { RateBudget, Settings } from '../config.js';
 import type { AttemptStore } from '../store/attemptStore.js';
 
@@ -27,8 +28,15 @@ export type Admission = { admitted: true; attempt: Attempt } | { admitted: false
  * strictly needed (each counts the others' records before they are taken back).
  * A refused attempt takes its records back at once: refusals cost nothing and do not extend a
  * lock-out. A failed attempt keeps its records for its window; a successful one is refunded.
+ * A key found spent is then refused from memory for up to a second (until this process refunds
+ * it), so that a flood of refused attempts costs the database about one count a second: each would
+ * otherwise cost it a dozen operations. Not longer: in a tight race a refusal may see a key spent
+ * by attempts that are being refused with it.
  */
 export class AttemptLimiter {
+  /** Keys found spent: when they have room again, and until when that is believed without asking (ms). */
+  private readonly spent = new LRUCache<string, { roomAt: number; askAgainAt: number }>({ max: SPENT_KEYS_KEPT });
+
   constructor(
     private readonly store: AttemptStore,
     private readonly clock: () => Date,
@@ -38,6 +46,8 @@ export class AttemptLimiter {
     for (let charged = 1; ; charged++) {
       const now = this.clock();
       const ms = now.getTime();
+      const spent = this.secondsUntilKnownRoom(charges, ms);
+      if (spent > 0) return { admitted: false, retryAfter: spent };
       const ids = await this.store.insert(
         charges.map((c) => ({ key: c.key, at: now, expiresAt: new Date(ms + c.budget.windowSeconds * 1000) })),
         now,
@@ -47,7 +57,8 @@ export class AttemptLimiter {
       if (over.length > 0) {
         await this.store.remove(ids);
         const waits = await Promise.all(over.map((c) => this.secondsUntilRoom(c)));
-        return { admitted: false, retryAfter: Math.max(1, ...waits) };
+        over.forEach((c, i) => waits[i] !== null && this.spent.set(c.key, { roomAt: ms + waits[i]! * 1000, askAgainAt: ms + SPENT_BELIEVED_MS }));
+        return { admitted: false, retryAfter: Math.max(1, ...waits.map((w) => w ?? 1)) };
       }
       // A success clears its key of the attempts charged up to its own (refund's clearKeys), some of
       // which may not have been counted yet. Such an attempt would go ahead holding no record,
@@ -66,25 +77,44 @@ export class AttemptLimiter {
   async refund(attempt: Attempt, options: { keys?: string[]; clearKeys?: string[] } = {}): Promise<void> {
     const clear = new Set(options.clearKeys ?? []);
     const keys = (options.keys ?? [...attempt.ids.keys()]).filter((k) => !clear.has(k));
+    for (const k of [...keys, ...clear]) this.spent.delete(k);
     const ids = keys.map((k) => attempt.ids.get(k)).filter((id): id is string => id !== undefined);
     await Promise.all([this.store.remove(ids), ...[...clear].map((k) => this.store.removeKey(k, attempt.at))]);
   }
 
+  /** The longest wait among the charged keys found spent within the last second (0: none was). */
+  private secondsUntilKnownRoom(charges: Charge[], ms: number): number {
+    let wait = 0;
+    for (const c of charges) {
+      const known = this.spent.get(c.key);
+      if (!known) continue;
+      if (known.askAgainAt <= ms || known.roomAt <= ms) this.spent.delete(c.key);
+      else wait = Math.max(wait, Math.ceil((known.roomAt - ms) / 1000));
+    }
+    return wait;
+  }
+
   /**
    * Seconds until one more attempt of the charge's key would fit in its budget, on the records there
-   * are now (records of attempts refused at the same moment are on their way out, hence a recount).
+   * are now (records of attempts refused at the same moment are on their way out, hence a recount);
+   * null when it has room already (the refusal lost a tight race).
    */
-  private async secondsUntilRoom(charge: Charge): Promise<number> {
+  private async secondsUntilRoom(charge: Charge): Promise<number | null> {
     const ms = this.clock().getTime();
     const since = windowStart(charge, ms);
     const n = (await this.store.count([{ key: charge.key, since }])).get(charge.key)!;
-    if (n < charge.budget.limit) return 1;
+    if (n < charge.budget.limit) return null;
     // Room for one more once n - limit + 1 of the records have left the window.
     const [at] = await this.store.oldest(charge.key, since, n - charge.budget.limit, 1);
-    if (!at) return 1;
+    if (!at) return null;
     return Math.max(1, Math.ceil((at.getTime() + charge.budget.windowSeconds * 1000 - ms) / 1000));
   }
 }
+
+/** How long a key found spent is refused without asking the database again. */
+const SPENT_BELIEVED_MS = 1_000;
+/** Spent keys remembered at most (least recently asked dropped first: asked again, it is counted in the database again). */
+const SPENT_KEYS_KEPT = 100_000;
 
 /** How many times an attempt is charged when successes keep clearing its key under it, before it is refused. */
 const MAX_CHARGES = 3;

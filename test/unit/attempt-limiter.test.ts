@@ -50,6 +50,37 @@ describe('AttemptLimiter', () => {
     admitted(await limiter.admit(charge));
   });
 
+  it('refuses a key it found spent from memory for a second, or until this process refunds it', async () => {
+    const clock = fakeClock();
+    const store = new MemoryAttemptStore();
+    let operations = 0;
+    const counted = new Proxy(store, {
+      get: (target, prop, receiver) => {
+        const value = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? (...args: unknown[]) => (operations++, value.apply(target, args)) : value;
+      },
+    });
+    const limiter = new AttemptLimiter(counted, clock.now);
+    const charge = [{ key: 'k', budget: budget(2, 60) }];
+    const first = admitted(await limiter.admit(charge));
+    admitted(await limiter.admit(charge));
+    expect(retryAfter(await limiter.admit(charge))).toBe(60);
+    const before = operations;
+    clock.advance(0.5);
+    expect(retryAfter(await limiter.admit(charge))).toBe(60);
+    expect(retryAfter(await limiter.admit([{ key: 'other', budget: budget(5, 60) }, ...charge]))).toBe(60);
+    expect(operations).toBe(before);
+    clock.advance(19.5); // asked again after a second
+    expect(retryAfter(await limiter.admit(charge))).toBe(40);
+    expect(operations).toBeGreaterThan(before);
+    await limiter.refund(first);
+    admitted(await limiter.admit(charge));
+    // Spent again (records at 0 and 20): room once the one at 0 leaves.
+    expect(retryAfter(await limiter.admit(charge))).toBe(40);
+    clock.advance(40);
+    admitted(await limiter.admit(charge));
+  });
+
   it('with several records to go, waits for as many as must leave', async () => {
     const clock = fakeClock();
     const store = new MemoryAttemptStore();
