@@ -40,6 +40,22 @@ async function writeMeanwhile(): Promise<() => Promise<void>> {
   };
 }
 
+/** A store whose queries (`find`, of sessions and of the change log) fail until `reachable()`; reads by `_id` work. */
+function storeWithoutFind() {
+  let out = true;
+  const failing = <T extends object>(model: T) =>
+    new Proxy(model, {
+      get: (target, prop, receiver) =>
+        prop === 'find' && out
+          ? () => {
+              throw new Error('out of reach');
+            }
+          : Reflect.get(target, prop, receiver),
+    });
+  const models = { ...scratch.models, Session: failing(scratch.models.Session), SessionChange: failing(scratch.models.SessionChange) };
+  return { store: new SessionStore(models, new InsertedVersions(scratch.models), { recordChanges: true }), reachable: () => void (out = false) };
+}
+
 describe('the polling change feed', () => {
   it('delivers every write through the change log, which it trims', async () => {
     const feed = new PollingFeed(store, 50, logger, 100, 500);
@@ -82,17 +98,7 @@ describe('the polling change feed', () => {
   });
 
   it('logs one line for an outage longer than the log keeps changes, and one for the rescan after it, not one per failed poll', async () => {
-    let out = true;
-    const failing = <T extends object>(model: T) =>
-      new Proxy(model, {
-        get: (target, prop, receiver) =>
-          prop === 'find' && out
-            ? () => {
-                throw new Error('out of reach');
-              }
-            : Reflect.get(target, prop, receiver),
-      });
-    const unreachable = new SessionStore({ ...scratch.models, Session: failing(scratch.models.Session), SessionChange: failing(scratch.models.SessionChange) }, new InsertedVersions(scratch.models), { recordChanges: true });
+    const { store: unreachable, reachable } = storeWithoutFind();
     const lines: string[] = [];
     const logged = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line).msg) });
     // Changes kept 300 ms, and a poll every 20 ms: an outage of 1 s is some 50 failed polls, all behind the log.
@@ -100,7 +106,7 @@ describe('the polling change feed', () => {
     await collect(feed);
     try {
       await sleep(1_000);
-      out = false;
+      reachable();
       await sleep(300);
       expect(lines).toEqual(['polling for session changes failed: retrying', 'the change poller fell behind the change log: rescanned the sessions']);
     } finally {
@@ -109,17 +115,7 @@ describe('the polling change feed', () => {
   });
 
   it('after falling behind, reads again the sessions its listener follows: an end that left the session document as it was reaches it, and a session the database no longer has is reported gone', async () => {
-    let out = true;
-    const failing = <T extends object>(model: T) =>
-      new Proxy(model, {
-        get: (target, prop, receiver) =>
-          prop === 'find' && out
-            ? () => {
-                throw new Error('out of reach');
-              }
-            : Reflect.get(target, prop, receiver),
-      });
-    const cutOff = new SessionStore({ ...scratch.models, Session: failing(scratch.models.Session), SessionChange: failing(scratch.models.SessionChange) }, new InsertedVersions(scratch.models), { recordChanges: true });
+    const { store: cutOff, reachable } = storeWithoutFind();
     const timedOut = await newStoredSession(store);
     const removed = await newStoredSession(store);
     const seen: Session[] = [];
@@ -133,7 +129,7 @@ describe('the polling change feed', () => {
       expect(await store.commit(ended(timedOut, 'TIMEOUT', new Date()))).toBe(true);
       await scratch.models.Session.deleteOne({ _id: removed.id });
       await sleep(600);
-      out = false;
+      reachable();
       await sleep(300);
       expect(new Set(seen.filter((s) => s.id === timedOut.id).map((s) => s.endReason))).toEqual(new Set(['TIMEOUT']));
       expect([...gone]).toEqual([removed.id]);
