@@ -89,6 +89,9 @@ export class PollingFeed implements ChangeFeed {
   /** Intents settled or given up (`<session id>:<version>` → newest stamp), kept while the poller still reads them, so that they are not taken up again. */
   private readonly settled = new Map<string, number>();
   private resolving: Promise<void> | null = null;
+  /** Sessions whose changes the feed may have missed (it fell behind its log), to read again until each read works. */
+  private readonly toReread = new Set<string>();
+  private rereading: Promise<void> | null = null;
   private readonly readLimit: ReturnType<typeof pLimit>;
 
   constructor(
@@ -110,6 +113,7 @@ export class PollingFeed implements ChangeFeed {
     const tick = async () => {
       this.polling = this.read()
         .then(() => this.resolveDueIntents())
+        .then(() => this.rereadMissed())
         .then(() => this.trim())
         .then(
           () => {
@@ -131,11 +135,14 @@ export class PollingFeed implements ChangeFeed {
   private async read(): Promise<void> {
     const startedAt = Date.now();
     const from = new Date(this.since.getTime() - this.overlapMs);
-    const missedSome = startedAt - this.lastReadAt > this.retentionMs - this.overlapMs;
-    const changes: LoggedChange[] = missedSome ? await this.rescan(from) : await this.store.changesSince(from);
-    // Once the rescan is done, not at every poll that fails while the database is out.
-    if (missedSome) this.logger.warn('the change poller fell behind the change log: rescanned the sessions');
-    this.lastReadAt = Math.max(this.lastReadAt, startedAt);
+    const changes: LoggedChange[] = await this.store.changesSince(from);
+    // The log keeps `retentionMs`. This read may have run as late as it was answered, and the last
+    // one as early as it began: that far apart, records made in between may have been trimmed.
+    // `lastReadAt`: every change made before it is delivered (or, after `missed`, is being read again).
+    const answeredAt = Date.now();
+    const missedSome = answeredAt - this.lastReadAt > this.retentionMs - this.overlapMs;
+    if (missedSome) changes.push(...(await this.missed(from)));
+    this.lastReadAt = Math.max(this.lastReadAt, missedSome ? answeredAt : startedAt);
     for (const change of changes) {
       if (change.at > this.since) this.since = change.at;
       if (change.intent) this.intentSeen(change.intent.sessionId, change.intent.version, change.at.getTime());
@@ -148,24 +155,37 @@ export class PollingFeed implements ChangeFeed {
   }
 
   /**
-   * What the log no longer holds: the sessions whose documents changed since `from` (new ones among
-   * them), and every session the listener follows, read again: a session document is not a
-   * reliable witness of the latest version (a timeout does not update it, nor does a writer that
-   * died after its commit), and what the listener held of the others it has dropped.
+   * What the log may no longer hold: the sessions whose documents changed since `from` (new ones
+   * among them), and every session the listener follows, read again in the background (`rereadMissed`):
+   * a session document is not a reliable witness of the latest version (a timeout does not update
+   * it, nor does a writer that died after its commit), and what the listener held of the others it
+   * has dropped. The polls go on meanwhile, so that the log covers every change from now on however
+   * long the reads take.
    */
-  private async rescan(from: Date): Promise<LoggedChange[]> {
-    const followed = [...(this.listener.missedChanges?.() ?? [])];
-    const [changed] = await Promise.all([
-      this.store.updatedSince(from),
-      ...followed.map((id) =>
-        this.readLimit(async () => {
-          const session = await this.store.findById(id);
-          if (session) this.deliver(session);
-          else this.listener.sessionGone?.(id);
-        }),
-      ),
-    ]);
+  private async missed(from: Date): Promise<LoggedChange[]> {
+    for (const id of this.listener.missedChanges?.() ?? []) this.toReread.add(id);
+    const changed = await this.store.updatedSince(from);
+    // Once it worked, not at every poll that fails while the database is out.
+    this.logger.warn({ sessions: this.toReread.size }, 'the change poller fell behind the change log: reading again the sessions it follows');
     return changed;
+  }
+
+  /** Starts reading again the sessions of `toReread`, a few at a time; one round at a time. A read that fails is left for the next round. */
+  private rereadMissed(): void {
+    if (this.rereading || this.toReread.size === 0) return;
+    const rereadOne = async (id: string) => {
+      try {
+        const session = await this.store.findById(id);
+        this.toReread.delete(id);
+        if (session) this.deliver(session);
+        else this.listener.sessionGone?.(id);
+      } catch {
+        // The database is out: read in the next round.
+      }
+    };
+    this.rereading = Promise.all([...this.toReread].map((id) => this.readLimit(() => rereadOne(id)))).then(() => {
+      this.rereading = null;
+    });
   }
 
   /** Hands a version to the listener, settling the intents of its session that it covers. */
@@ -250,6 +270,6 @@ export class PollingFeed implements ChangeFeed {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await this.polling;
-    await this.resolving;
+    await Promise.all([this.resolving, this.rereading]);
   }
 }
