@@ -28,14 +28,15 @@ export type Admission = { admitted: true; attempt: Attempt } | { admitted: false
  * strictly needed (each counts the others' records before they are taken back).
  * A refused attempt takes its records back at once: refusals cost nothing and do not extend a
  * lock-out. A failed attempt keeps its records for its window; a successful one is refunded.
- * A key found spent is then refused from memory for up to a second (until this process refunds
- * it), so that a flood of refused attempts costs the database about one count a second: each would
- * otherwise cost it a dozen operations. Not longer: in a tight race a refusal may see a key spent
- * by attempts that are being refused with it.
+ * A key the database has found spent twice within a second is then refused from memory for the
+ * rest of that second (unless this process refunds it), so that a flood of refused attempts costs
+ * the database a few counts a second: each would otherwise cost it a dozen operations. Not on the
+ * first refusal, nor for longer: in a tight race a refusal may see a key spent by attempts that
+ * are refused with it, and a success on another process may clear the key meanwhile.
  */
 export class AttemptLimiter {
-  /** Keys found spent: when they have room again, and until when that is believed without asking (ms). */
-  private readonly spent = new LRUCache<string, { roomAt: number; askAgainAt: number }>({ max: SPENT_KEYS_KEPT });
+  /** Keys the database found spent: when they have room again, when it last said so and how many times in a row (ms). */
+  private readonly spent = new LRUCache<string, { roomAt: number; refusedAt: number; refusals: number }>({ max: SPENT_KEYS_KEPT });
 
   constructor(
     private readonly store: AttemptStore,
@@ -57,7 +58,7 @@ export class AttemptLimiter {
       if (over.length > 0) {
         await this.store.remove(ids);
         const waits = await Promise.all(over.map((c) => this.secondsUntilRoom(c)));
-        over.forEach((c, i) => waits[i] !== null && this.spent.set(c.key, { roomAt: ms + waits[i]! * 1000, askAgainAt: ms + SPENT_BELIEVED_MS }));
+        over.forEach((c, i) => waits[i] !== null && this.foundSpent(c.key, ms + waits[i]! * 1000, ms));
         return { admitted: false, retryAfter: Math.max(1, ...waits.map((w) => w ?? 1)) };
       }
       // A success clears its key of the attempts charged up to its own (refund's clearKeys), some of
@@ -82,14 +83,19 @@ export class AttemptLimiter {
     await Promise.all([this.store.remove(ids), ...[...clear].map((k) => this.store.removeKey(k, attempt.at))]);
   }
 
-  /** The longest wait among the charged keys found spent within the last second (0: none was). */
+  private foundSpent(key: string, roomAt: number, ms: number): void {
+    const last = this.spent.get(key);
+    const refusals = last && ms - last.refusedAt < SPENT_BELIEVED_MS ? last.refusals + 1 : 1;
+    this.spent.set(key, { roomAt, refusedAt: ms, refusals });
+  }
+
+  /** The longest wait among the charged keys believed spent without asking (0: none is). */
   private secondsUntilKnownRoom(charges: Charge[], ms: number): number {
     let wait = 0;
     for (const c of charges) {
       const known = this.spent.get(c.key);
-      if (!known) continue;
-      if (known.askAgainAt <= ms || known.roomAt <= ms) this.spent.delete(c.key);
-      else wait = Math.max(wait, Math.ceil((known.roomAt - ms) / 1000));
+      if (!known || known.refusals < 2 || ms - known.refusedAt >= SPENT_BELIEVED_MS || known.roomAt <= ms) continue;
+      wait = Math.max(wait, Math.ceil((known.roomAt - ms) / 1000));
     }
     return wait;
   }
@@ -111,7 +117,7 @@ export class AttemptLimiter {
   }
 }
 
-/** How long a key found spent is refused without asking the database again. */
+/** How long after the database last found a key spent it is refused without asking again. */
 const SPENT_BELIEVED_MS = 1_000;
 /** Spent keys remembered at most (least recently asked dropped first: asked again, it is counted in the database again). */
 const SPENT_KEYS_KEPT = 100_000;
