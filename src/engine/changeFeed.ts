@@ -174,6 +174,7 @@ export class PollingFeed implements ChangeFeed {
   private rereadMissed(): void {
     if (this.rereading || this.toReread.size === 0) return;
     const rereadOne = async (id: string) => {
+      if (!this.timer) return; // stopped: the reads still queued are not made
       try {
         const session = await this.store.findById(id);
         this.toReread.delete(id);

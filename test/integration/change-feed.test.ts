@@ -210,6 +210,26 @@ describe('the polling change feed', () => {
     }
   });
 
+  it('when stopped, makes none of the reads of followed sessions still queued', async () => {
+    const { store: cutOff, reachable } = storeWithoutFind();
+    let reads = 0;
+    cutOff.findById = async () => {
+      reads++;
+      await sleep(50);
+      return null;
+    };
+    const followed = Array.from({ length: 200 }, () => new mongoose.Types.ObjectId().toHexString());
+    const feed = new PollingFeed(cutOff, 20, logger, 100, 300);
+    await feed.start({ sessionChanged() {}, missedChanges: () => followed });
+    await sleep(600);
+    reachable();
+    while (reads === 0) await sleep(5);
+    const stoppingAt = Date.now();
+    await feed.stop();
+    expect(Date.now() - stoppingAt).toBeLessThan(500);
+    expect(reads).toBeLessThan(20);
+  });
+
   it('rescans the sessions when it fell behind and the changes it missed were trimmed', async () => {
     const trimmer = new PollingFeed(store, 50, logger, 100, 300);
     const slow = new PollingFeed(store, 1500, logger, 100, 300);
