@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import mongoose from 'mongoose';
+import { WebSocket } from 'ws';
 import { describe, expect, inject, it } from 'vitest';
 import { FERRETDB_BIN, postgresAdminUrl, postgresUnavailable, psql, resolveDatabase } from '../../scripts/database.js';
 import { versionState } from '../../src/store/versionWriters.js';
@@ -286,6 +287,27 @@ describe('connections that go silent, then are reset', () => {
       await proxy.close();
     }
   }, 60_000);
+});
+
+describe('a socket that connects while the database is out of reach', () => {
+  it('is closed with 1013 (Try Again Later), which clients retry, not 4500, which the graphql-ws client never retries', async () => {
+    const proxy = await FaultProxy.start(testDatabaseUri());
+    const server = await startTestServer({}, proxy.uri);
+    try {
+      const { token } = await newUserSession(server);
+      proxy.reset(5_000); // connections dropped, new ones refused for 5 s
+      await sleep(500); // the session cache no longer answers
+      const socket = new WebSocket(server.url.replace(/^http/, 'ws'), 'graphql-transport-ws');
+      await once(socket, 'open');
+      socket.send(JSON.stringify({ type: 'connection_init', payload: { token } }));
+      const [code, reason] = (await once(socket, 'close')) as [number, Buffer];
+      expect({ code, reason: String(reason) }).toEqual({ code: 1013, reason: 'The database is unavailable; try again shortly.' });
+      expect(server.logs.filter((line) => line.includes('"level":50'))).toEqual([]);
+    } finally {
+      await Promise.race([server.stop(), sleep(5000)]);
+      await proxy.close();
+    }
+  }, 30_000);
 });
 
 describe('a renewal and an end announced without the database', () => {
