@@ -12,7 +12,6 @@ import type { OperationPipeline } from '../graphql/operations.js';
 import { subscribe, type StreamOwner } from '../graphql/subscribe.js';
 import type { Logger } from '../logger.js';
 import type { SessionService } from '../sessions/service.js';
-import { DATABASE_UNAVAILABLE_MESSAGE, isDatabaseUnreachable } from '../store/databaseErrors.js';
 import { clientAddress, type TrustProxy } from './clientAddress.js';
 import { cookieOriginAllowed, upgradeRequestOrigin } from './origin.js';
 import { countOf, holds, itemsOf, withItem, withoutItem, type OneOrMore } from './oneOrMore.js';
@@ -22,8 +21,6 @@ import { Connection, serveGraphQLWs } from './ws/adapter.js';
 export const SESSION_ENDED_CLOSE = CloseCode.Unauthorized;
 /** A socket over the per-session limit: the graphql-ws client does not retry it either. */
 export const TOO_MANY_SOCKETS_CLOSE = CloseCode.TooManyInitialisationRequests;
-/** The session could not be read: the database is out of reach. */
-export const DATABASE_UNAVAILABLE_CLOSE = 1013;
 
 /** graphql-ws's default: a socket that has not sent connection_init by then is closed with 4408. */
 const CONNECTION_INIT_WAIT_MS = 3_000;
@@ -237,15 +234,7 @@ export function attachSessionSockets(options: {
           conn.close(CloseCode.Forbidden, 'The session cookie may not be used from this Origin');
           return false;
         }
-        let session;
-        try {
-          session = token ? await service.store.findByToken(token) : null;
-        } catch (err) {
-          if (!isDatabaseUnreachable(err)) throw err;
-          // 1013 (Try Again Later), which clients retry: graphql-ws's client gives up for good on 4500.
-          conn.close(DATABASE_UNAVAILABLE_CLOSE, DATABASE_UNAVAILABLE_MESSAGE);
-          return false;
-        }
+        const session = token ? await service.store.findByToken(token) : null;
         // Gone during the read: `closed` has passed it by, so it must not be counted or kept now.
         if (conn.socket.readyState !== WebSocket.OPEN) return false;
         if (!token || !session) {

@@ -4,6 +4,10 @@ import { CloseCode, DEPRECATED_GRAPHQL_WS_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCO
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Logger } from '../../logger.js';
 import { inSlices } from '../../slices.js';
+import { DATABASE_UNAVAILABLE_MESSAGE, isDatabaseUnreachable } from '../../store/databaseErrors.js';
+
+/** A message could not be handled because the database is out of reach. */
+export const DATABASE_UNAVAILABLE_CLOSE = 1013;
 
 /**
  * One socket, kept small since an idle subscribed socket is mostly this: graphql-ws talks through
@@ -133,6 +137,11 @@ export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>)
         // A message only a server sends (graphql-ws throws on it): the client broke the protocol.
         logger.debug({ err }, 'websocket message of a type clients do not send');
         this.close(CloseCode.BadRequest, 'Invalid message received');
+        return;
+      }
+      if (isDatabaseUnreachable(err)) {
+        // 1013 (Try Again Later), which clients retry: graphql-ws's client gives up for good on 4500.
+        this.close(DATABASE_UNAVAILABLE_CLOSE, DATABASE_UNAVAILABLE_MESSAGE);
         return;
       }
       logger.error({ err }, 'handling a websocket message failed');
