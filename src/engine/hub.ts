@@ -126,8 +126,6 @@ export class EventHub implements SessionListener {
   /** While a burst of expiries is being delivered: the sessions whose sockets close once it has been. */
   private burstCloses: Array<{ id: string; weight: number }> | null = null;
   private pendingEnds: Promise<void> = Promise.resolve();
-  /** The sessions of `pendingEnds`. */
-  private readonly unwrittenEnds = new Set<string>();
   private stopped = false;
 
   constructor(private readonly deps: HubDeps) {}
@@ -141,7 +139,8 @@ export class EventHub implements SessionListener {
     const written = await within(this.pendingEnds.then(() => true), waitMs, false);
     this.stopped = true;
     if (!written) {
-      this.deps.logger.error({ sessions: [...this.unwrittenEnds] }, 'stopping with announced ends the database has not taken: those sessions may still be served by other processes');
+      const unwritten = [...this.ended].filter(([, { until }]) => until === Number.POSITIVE_INFINITY).map(([id]) => id);
+      this.deps.logger.error({ sessions: unwritten }, 'stopping with announced ends the database has not taken: those sessions may still be served by other processes');
     }
   }
 
@@ -229,7 +228,7 @@ export class EventHub implements SessionListener {
 
   /** The feed may have missed changes: the sessions followed here are read again. */
   missedChanges(): Iterable<string> {
-    return [...this.watched.keys()];
+    return this.watched.keys();
   }
 
   /**
@@ -460,9 +459,7 @@ export class EventHub implements SessionListener {
   private endAfterAnnouncedTimeout(id: string): void {
     const announced = this.ended.get(id)!;
     announced.until = Number.POSITIVE_INFINITY;
-    this.unwrittenEnds.add(id);
     const written = () => {
-      this.unwrittenEnds.delete(id);
       this.ended.delete(id);
       this.ended.set(id, { ...announced, until: this.deps.now() + ENDED_MEMORY_MS });
     };
