@@ -56,6 +56,23 @@ function storeWithoutFind() {
   return { store: new SessionStore(models, new InsertedVersions(scratch.models), { recordChanges: true }), reachable: () => void (out = false) };
 }
 
+/** A store whose next reads of the change log are the ones planned (each given the real read), the others as usual. */
+function storeWithPlannedLogReads() {
+  const store = new SessionStore(scratch.models, new InsertedVersions(scratch.models), { recordChanges: true });
+  const readLog = store.changesSince.bind(store);
+  const planned: Array<(from: Date) => Promise<LoggedChange[]>> = [];
+  store.changesSince = (from) => planned.shift()?.(from) ?? readLog(from);
+  return { store, readLog, planned };
+}
+
+/** A logger at level warn, and the messages it logged. */
+function warnings() {
+  const lines: string[] = [];
+  return { lines, logged: pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line).msg) }) };
+}
+
+const newestOf = (seen: Session[], id: string) => seen.filter((s) => s.id === id).sort((a, b) => b.version - a.version)[0];
+
 describe('the polling change feed', () => {
   it('delivers every write through the change log, which it trims', async () => {
     const feed = new PollingFeed(store, 50, logger, 100, 500);
@@ -99,8 +116,7 @@ describe('the polling change feed', () => {
 
   it('logs one line for an outage longer than the log keeps changes, and one for the rescan after it, not one per failed poll', async () => {
     const { store: unreachable, reachable } = storeWithoutFind();
-    const lines: string[] = [];
-    const logged = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line).msg) });
+    const { lines, logged } = warnings();
     // Changes kept 300 ms, and a poll every 20 ms: an outage of 1 s is some 50 failed polls, all behind the log.
     const feed = new PollingFeed(unreachable, 20, logged, 100, 300);
     await collect(feed);
@@ -131,8 +147,7 @@ describe('the polling change feed', () => {
       await sleep(600);
       reachable();
       await sleep(300);
-      const newest = seen.filter((s) => s.id === timedOut.id).sort((a, b) => b.version - a.version)[0];
-      expect(newest?.endReason).toBe('TIMEOUT');
+      expect(newestOf(seen, timedOut.id)?.endReason).toBe('TIMEOUT');
       expect([...gone]).toEqual([removed.id]);
     } finally {
       await feed.stop();
@@ -144,20 +159,16 @@ describe('the polling change feed', () => {
     // Changes kept 1 s (a poll that falls 0.9 s behind may miss some). One read is answered 0.7 s
     // late (it saw the log as it began), the next begins soon after that answer but runs 0.4 s late,
     // once the records of a change made in between have been trimmed.
-    const late = new SessionStore(scratch.models, new InsertedVersions(scratch.models), { recordChanges: true });
-    const readLog = late.changesSince.bind(late);
-    let plan: Array<(from: Date) => Promise<LoggedChange[]>> = [];
+    const { store: late, readLog, planned } = storeWithPlannedLogReads();
     let snapshotTaken = false;
-    late.changesSince = (from) => plan.shift()?.(from) ?? readLog(from);
     const timedOut = await newStoredSession(store);
     const seen: Session[] = [];
-    const lines: string[] = [];
-    const logged = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line).msg) });
+    const { lines, logged } = warnings();
     const feed = new PollingFeed(late, 20, logged, 100, 1_000);
     await feed.start({ sessionChanged: (s) => seen.push(s), missedChanges: () => [timedOut.id] });
     try {
       await sleep(200);
-      plan = [
+      planned.push(
         async (from) => {
           const changes = await readLog(from);
           snapshotTaken = true;
@@ -169,16 +180,15 @@ describe('the polling change feed', () => {
           await scratch.models.SessionChange.deleteMany({ at: { $lt: new Date(Date.now() - 1_000) } });
           return readLog(from);
         },
-      ];
+      );
       while (!snapshotTaken) await sleep(1);
       // A timeout that ends a version before its expiry leaves the session document as it was.
       expect(await store.commit(ended(timedOut, 'TIMEOUT', new Date()))).toBe(true);
       await sleep(1_600);
-      expect(plan).toEqual([]);
+      expect(planned).toEqual([]);
       // Once: the read after the one answered late is no further behind than that answer.
       expect(lines).toEqual(['the change poller fell behind the change log: reading again the sessions it follows']);
-      const newest = seen.filter((s) => s.id === timedOut.id).sort((a, b) => b.version - a.version)[0];
-      expect(newest?.endReason).toBe('TIMEOUT');
+      expect(newestOf(seen, timedOut.id)?.endReason).toBe('TIMEOUT');
     } finally {
       await feed.stop();
       await scratch.models.SessionChange.deleteMany({});
@@ -186,23 +196,17 @@ describe('the polling change feed', () => {
   });
 
   it('reads again once after a read of the log answered long after it began, not at the next poll too', async () => {
-    const late = new SessionStore(scratch.models, new InsertedVersions(scratch.models), { recordChanges: true });
-    const readLog = late.changesSince.bind(late);
-    let answerLate = false;
-    late.changesSince = async (from) => {
-      if (!answerLate) return readLog(from);
-      answerLate = false;
-      const changes = await readLog(from);
-      await sleep(1_200);
-      return changes;
-    };
-    const lines: string[] = [];
-    const logged = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line).msg) });
+    const { store: late, readLog, planned } = storeWithPlannedLogReads();
+    const { lines, logged } = warnings();
     const feed = new PollingFeed(late, 20, logged, 100, 1_000);
     await feed.start({ sessionChanged() {}, missedChanges: () => [] });
     try {
       await sleep(200);
-      answerLate = true;
+      planned.push(async (from) => {
+        const changes = await readLog(from);
+        await sleep(1_200);
+        return changes;
+      });
       await sleep(1_800);
       expect(lines).toEqual(['the change poller fell behind the change log: reading again the sessions it follows']);
     } finally {

@@ -268,11 +268,21 @@ describe.skipIf(inject('dbKind') !== 'ferretdb')('while the database answers pin
   }, 60_000);
 });
 
+/** A server whose connections to the test database go through a fault proxy, for `body`; both stopped after. */
+async function withServerBehindProxy(env: Record<string, string>, body: (server: TestServer, proxy: FaultProxy) => Promise<void>) {
+  const proxy = await FaultProxy.start(testDatabaseUri());
+  const server = await startTestServer(env, proxy.uri);
+  try {
+    await body(server, proxy);
+  } finally {
+    await Promise.race([server.stop(), sleep(5000)]);
+    await proxy.close();
+  }
+}
+
 describe('connections that go silent, then are reset', () => {
   it('the process recovers by itself once the database answers again, although the driver hangs on a connection being closed', async () => {
-    const proxy = await FaultProxy.start(testDatabaseUri());
-    const server = await startTestServer({ SESSION_CACHE_MAX_STALENESS_MS: String(CACHE_STALENESS_MS) }, proxy.uri);
-    try {
+    await withServerBehindProxy({ SESSION_CACHE_MAX_STALENESS_MS: String(CACHE_STALENESS_MS) }, async (server, proxy) => {
       const { token } = await newUserSession(server, { seconds: 600 });
       // Packets dropped for a moment, then every connection reset and new ones refused for 4 s.
       proxy.silence();
@@ -282,18 +292,13 @@ describe('connections that go silent, then are reset', () => {
       await eventually(async () => !(await server.gql('{ session { id } }', {}, { token })).errors, 30_000, 'requests answered again');
       expect(Date.now() - resetAt).toBeLessThan(25_000);
       await eventually(async () => (await fetch(`${new URL(server.url).origin}/readyz`)).status === 200, 5_000, 'ready again');
-    } finally {
-      await Promise.race([server.stop(), sleep(5000)]);
-      await proxy.close();
-    }
+    });
   }, 60_000);
 });
 
 describe('a socket that connects while the database is out of reach', () => {
   it('is closed with 1013 (Try Again Later), which clients retry, not 4500, which the graphql-ws client never retries', async () => {
-    const proxy = await FaultProxy.start(testDatabaseUri());
-    const server = await startTestServer({}, proxy.uri);
-    try {
+    await withServerBehindProxy({}, async (server, proxy) => {
       const { token } = await newUserSession(server);
       proxy.reset(5_000); // connections dropped, new ones refused for 5 s
       await sleep(500); // the session cache no longer answers
@@ -303,10 +308,7 @@ describe('a socket that connects while the database is out of reach', () => {
       const [code, reason] = (await once(socket, 'close')) as [number, Buffer];
       expect({ code, reason: String(reason) }).toEqual({ code: 1013, reason: 'The database is unavailable; try again shortly.' });
       expect(server.logs.filter((line) => line.includes('"level":50'))).toEqual([]);
-    } finally {
-      await Promise.race([server.stop(), sleep(5000)]);
-      await proxy.close();
-    }
+    });
   }, 30_000);
 });
 
@@ -317,9 +319,7 @@ describe('a renewal and an end announced without the database', () => {
     // answered 2.5 s after it; the expiry's re-check, which loses to it, waits EXPIRY_RECHECK_MAX_WAIT
     // (1 s) for a database that answers pings, gives up and announces the end on what it knew; the
     // change feed's read of the renewal's intent is answered later still.
-    const proxy = await FaultProxy.start(testDatabaseUri());
-    const server = await startTestServer({ EXPIRY_RECHECK_MAX_WAIT: '1' }, proxy.uri);
-    try {
+    await withServerBehindProxy({ EXPIRY_RECHECK_MAX_WAIT: '1' }, async (server, proxy) => {
       const { token, session } = await newUserSession(server, { seconds: 4 });
       const events = new EventRecorder(server, token);
       await events.ready(server, session.id);
@@ -338,10 +338,7 @@ describe('a renewal and an end announced without the database', () => {
       await eventually(async () => errorCode(await server.gql('{ session { id } }', {}, { token })) === 'SESSION_EXPIRED', 10_000, 'the end written');
       expect(events.kinds()).toEqual(['EXPIRED']);
       await events.dispose();
-    } finally {
-      await Promise.race([server.stop(), sleep(5000)]);
-      await proxy.close();
-    }
+    });
   }, 60_000);
 });
 
