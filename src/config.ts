@@ -110,6 +110,11 @@ const schema = z.object({
   LOGIN_USER_RATE_WINDOW: positiveSeconds.default(3600),
   LOGIN_ADDRESS_RATE_LIMIT: z.coerce.number().int().positive().default(50),
   LOGIN_ADDRESS_RATE_WINDOW: positiveSeconds.default(900),
+  /**
+   * Logins and registrations from one client address that one process handles at once; more are
+   * refused (RATE_LIMITED, retryAfter 1) before they cost the database or a hash.
+   */
+  LOGIN_ADDRESS_CONCURRENCY: positiveCount.default(4),
   /** Registrations (each one expensive password hash, whatever its outcome) allowed per client address per window of seconds. */
   REGISTRATION_RATE_LIMIT: z.coerce.number().int().positive().default(10),
   REGISTRATION_RATE_WINDOW: positiveSeconds.default(3600),
@@ -189,6 +194,8 @@ export interface Settings {
   cookie: CookieSettings;
   loginRateLimit: { perUserAndAddress: RateBudget; perUser: RateBudget; perAddress: RateBudget };
   registrationRateLimit: RateBudget;
+  /** Logins and registrations of one client address handled at once by one process (LOGIN_ADDRESS_CONCURRENCY). */
+  loginAddressConcurrency: number;
   wsPingIntervalMs: number;
   httpRequestTimeoutMs: number;
   websocket: { operationsPerSocket: number; socketsPerSession: number; unauthenticatedPerAddress: number };
@@ -298,6 +305,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
       perAddress: { limit: e.LOGIN_ADDRESS_RATE_LIMIT, windowSeconds: e.LOGIN_ADDRESS_RATE_WINDOW },
     },
     registrationRateLimit: { limit: e.REGISTRATION_RATE_LIMIT, windowSeconds: e.REGISTRATION_RATE_WINDOW },
+    loginAddressConcurrency: e.LOGIN_ADDRESS_CONCURRENCY,
     wsPingIntervalMs: e.WS_PING_INTERVAL * 1000,
     httpRequestTimeoutMs: e.HTTP_REQUEST_TIMEOUT * 1000,
     websocket: {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { LRUCache } from 'lru-cache';
 import type { RateBudget, Settings } from '../config.js';
+import { CountsByKey } from '../countsByKey.js';
 import type { AttemptStore } from '../store/attemptStore.js';
 
 /** One budget an attempt is charged to: at most `budget.limit` attempts of `key` per `budget.windowSeconds`. */
@@ -159,7 +160,7 @@ function key(kind: string, ...parts: string[]): string {
   return `${kind}:${createHash('sha256').update(parts.join('\0')).digest('base64url').slice(0, 32)}`;
 }
 
-export type LoginLimitSettings = Pick<Settings, 'loginRateLimit' | 'registrationRateLimit'>;
+export type LoginLimitSettings = Pick<Settings, 'loginRateLimit' | 'registrationRateLimit' | 'loginAddressConcurrency'>;
 
 /**
  * The product's limits, after OWASP's authentication cheat sheet: each login attempt is charged to
@@ -171,9 +172,14 @@ export type LoginLimitSettings = Pick<Settings, 'loginRateLimit' | 'registration
  * from that address) and takes itself back from the other two, without clearing failures others
  * caused. Registrations (one expensive hash each, whatever the outcome) are charged to the client
  * address and never refunded.
+ * Before any of that, a process handles only a few logins and registrations of one address at
+ * once: a budget is counted in the database, a dozen operations per attempt, and successful logins
+ * are not charged, so one client sending hundreds at once with a right password would keep the
+ * database busy for everyone (other clients' logins waited 20 s).
  */
 export class AuthLimits {
   private readonly limiter: AttemptLimiter;
+  private readonly inFlight = new CountsByKey();
 
   constructor(
     store: AttemptStore,
@@ -191,6 +197,21 @@ export class AuthLimits {
       user: { key: key('login-user', username), budget: limits.perUser },
       address: { key: key('login-addr', bucket), budget: limits.perAddress },
     };
+  }
+
+  /**
+   * Counts a login or registration of the address among those this process has in hand, until
+   * `leave`; false, counting nothing, when the address has as many in hand as allowed.
+   */
+  enter(address: string): boolean {
+    const bucket = addressBucket(address);
+    if (this.inFlight.of(bucket) >= this.settings.loginAddressConcurrency) return false;
+    this.inFlight.add(bucket);
+    return true;
+  }
+
+  leave(address: string): void {
+    this.inFlight.remove(addressBucket(address));
   }
 
   /** Charges a login before its password is checked. */

@@ -67,7 +67,7 @@ export class SessionResolver {
     });
   }
 
-  @Mutation(() => UserType, { description: 'Creates a user (unless registration is switched off). Does not log in. Registrations per client address are limited (RATE_LIMITED with retryAfter).' })
+  @Mutation(() => UserType, { description: 'Creates a user (unless registration is switched off). Does not log in. Registrations per client address are limited, as are logins and registrations of one address at once (RATE_LIMITED with retryAfter).' })
   async register(
     @Arg('username', () => String) username: string,
     @Arg('password', () => String, { description: 'At least 8 characters.' }) password: string,
@@ -78,7 +78,7 @@ export class SessionResolver {
 
   @Mutation(() => LoginResult, {
     description:
-      'Logs in and creates a session with the given expiry (default: the global policy). Unknown user and wrong password give the same INVALID_CREDENTIALS error; repeated failures give RATE_LIMITED.',
+      'Logs in and creates a session with the given expiry (default: the global policy). Unknown user and wrong password give the same INVALID_CREDENTIALS error; repeated failures, or too many logins and registrations of one client address at once, give RATE_LIMITED (with retryAfter).',
   })
   async login(
     @Arg('username', () => String) username: string,

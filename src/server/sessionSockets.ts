@@ -5,6 +5,7 @@ import { WebSocket } from 'ws';
 import { addressBucket } from '../auth/attemptLimiter.js';
 import { readCredentials } from '../auth/credentials.js';
 import type { Settings } from '../config.js';
+import { CountsByKey } from '../countsByKey.js';
 import type { EventHub } from '../engine/hub.js';
 import { apiError } from '../errors.js';
 import type { GraphQLContext } from '../graphql/context.js';
@@ -109,7 +110,7 @@ export function attachSessionSockets(options: {
   const { schema, pipeline, service, hub, settings, trust } = options;
   const limits = settings.websocket;
   const socketsBySession = new Map<string, OneOrMore<SessionSocket>>();
-  const unauthenticated = new Map<string, number>();
+  const unauthenticated = new CountsByKey();
   /** The socket each subscription's context came from, while it is being set up. */
   const settingUpOn = new WeakMap<object, SessionSocket>();
 
@@ -131,10 +132,7 @@ export function attachSessionSockets(options: {
   const authenticated = (socket: SessionSocket) => {
     if (!socket.unauthenticated) return;
     socket.unauthenticated = false;
-    const bucket = addressBucket(socket.clientAddress);
-    const left = (unauthenticated.get(bucket) ?? 1) - 1;
-    if (left > 0) unauthenticated.set(bucket, left);
-    else unauthenticated.delete(bucket);
+    unauthenticated.remove(addressBucket(socket.clientAddress));
   };
 
   const adapter = serveGraphQLWs<SessionSocket>({
@@ -146,15 +144,13 @@ export function attachSessionSockets(options: {
     production: settings.env === 'production',
     logger: options.logger,
     admit(request) {
-      const waiting = unauthenticated.get(addressBucket(clientAddress(request, trust))) ?? 0;
-      return waiting >= limits.unauthenticatedPerAddress
+      return unauthenticated.of(addressBucket(clientAddress(request, trust))) >= limits.unauthenticatedPerAddress
         ? { status: 429, message: 'Too many websockets from this address not yet authenticated' }
         : null;
     },
     opened(socket, request) {
       const conn = new SessionSocket(socket, request, clientAddress(request, trust));
-      const bucket = addressBucket(conn.clientAddress);
-      unauthenticated.set(bucket, (unauthenticated.get(bucket) ?? 0) + 1);
+      unauthenticated.add(addressBucket(conn.clientAddress));
       return conn;
     },
     graphql: {

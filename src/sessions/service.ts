@@ -97,17 +97,31 @@ export class SessionService {
     if (password.length < PASSWORD_MIN || password.length > PASSWORD_MAX) {
       throw apiError('INVALID_PASSWORD', `A password is ${PASSWORD_MIN} to ${PASSWORD_MAX} characters long.`);
     }
-    // Charged before the hash, whatever comes of it: the hash is what the limit protects.
-    const admission = await this.limits.admitRegistration(clientAddress);
-    if (!admission.admitted) {
-      throw apiError('RATE_LIMITED', `Too many registrations from this address. Try again in ${admission.retryAfter} s.`, {
-        retryAfter: admission.retryAfter,
-      });
+    return this.inHand(clientAddress, async () => {
+      // Charged before the hash, whatever comes of it: the hash is what the limit protects.
+      const admission = await this.limits.admitRegistration(clientAddress);
+      if (!admission.admitted) {
+        throw apiError('RATE_LIMITED', `Too many registrations from this address. Try again in ${admission.retryAfter} s.`, {
+          retryAfter: admission.retryAfter,
+        });
+      }
+      const passwordHash = await this.hasher.hash(password);
+      const user = await this.users.create(username, passwordHash, this.clock());
+      if (!user) throw apiError('USERNAME_TAKEN', `The username "${username}" is taken.`);
+      return user;
+    });
+  }
+
+  /** Runs a login or registration counted among those its client address has in hand here (AuthLimits.enter). */
+  private async inHand<T>(clientAddress: string, work: () => Promise<T>): Promise<T> {
+    if (!this.limits.enter(clientAddress)) {
+      throw apiError('RATE_LIMITED', 'Too many logins and registrations at once from this address. Try again in 1 s.', { retryAfter: 1 });
     }
-    const passwordHash = await this.hasher.hash(password);
-    const user = await this.users.create(username, passwordHash, this.clock());
-    if (!user) throw apiError('USERNAME_TAKEN', `The username "${username}" is taken.`);
-    return user;
+    try {
+      return await work();
+    } finally {
+      this.limits.leave(clientAddress);
+    }
   }
 
   findUser(id: string): Promise<User | null> {
@@ -123,6 +137,14 @@ export class SessionService {
   }): Promise<{ token: string; session: Session }> {
     const username = input.username.trim().toLowerCase();
     const spec = this.parseExpiry(input.expiry ?? {});
+    return this.inHand(input.clientAddress, () => this.checkAndLogIn(username, input, spec));
+  }
+
+  private async checkAndLogIn(
+    username: string,
+    input: { password: string; userAgent?: string | null; clientAddress: string },
+    spec: ExpirySpec,
+  ): Promise<{ token: string; session: Session }> {
     // Charged before the password is checked (so a burst cannot have more checked than the budgets
     // allow), refunded once it proves right; unknown users are charged and hashed like known ones.
     const admission = await this.limits.admitLogin(username, input.clientAddress);

@@ -2,6 +2,8 @@
 // Attempts are charged before the password is hashed, in the database, per (username, address)
 // pair, per username and per address (src/auth/attemptLimiter.ts). Client addresses are simulated
 // with X-Forwarded-For from a trusted loopback proxy.
+import type { FormattedExecutionResult } from 'graphql';
+import type { Client } from 'graphql-ws';
 import mongoose from 'mongoose';
 import { afterAll, afterEach, describe, expect, it, onTestFailed } from 'vitest';
 import { AttemptLimiter } from '../../src/auth/attemptLimiter.js';
@@ -65,6 +67,14 @@ async function login(target: Target, username: string, password: string, address
   const code = errorCode(res) ?? 'NO_CODE';
   if (code === 'RATE_LIMITED') expect(res.errors[0]!.extensions!.retryAfter).toBeGreaterThan(0);
   return code;
+}
+
+/** One operation over graphql-ws: its result (errors included). */
+function execute(client: Client, query: string, variables: Record<string, unknown>): Promise<FormattedExecutionResult> {
+  return new Promise((resolve, reject) => {
+    let result: FormattedExecutionResult = {};
+    client.subscribe({ query, variables }, { next: (r) => void (result = r as FormattedExecutionResult), error: reject, complete: () => resolve(result) });
+  });
 }
 
 function tally(outcomes: string[]): Record<string, number> {
@@ -227,6 +237,56 @@ describe('two API processes on one database', () => {
     expect(checked(outcomes), JSON.stringify(tally(outcomes))).toBeLessThanOrEqual(5);
     // And another address is not held back.
     expect(await login(b!, username, PASSWORD, '198.51.100.52')).toBe('ok');
+  });
+});
+
+describe('a flood of logins from one address', () => {
+  it('200 at once, again and again, with a right password: refused beyond a few in hand, and other clients are not held up', { timeout: 60_000 }, async () => {
+    // A user's own account: its successes clear the pair budget, so only the number in hand bounds
+    // what the flood costs. Unbounded, every attempt cost the database a dozen operations and
+    // another client's login waited up to 23 s.
+    const server = await startServerProcess({
+      mongoUri: testDatabaseUri(),
+      env: { ...BASE_ENV, LOGIN_RATE_LIMIT: '5', LOGIN_USER_RATE_LIMIT: '50', LOGIN_ADDRESS_RATE_LIMIT: '50', LOGIN_ADDRESS_CONCURRENCY: '4' },
+    });
+    processes.push(server);
+    onTestFailed(() => server.printLogs(50));
+    const flooder = await register(server, '198.51.100.60');
+    const other = await register(server, '192.0.2.60');
+
+    let flooding = true;
+    const outcomes: string[] = [];
+    const flood = Array.from({ length: 200 }, async () => {
+      while (flooding) outcomes.push(await login(server, flooder, PASSWORD, '198.51.100.60'));
+    });
+    const waits: number[] = [];
+    const readiness: number[] = [];
+    const started = Date.now();
+    await sleep(1_000);
+    while (Date.now() - started < 6_000) {
+      const t0 = Date.now();
+      expect(await login(server, other, PASSWORD, '192.0.2.60')).toBe('ok');
+      waits.push(Date.now() - t0);
+      readiness.push((await fetch(server.url.replace(/\/graphql$/, '/readyz'))).status);
+    }
+    flooding = false;
+    await Promise.all(flood);
+
+    const counts = tally(outcomes);
+    expect(Object.keys(counts).sort(), JSON.stringify(counts)).toEqual(['RATE_LIMITED', 'ok']);
+    expect(Math.max(...waits), `the other client's logins took ${waits} ms`).toBeLessThan(3_000);
+    expect(readiness.every((status) => status === 200), `/readyz answered ${readiness}`).toBe(true);
+    // The refusal says why, over either transport.
+    const atOnce = { message: 'Too many logins and registrations at once from this address. Try again in 1 s.', extensions: { code: 'RATE_LIMITED', retryAfter: 1 } };
+    const overHttp = await Promise.all(Array.from({ length: 20 }, () => server.gql(LOGIN, { u: flooder, p: PASSWORD }, from('198.51.100.61'))));
+    expect(overHttp.map((r) => r.errors?.[0]).find((e) => e?.message === atOnce.message)).toMatchObject(atOnce);
+    const ws = server.wsClient((await server.gql(LOGIN, { u: other, p: PASSWORD })).data.login.token);
+    try {
+      const overWs = await Promise.all(Array.from({ length: 20 }, () => execute(ws, LOGIN, { u: other, p: PASSWORD })));
+      expect(overWs.map((r) => r.errors?.[0]).find((e) => e?.message === atOnce.message)).toMatchObject(atOnce);
+    } finally {
+      await ws.dispose();
+    }
   });
 });
 

@@ -253,6 +253,21 @@ describe('AuthLimits', () => {
     expect(retryAfter(await limits.admitRegistration('10.0.0.1'))).toBe(3600);
     admitted(await limits.admitRegistration('10.0.0.2'));
   });
+
+  it('holds at most LOGIN_ADDRESS_CONCURRENCY logins and registrations of one address in hand, an IPv6 /64 counting as one address', () => {
+    const limits = new AuthLimits(new MemoryAttemptStore(), loadSettings({ LOGIN_ADDRESS_CONCURRENCY: '2' }), fakeClock().now);
+    expect(limits.enter('10.0.0.1')).toBe(true);
+    expect(limits.enter('::ffff:10.0.0.1')).toBe(true);
+    expect(limits.enter('10.0.0.1')).toBe(false);
+    expect(limits.enter('10.0.0.2')).toBe(true);
+    limits.leave('10.0.0.1');
+    expect(limits.enter('10.0.0.1')).toBe(true);
+    expect(limits.enter('10.0.0.1')).toBe(false);
+    expect(limits.enter('2001:db8:0:1::a')).toBe(true);
+    expect(limits.enter('2001:db8:0:1::b')).toBe(true);
+    expect(limits.enter('2001:db8:0:1:ffff::1')).toBe(false);
+    expect(limits.enter('2001:db8:0:2::a')).toBe(true);
+  });
 });
 
 describe('addressBucket', () => {
