@@ -12,11 +12,11 @@ export const HEALTH_CHECK_TIMEOUT_S = 10;
 /** Health checks are this far apart; two failed ones take a process out of rotation. */
 export const HEALTH_CHECK_INTERVAL_S = 1;
 /**
- * How long a websocket upgrade may wait for its answer: as long as HAProxy takes to take a hung
- * process out (two checks timed out, an interval apart), so that the client's retry after the 504
- * reaches a process that answers.
+ * How long a request or websocket upgrade may wait for its answer (`timeout server`): as long as
+ * HAProxy takes to take a hung process out (two checks timed out, an interval apart), so that the
+ * client's retry after the 504 reaches a process that answers.
  */
-export const UPGRADE_TIMEOUT_S = 2 * (HEALTH_CHECK_TIMEOUT_S + HEALTH_CHECK_INTERVAL_S);
+export const SERVER_TIMEOUT_S = 2 * (HEALTH_CHECK_TIMEOUT_S + HEALTH_CHECK_INTERVAL_S);
 
 export interface HaproxyServer {
   /** e.g. "api1" */
@@ -61,7 +61,12 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     '    # down too, on connections that timed out, in a failover with 20 000 sockets.)',
     `    timeout check ${HEALTH_CHECK_TIMEOUT_S}s`,
     '    timeout client 60s',
-    '    timeout server 60s',
+    '    # A request or websocket upgrade sent to a hung process (before it is taken out) fails with a 504',
+    '    # once the process would have been taken out, and the client\'s retry goes to another. Not sooner:',
+    '    # in a wave of reconnections (its peer died) a live process answered some upgrades more than 10 s',
+    '    # late, and each one cut is one more to retry. The API answers every request within about 11 s,',
+    '    # a database out of reach included. Once upgraded, `timeout tunnel` applies.',
+    `    timeout server ${SERVER_TIMEOUT_S}s`,
     '    timeout http-request 15s',
     '    timeout http-keep-alive 10s',
     '    # Websockets: an idle subscribed socket (keep-alive pings every 20 s) stays open.',
@@ -78,12 +83,6 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     '    balance leastconn',
     '    option httpchk GET /readyz',
     '    http-check expect status 200',
-    '    # A websocket upgrade sent to a hung process (before it is taken out) fails with a 504 once the',
-    '    # process would have been taken out, and the client\'s retry goes to another, instead of waiting',
-    '    # for `timeout server`. Not sooner: in a wave of reconnections (its peer died) a live process',
-    '    # answered some upgrades more than 10 s late, and each one cut is one more to retry.',
-    '    # Once upgraded, `timeout tunnel` applies.',
-    `    http-request set-timeout server ${UPGRADE_TIMEOUT_S}s if { hdr(upgrade) -i websocket }`,
     `    default-server check inter ${HEALTH_CHECK_INTERVAL_S}s fall 2 rise 2`,
     ...options.servers.map((s) => `    server ${s.name} ${address(s.host, s.port)}`),
     '',

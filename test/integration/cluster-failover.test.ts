@@ -29,7 +29,7 @@ import { createClient, type Client, type ClientOptions } from 'graphql-ws';
 import { afterAll, describe, expect, it, onTestFailed } from 'vitest';
 import WebSocket from 'ws';
 import { startCluster, type Cluster, type ClusterWorker } from '../../scripts/cluster/cluster.js';
-import { findHaproxy, HEALTH_CHECK_INTERVAL_S, HEALTH_CHECK_TIMEOUT_S, UPGRADE_TIMEOUT_S } from '../../scripts/cluster/haproxy.js';
+import { findHaproxy, HEALTH_CHECK_INTERVAL_S, HEALTH_CHECK_TIMEOUT_S, SERVER_TIMEOUT_S } from '../../scripts/cluster/haproxy.js';
 import { canConnect, freePort } from '../../scripts/database/process.js';
 import { EVENTS_QUERY } from '../helpers/events.js';
 import { readmeClient, SILENCE_OPTIONS, without } from '../helpers/readmeClient.js';
@@ -117,6 +117,13 @@ function upgrade(wsUrl: string): Promise<{ status: number; settledAt: number }> 
     socket.once('unexpected-response', (_req, res) => settle(res.statusCode ?? 0));
     socket.once('error', () => settle(0));
   });
+}
+
+/** A plain request through the balancer, waited for however long it takes. */
+async function ask(url: string): Promise<{ status: number; settledAt: number }> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ serverTime }' }) });
+  await res.arrayBuffer();
+  return { status: res.status, settledAt: Date.now() };
 }
 
 function writeArtifact(name: string, figures: unknown): void {
@@ -337,7 +344,7 @@ runIf('several API processes behind HAProxy', () => {
     }
   });
 
-  it("a hung process (SIGSTOP): HAProxy takes it out after two timed-out health checks and fails the upgrades sent to it by then; the README client's sockets on it reconnect to the other and get EXPIRED", { timeout: 150_000 }, async () => {
+  it("a hung process (SIGSTOP): HAProxy takes it out after two timed-out health checks and fails the upgrades and requests sent to it by then; the README client's sockets on it reconnect to the other and get EXPIRED", { timeout: 150_000 }, async () => {
     const logs: string[] = [];
     const subs: Array<Tracked & { keepsAlive: boolean }> = [];
     const report: Record<string, unknown> = {};
@@ -369,9 +376,10 @@ runIf('several API processes behind HAProxy', () => {
       await sleep(stopAt - Date.now());
       expect(hung.kill('SIGSTOP')).toBe(true);
       const stoppedAt = Date.now();
-      // Websocket upgrades meanwhile: leastconn sends some to the hung process (8, so that an uneven
-      // spread of the subscribed sockets over the two cannot send them all to the other).
+      // Websocket upgrades and plain requests meanwhile: leastconn sends some to the hung process (8
+      // of each, so that an uneven spread of the subscribed sockets over the two cannot send them all to the other).
       const upgrading = Promise.all(Array.from({ length: 8 }, () => upgrade(wsUrl)));
+      const asking = Promise.all(Array.from({ length: 8 }, () => ask(cluster.url)));
       await eventually(async () => logs.some((l) => l.includes(`${hung.name} is DOWN, reason: Layer7 timeout`)), 60_000, `${hung.name} marked down`);
       const markedDownAt = Date.now();
       // Two checks, each waiting out its timeout, one interval apart: a busy process gets that long to answer.
@@ -381,23 +389,27 @@ runIf('several API processes behind HAProxy', () => {
       expect((await Promise.all(Array.from({ length: 20 }, serverTime))).every(Boolean)).toBe(true);
       expect(logs.some((l) => l.includes(`${other.name} is DOWN`))).toBe(false);
 
-      // The upgrades that reached the hung process failed (504) once it would have been taken out, not after HAProxy's `timeout server`.
-      const upgrades = await upgrading;
-      const failed = upgrades.filter((u) => u.status === 504);
+      // The upgrades and requests that reached the hung process failed (504) once it would have been
+      // taken out (before, requests waited 60 s), and the others were answered.
+      const [upgrades, answers] = await Promise.all([upgrading, asking]);
       report.upgrades = upgrades.map((u) => ({ status: u.status, afterMs: u.settledAt - stoppedAt }));
-      expect(failed.length).toBeGreaterThan(0);
-      expect(upgrades.every((u) => u.status === 101 || u.status === 504)).toBe(true);
-      for (const u of failed) {
-        expect(u.settledAt - stoppedAt).toBeGreaterThanOrEqual(UPGRADE_TIMEOUT_S * 1000 - 100);
-        expect(u.settledAt - stoppedAt).toBeLessThan(UPGRADE_TIMEOUT_S * 1000 + 3000);
+      report.requests = answers.map((a) => ({ status: a.status, afterMs: a.settledAt - stoppedAt }));
+      for (const [settled, answered] of [[upgrades, 101], [answers, 200]] as const) {
+        const failed = settled.filter((u) => u.status === 504);
+        expect(failed.length).toBeGreaterThan(0);
+        expect(settled.every((u) => u.status === answered || u.status === 504)).toBe(true);
+        for (const u of failed) {
+          expect(u.settledAt - stoppedAt).toBeGreaterThanOrEqual(SERVER_TIMEOUT_S * 1000 - 100);
+          expect(u.settledAt - stoppedAt).toBeLessThan(SERVER_TIMEOUT_S * 1000 + 3000);
+        }
       }
 
       // The README's clients: each gets EXPIRED once. On the live process at its time; on the hung one
       // after the client has left it (terminated the socket: 4499, within 20 s: its next ping within
       // 10 s, then 10 s for the pong) and reconnected to the live one, at worst after a reconnection
-      // sent to the hung process has failed (UPGRADE_TIMEOUT_S) and been retried; 6 s to spare.
+      // sent to the hung process has failed (SERVER_TIMEOUT_S) and been retried; 6 s to spare.
       const readmeSubs = subs.filter((s) => s.keepsAlive);
-      const latestMs = stoppedAt + 20_000 + UPGRADE_TIMEOUT_S * 1000 + 6_000;
+      const latestMs = stoppedAt + 20_000 + SERVER_TIMEOUT_S * 1000 + 6_000;
       await until(() => readmeSubs.every((s) => terminalEvents(s).length > 0), latestMs - Date.now(), 'EXPIRED for every README client').catch(() => {});
       await sleep(500); // room for a duplicate
       const left = readmeSubs.filter((s) => s.sub.closes.some((c) => c.code === 4499));

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { findHaproxy, haproxyConfig, UPGRADE_TIMEOUT_S } from '../../scripts/cluster/haproxy.js';
+import { findHaproxy, haproxyConfig, SERVER_TIMEOUT_S } from '../../scripts/cluster/haproxy.js';
 
 const config = haproxyConfig({
   bind: { host: '127.0.0.1', port: 4000 },
@@ -14,8 +14,6 @@ const config = haproxyConfig({
     { name: 'api2', host: '127.0.0.1', port: 41002 },
   ],
 });
-/** A hung process's upgrades fail once it would have been taken out (test/integration/cluster-failover.test.ts shows it). */
-const WEBSOCKET_UPGRADE_TIMEOUT = `http-request set-timeout server ${UPGRADE_TIMEOUT_S}s if { hdr(upgrade) -i websocket }`;
 const deployConfig = readFileSync(new URL('../../deploy/haproxy.cfg', import.meta.url), 'utf8');
 const directives = (text: string) =>
   text
@@ -33,6 +31,8 @@ describe('HAProxy config', () => {
     expect(lines).toContain('http-check expect status 200');
     expect(lines).toContain('option forwardfor');
     expect(lines).toContain('timeout tunnel 1h');
+    // A hung process's requests and upgrades fail once it would have been taken out (test/integration/cluster-failover.test.ts shows it).
+    expect(lines).toContain(`timeout server ${SERVER_TIMEOUT_S}s`);
     expect(lines).toContain('option redispatch 1');
     expect(lines).toContain('default-server check inter 1s fall 2 rise 2');
     expect(lines.filter((l) => l.startsWith('server '))).toEqual(['server api1 127.0.0.1:41001', 'server api2 127.0.0.1:41002']);
@@ -69,7 +69,7 @@ describe('HAProxy config', () => {
     };
     const generated = directives(config);
     expect(section(deploy, 'defaults')).toEqual(section(generated, 'defaults'));
-    for (const line of ['balance leastconn', 'option httpchk GET /readyz', 'http-check expect status 200', WEBSOCKET_UPGRADE_TIMEOUT]) {
+    for (const line of ['balance leastconn', 'option httpchk GET /readyz', 'http-check expect status 200']) {
       expect(deploy).toContain(line);
       expect(generated).toContain(line);
     }
