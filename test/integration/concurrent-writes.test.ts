@@ -2,6 +2,7 @@
 // moment. These are the attacks the issue reports, reproduced over the wire (HTTP + graphql-ws).
 // Each test runs several trials and reports every trial that broke the invariant, with what it saw.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DatabaseUnavailableError } from '../../src/store/databaseErrors.js';
 import { EventRecorder, type ReceivedEvent } from '../helpers/events.js';
 import { login, newUserSession, sleep, startTestServer, type GqlResponse, type TestServer } from '../helpers/server.js';
 
@@ -179,6 +180,49 @@ describe('logout racing renewals of the same session', () => {
       return problems;
     });
   }, 45_000);
+});
+
+describe('many writes of one session at once, on one process', () => {
+  it('100 setExpiry at once: each is answered, the session keeps one of them, and they take turns instead of racing', async () => {
+    const { token } = await newUserSession(server, { seconds: 600 });
+    const store = server.service.store;
+    const commit = store.commit.bind(store);
+    let commits = 0;
+    store.commit = (next) => (commits++, commit(next));
+    try {
+      const outcomes = await Promise.all(Array.from({ length: 100 }, (_, i) => send(SET_EXPIRY, token, { s: 1000 + i })));
+      const answered = outcomes.map((o) => ('res' in o && !o.res.errors ? o.res.data.setExpiry.expiryDate as string : describeOutcome(o)));
+      expect(answered.every((a) => !Number.isNaN(Date.parse(a))), tally(answered)).toBe(true);
+      const kept = (await send(SESSION, token)) as { res: GqlResponse<any> };
+      expect(answered).toContain(kept.res.data.session.expiryDate);
+      // Racing, every round cost each loser a commit that failed: 971 commits for 100 writes.
+      expect(commits).toBeLessThanOrEqual(110);
+    } finally {
+      store.commit = commit;
+    }
+  });
+
+  it('once a write fails, the writes waiting behind it go ahead together, not one after the other', async () => {
+    const { token } = await newUserSession(server, { seconds: 600 });
+    const store = server.service.store;
+    const commit = store.commit.bind(store);
+    let commits = 0;
+    // The database out of reach: the first commit hangs a while, the others fail sooner.
+    store.commit = async () => {
+      await sleep(++commits === 1 ? 1_500 : 500);
+      throw new DatabaseUnavailableError();
+    };
+    try {
+      const started = Date.now();
+      const outcomes = await Promise.all(Array.from({ length: 10 }, (_, i) => send(SET_EXPIRY, token, { s: 1000 + i })));
+      const tookMs = Date.now() - started;
+      expect(outcomes.map(describeOutcome)).toEqual(Array(10).fill('DATABASE_UNAVAILABLE'));
+      // One after the other: 1.5 s + 9 × 0.5 s.
+      expect(tookMs).toBeLessThan(3_500);
+    } finally {
+      store.commit = commit;
+    }
+  });
 });
 
 describe('the owner ends a stolen session whose holder keeps renewing it', () => {
