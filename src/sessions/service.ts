@@ -20,6 +20,7 @@ import { MemoryAttemptStore, type AttemptStore } from '../store/attemptStore.js'
 import type { SessionStore } from '../store/sessionStore.js';
 import type { User, UserStore } from '../store/userStore.js';
 import { ended, renewed } from './transitions.js';
+import { WriteTurns } from './writeTurns.js';
 
 export type Clock = () => Date;
 
@@ -73,8 +74,7 @@ export interface ChangeListener extends SessionListener {
 export class SessionService {
   private readonly hasher: PasswordHasher;
   private readonly limits: AuthLimits;
-  /** Per session, the last write this process began, which resolves to the version it ended with. */
-  private readonly writesInTurn = new Map<string, Promise<Session | null>>();
+  private readonly turns = new WriteTurns<Session>();
   private listener: ChangeListener = { sessionChanged() {}, known: () => null };
 
   constructor(
@@ -364,32 +364,12 @@ export class SessionService {
     return known?.endedAt ? known : null;
   }
 
-  /**
-   * `write`, after the writes of the same session this process has already begun, and from the
-   * newest version the last of them saw. Racing, every round of commits would cost each loser a
-   * failed commit and a read (100 writes at once: over 900 commits). Nothing to write, no wait. Once
-   * a write fails, those that waited behind it go ahead together: with the database out of reach
-   * each fails within a second, not one after the other.
-   */
+  /** `write`, in turn with this process's other writes of the session (WriteTurns); nothing to write, no wait. */
   private async writeInTurn(known: Session, decide: Decide): Promise<Decided> {
     const now = this.clock();
-    if (!nextVersion(known, now, decide)) return { session: known, at: now };
-    const ahead = this.writesInTurn.get(known.id);
-    let finish!: (last: Session | null) => void;
-    const mine = new Promise<Session | null>((resolve) => (finish = resolve));
-    this.writesInTurn.set(known.id, mine);
-    try {
-      const newer = ahead ? await ahead : known;
-      if (!newer) finish(null);
-      const result = await this.write(newer && newer.version > known.version ? newer : known, decide);
-      finish(result.session);
-      return result;
-    } catch (err) {
-      finish(null);
-      throw err;
-    } finally {
-      if (this.writesInTurn.get(known.id) === mine) this.writesInTurn.delete(known.id);
-    }
+    const next = nextVersion(known, now, decide);
+    if (!next) return { session: known, at: now };
+    return this.turns.run(known.id, known, { urgent: next.endedAt !== null }, (from) => this.write(from, decide));
   }
 
   /**

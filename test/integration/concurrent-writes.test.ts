@@ -223,6 +223,35 @@ describe('many writes of one session at once, on one process', () => {
       store.commit = commit;
     }
   });
+
+  it("a revocation does not wait its turn behind 200 renewals of the stolen session: it is committed among the first writes after it", async () => {
+    const owner = await newUserSession(server, { seconds: 600 });
+    const stolen = await login(server, owner.username, owner.password, { seconds: 600 });
+    const store = server.service.store;
+    const commit = store.commit.bind(store);
+    const committed: Array<string | null> = [];
+    // A busy database: the renewals arrive faster than they are committed, and line up.
+    store.commit = async (next) => {
+      await sleep(20);
+      const won = await commit(next);
+      if (won) committed.push(next.endReason);
+      return won;
+    };
+    try {
+      const renewals = Promise.all(Array.from({ length: 200 }, (_, i) => send(SET_EXPIRY, stolen.token, { s: 1000 + i })));
+      while (committed.length < 10) await sleep(1);
+      const sentAfter = committed.length;
+      expect(describeOutcome(await send(REVOKE, owner.token, { id: stolen.session.id }))).toBe('served');
+      const renewedBefore = committed.indexOf('REVOKED') - sentAfter;
+      const outcomes = (await renewals).map(describeOutcome);
+      expect(outcomes.every((o) => o === 'served' || o === 'SESSION_ENDED/REVOKED'), tally(outcomes)).toBe(true);
+      // In turn, it was committed after every renewal already in line: about 190.
+      expect(renewedBefore, `renewals committed between the revocation's request and its commit`).toBeLessThanOrEqual(10);
+      expect(await expectRefused(stolen.token, 'REVOKED', 'after the revocation')).toEqual([]);
+    } finally {
+      store.commit = commit;
+    }
+  });
 });
 
 describe('the owner ends a stolen session whose holder keeps renewing it', () => {
