@@ -140,6 +140,12 @@ const schema = z.object({
    * ends due (a stuck write lock, a stalled disk) before they end on their last known expiry.
    */
   EXPIRY_RECHECK_MAX_WAIT: positiveSeconds.default(10),
+  /**
+   * Seconds an operation waits for the database's answer to start (the driver's socketTimeoutMS)
+   * before it fails with DATABASE_UNAVAILABLE. A database that hangs as a whole is noticed sooner,
+   * by the driver's heartbeat; this bounds one operation it never answers while it answers the rest.
+   */
+  DATABASE_OPERATION_TIMEOUT: positiveSeconds.default(30),
   /** Polling interval of the change feed when the database has no change streams, in ms. */
   CHANGE_POLL_INTERVAL_MS: positiveSeconds.default(100),
   /**
@@ -204,6 +210,8 @@ export interface Settings {
   changePollIntervalMs: number;
   /** How long the expiry re-check waits for a database that answers pings but has not decided (EXPIRY_RECHECK_MAX_WAIT). */
   recheckMaxWaitMs: number;
+  /** How long an operation waits for the database's answer to start (DATABASE_OPERATION_TIMEOUT). */
+  databaseOperationTimeoutMs: number;
   sessionCache: { maxStalenessMs: number; size: number };
   passwordHashCost: number;
   /**
@@ -316,6 +324,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     maxConcurrentTokenReads,
     changePollIntervalMs: e.CHANGE_POLL_INTERVAL_MS,
     recheckMaxWaitMs: e.EXPIRY_RECHECK_MAX_WAIT * 1000,
+    databaseOperationTimeoutMs: e.DATABASE_OPERATION_TIMEOUT * 1000,
     sessionCache: { maxStalenessMs: e.SESSION_CACHE_MAX_STALENESS_MS, size: e.SESSION_CACHE_SIZE },
     passwordHashCost: e.PASSWORD_HASH_COST,
     warnings,

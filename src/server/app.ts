@@ -92,7 +92,7 @@ function startPurging(service: SessionService, attempts: MongoAttemptStore, sett
 export async function startServer({ settings, mongoUri, logger, clock = () => new Date() }: StartOptions): Promise<RunningServer> {
   // Unknown SESSION_* variables and deprecated names: said once, before anything else.
   for (const warning of settings.warnings) logger.warn(warning);
-  const conn = await connectDatabase(mongoUri);
+  const conn = await connectDatabase(mongoUri, { operationTimeoutMs: settings.databaseOperationTimeoutMs });
   const stopWatchingDriver = reconnectWhenMonitorHangs(conn, logger);
   const { models, capabilities, writer } = await prepareStorage(conn, settings, logger).catch(async (err: unknown) => {
     stopWatchingDriver();

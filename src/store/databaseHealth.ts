@@ -29,8 +29,14 @@ const CONNECT_TIMEOUT_MS = 10_000;
  * Opens the connection every database access goes through. Operations fail within
  * SERVER_SELECTION_TIMEOUT_MS once the database is out of reach, instead of being buffered, and
  * the driver reconnects by itself when it is back; start-up alone waits up to `connectTimeoutMs`.
+ * An operation whose answer has not started after `operationTimeoutMs` fails (its connection is
+ * dropped): without it, one the database never answered, while it answered the heartbeats, held
+ * its request for good, and with it every write of that session waiting its turn behind it.
  */
-export async function connectDatabase(uri: string, connectTimeoutMs = CONNECT_TIMEOUT_MS): Promise<mongoose.Connection> {
+export async function connectDatabase(
+  uri: string,
+  { operationTimeoutMs, connectTimeoutMs = CONNECT_TIMEOUT_MS }: { operationTimeoutMs: number; connectTimeoutMs?: number },
+): Promise<mongoose.Connection> {
   const deadline = Date.now() + connectTimeoutMs;
   for (;;) {
     const conn = mongoose.createConnection(uri, {
@@ -38,6 +44,7 @@ export async function connectDatabase(uri: string, connectTimeoutMs = CONNECT_TI
       heartbeatFrequencyMS: HEARTBEAT_FREQUENCY_MS,
       // The driver's heartbeat waits this long for an answer (and a new connection for its handshake).
       connectTimeoutMS: HEARTBEAT_TIMEOUT_MS,
+      socketTimeoutMS: operationTimeoutMs,
       bufferCommands: false,
     });
     try {

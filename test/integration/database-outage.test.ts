@@ -296,6 +296,48 @@ describe('connections that go silent, then are reset', () => {
   }, 60_000);
 });
 
+describe('one operation the database never answers, while it answers everything else', () => {
+  it('fails after DATABASE_OPERATION_TIMEOUT, and the writes of that session waiting behind it are answered, not held with it; the session still ends', async () => {
+    await withServerBehindProxy({ DATABASE_OPERATION_TIMEOUT: '2' }, async (server, proxy) => {
+      const { token } = await newUserSession(server, { seconds: 600 });
+      proxy.holdWhen((c) => c.command === 'insert' && c.collection === 'session_versions');
+      const timed = (query: string) => {
+        const sentAt = Date.now();
+        return server.gql(query, {}, { token, timeoutMs: 60_000 }).then((res) => ({ code: errorCode(res) ?? 'ok', afterMs: Date.now() - sentAt }));
+      };
+      const held = timed('mutation { setExpiry(seconds: 1000) { expiryDate } }');
+      await eventually(async () => proxy.held === 1, 5_000, 'the commit held');
+      const waiting = [timed('mutation { setExpiry(seconds: 1001) { expiryDate } }'), timed('mutation { touch { expiryDate } }')];
+      const logout = await timed('mutation { logout }');
+      expect(logout.code).toBe('ok');
+      // Before, the held write never answered, nor did the writes behind it (the probe gave up after 60 s).
+      const first = await held;
+      expect(first.code).toBe('DATABASE_UNAVAILABLE');
+      expect(first.afterMs).toBeLessThan(8_000);
+      for (const w of await Promise.all(waiting)) {
+        expect(['SESSION_ENDED', 'DATABASE_UNAVAILABLE']).toContain(w.code);
+        expect(w.afterMs).toBeLessThan(8_000);
+      }
+      expect(errorCode(await server.gql('{ session { id } }', {}, { token }))).toBe('SESSION_ENDED');
+    });
+  }, 60_000);
+
+  it('a login it never answers gives its address its place among the logins in hand back once it fails', async () => {
+    const env = { DATABASE_OPERATION_TIMEOUT: '2', TRUST_PROXY: 'loopback', LOGIN_ADDRESS_CONCURRENCY: '1' };
+    await withServerBehindProxy(env, async (server, proxy) => {
+      const { username, password } = await newUserSession(server);
+      const login = () => server.gql('mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token } }', { u: username, p: password }, { headers: { 'x-forwarded-for': '203.0.113.50' }, timeoutMs: 60_000 });
+      proxy.holdWhen((c) => c.command === 'insert' && c.collection === 'auth_attempts');
+      const held = login();
+      await eventually(async () => proxy.held === 1, 5_000, 'the login held');
+      expect(errorCode(await login())).toBe('RATE_LIMITED');
+      // Before, the address stayed refused for as long as the database did not answer: for good.
+      expect(errorCode(await held)).toBe('DATABASE_UNAVAILABLE');
+      expect(errorCode(await login())).toBeUndefined();
+    });
+  }, 60_000);
+});
+
 describe('a socket that connects while the database is out of reach', () => {
   it('is closed with 1013 (Try Again Later), which clients retry, not 4500, which the graphql-ws client never retries', async () => {
     await withServerBehindProxy({}, async (server, proxy) => {
