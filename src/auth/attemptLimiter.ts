@@ -129,15 +129,27 @@ const MAX_CHARGES = 3;
 const windowStart = (c: Charge, nowMs: number) => new Date(nowMs - c.budget.windowSeconds * 1000);
 
 /**
- * The client's address as rate limits see it: an IPv4-mapped IPv6 address is its IPv4 address, and
- * an IPv6 address stands for its /64 (one host usually has a whole /64 to pick addresses from).
+ * The client's address as rate limits see it: an IPv4-mapped IPv6 address, however spelt, is its
+ * IPv4 address, and an IPv6 address stands for its /64 (one host usually has a whole /64 to pick
+ * addresses from). A port, as some proxies add to X-Forwarded-For, is not part of it.
  */
 export function addressBucket(address: string): string {
-  const bare = address.split('%')[0]!;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(bare);
-  if (mapped && isIPv4(mapped[1]!)) return mapped[1]!;
+  const bare = withoutPort(address).split('%')[0]!;
   if (!isIPv6(bare)) return bare;
-  return `${expandIPv6(bare).slice(0, 4).join(':')}::/64`;
+  const groups = expandIPv6(bare);
+  if (groups.slice(0, 5).every((g) => g === '0') && groups[5] === 'ffff') {
+    const [high, low] = [parseInt(groups[6]!, 16), parseInt(groups[7]!, 16)];
+    return [high >> 8, high & 255, low >> 8, low & 255].join('.');
+  }
+  return `${groups.slice(0, 4).join(':')}::/64`;
+}
+
+/** `1.2.3.4:80` and `[2001:db8::1]:80` without their port; anything else as it is. */
+function withoutPort(address: string): string {
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(address);
+  if (bracketed) return bracketed[1]!;
+  const v4 = /^(\d+\.\d+\.\d+\.\d+):\d+$/.exec(address);
+  return v4 && isIPv4(v4[1]!) ? v4[1]! : address;
 }
 
 /** The eight 16-bit groups of an IPv6 address, as lower-case hex without leading zeros. */

@@ -281,6 +281,14 @@ describe('addressBucket', () => {
     ['::1', '0:0:0:0::/64'],
     ['fe80::1%eth0', 'fe80:0:0:0::/64'],
     ['64:ff9b::192.0.2.1', '64:ff9b:0:0::/64'],
+    // IPv4-mapped, however spelt: the IPv4 address (not one bucket for every IPv4 address so written).
+    ['::ffff:c633:6409', '198.51.100.9'],
+    ['0:0:0:0:0:ffff:198.51.100.9', '198.51.100.9'],
+    ['0000:0000:0000:0000:0000:FFFF:C633:6409', '198.51.100.9'],
+    // With a port, as some proxies write X-Forwarded-For: the address.
+    ['198.51.100.8:40000', '198.51.100.8'],
+    ['[2001:db8::1]:443', '2001:db8:0:0::/64'],
+    ['[::ffff:198.51.100.8]:40000', '198.51.100.8'],
     ['unknown', 'unknown'],
   ])('%s -> %s', (address, bucket) => {
     expect(addressBucket(address)).toBe(bucket);
