@@ -48,8 +48,15 @@ export class Presence {
   /** Per session, the write loop storing its holding, so that writes of one session never swap places. */
   private readonly writing = new Map<string, Promise<void>>();
   private heartbeat: NodeJS.Timeout | null = null;
-  private beating: Promise<void> | null = null;
-  /** Since when this process's lease renewals have succeeded without a break; null after a failure. */
+  private renewing: Promise<void> | null = null;
+  private sweeping: Promise<void> | null = null;
+  /** Until when this process's lease runs, as last stored. */
+  private leaseUntil = 0;
+  /**
+   * Since when this process's lease renewals have succeeded without a break; null after a failure.
+   * A renewal answered after this process's own lease had run out is a break too: the database was
+   * as slow for the others, whose leases ran out the same way while they lived.
+   */
   private healthySince: number | null = null;
 
   constructor(private readonly deps: PresenceDeps) {}
@@ -92,7 +99,7 @@ export class Presence {
   async stop(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
-    await this.beating;
+    await Promise.all([this.renewing, this.sweeping]);
     await this.drain();
     try {
       await this.deps.store.releaseAll(this.processId, new Date(this.deps.clock.now()));
@@ -132,13 +139,17 @@ export class Presence {
     });
   }
 
-  /** One at a time: a slow database makes heartbeats wait, not pile up. */
-  private beat(): Promise<void> {
-    this.beating ??= this.renewAndSweep().finally(() => (this.beating = null));
-    return this.beating;
+  /**
+   * The renewal and the sweep, each one at a time (a slow database makes heartbeats wait, not pile
+   * up), and apart: a sweep that the database is slow to answer must not hold up the lease, or the
+   * other processes take this one for dead.
+   */
+  private beat(): void {
+    this.renewing ??= this.renew().finally(() => (this.renewing = null));
+    this.sweeping ??= this.sweepWhileHealthy().finally(() => (this.sweeping = null));
   }
 
-  private async renewAndSweep(): Promise<void> {
+  private async renew(): Promise<void> {
     try {
       await this.renewLease();
     } catch (err) {
@@ -147,17 +158,23 @@ export class Presence {
       return;
     }
     for (const sessionId of this.unsaved.keys()) this.flush(sessionId);
+  }
+
+  private async renewLease(): Promise<void> {
+    const leaseUntil = this.deps.clock.now() + this.deps.leaseMs;
+    await this.deps.store.renewLease(this.processId, new Date(leaseUntil));
+    const answeredAt = this.deps.clock.now();
+    if (this.healthySince === null || answeredAt > this.leaseUntil) this.healthySince = answeredAt;
+    this.leaseUntil = leaseUntil;
+  }
+
+  private async sweepWhileHealthy(): Promise<void> {
+    if (this.healthySince === null) return;
     try {
       await this.sweep();
     } catch (err) {
       this.deps.logger.warn({ err }, 'could not sweep browser-close sessions');
     }
-  }
-
-  private async renewLease(): Promise<void> {
-    const now = this.deps.clock.now();
-    await this.deps.store.renewLease(this.processId, new Date(now + this.deps.leaseMs));
-    this.healthySince ??= now;
   }
 
   /** Ends the browser-close sessions that every holder has let go of at least the grace period ago. */

@@ -4,6 +4,7 @@ import mongoose from 'mongoose';
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { PresenceStore } from '../../src/store/presenceStore.js';
 import { EventRecorder } from '../helpers/events.js';
+import { FaultProxy, type Command } from '../helpers/faultProxy.js';
 import { errorCode, login, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
 import { startServerProcess, type ServerProcess } from '../helpers/serverProcess.js';
 
@@ -21,8 +22,8 @@ let presence: PresenceStore;
 const processes: ServerProcess[] = [];
 const recorders: EventRecorder[] = [];
 
-async function startProcess(env: Record<string, string> = {}): Promise<ServerProcess> {
-  const proc = await startServerProcess({ mongoUri, env: { ...ENV, ...env } });
+async function startProcess(env: Record<string, string> = {}, uri = mongoUri): Promise<ServerProcess> {
+  const proc = await startServerProcess({ mongoUri: uri, env: { ...ENV, ...env } });
   processes.push(proc);
   return proc;
 }
@@ -36,14 +37,14 @@ function record(target: TestServer | ServerProcess, token: string, variables?: {
 
 /**
  * A subscription on another process, resolved once it is in place there: a renewal made on the
- * observer reaches it as EXPIRY_CHANGED.
+ * observer (or `renewOn`) reaches it as EXPIRY_CHANGED.
  */
-async function subscribeOn(proc: ServerProcess, token: string, client?: { answerPings?: boolean }): Promise<EventRecorder> {
+async function subscribeOn(proc: ServerProcess, token: string, client?: { answerPings?: boolean }, renewOn: TestServer | ServerProcess = observer): Promise<EventRecorder> {
   const recorder = record(proc, token, {}, client);
   const deadline = Date.now() + 10_000;
   while (!recorder.events.some((e) => e.kind === 'EXPIRY_CHANGED')) {
     if (Date.now() > deadline) throw new Error(`subscription on ${proc.name} not in place: ${JSON.stringify(recorder.kinds())}`);
-    expect((await observer.gql('mutation { touch { id } }', {}, { token })).errors).toBeUndefined();
+    expect((await renewOn.gql('mutation { touch { id } }', {}, { token })).errors).toBeUndefined();
     await sleep(100);
   }
   return recorder;
@@ -180,5 +181,32 @@ describe('browser-close presence across processes', { timeout: 60_000 }, () => {
     expect(answeringSocket.closeCode).toBeNull();
     expect(browserClosedEvents(answering.feed, answering.id)).toEqual([]);
     await expectValid(answering.token, answering.id);
+  });
+});
+
+describe('browser-close presence on a slow database', { timeout: 60_000 }, () => {
+  it('every process alive but the database 1 s slow for all of them for 4 s: a session with a live tab is not ended when it is fast again', async () => {
+    // Each process's heartbeat then renews its lease late (a renewal and a sweep take seconds), so
+    // every lease runs out; the first process fast again took the others for dead and ended the
+    // sessions they held, live tabs and all (3 of 3, about 130 ms after the database was fast).
+    const uri = testDatabaseUri();
+    const proxies = await Promise.all([FaultProxy.start(uri), FaultProxy.start(uri)]);
+    try {
+      const [holder, other] = await Promise.all(proxies.map((proxy) => startProcess({}, proxy.uri)));
+      onTestFailed(() => [holder!, other!].forEach((p) => p.printLogs(30)));
+      const { token } = await newUserSession(other as unknown as TestServer, { seconds: 0 });
+      const tab = await subscribeOn(holder!, token, undefined, other!);
+      const notPing = (c: Command) => !['hello', 'isMaster', 'ismaster', 'ping'].includes(c.command);
+      for (const proxy of proxies) proxy.delayAnswersTo(notPing, 1000);
+      await sleep(4000);
+      for (const proxy of proxies) proxy.delayAnswersTo(() => false, 0);
+      await sleep(3 * LEASE_MS + GRACE_MS);
+      expect(tab.events.filter((e) => e.reason === 'BROWSER_CLOSED')).toEqual([]);
+      expect(tab.closeCode).toBeNull();
+      expect((await other!.gql(SESSION, {}, { token })).errors).toBeUndefined();
+    } finally {
+      await Promise.all(processes.splice(0).map((p) => p.kill('SIGKILL')));
+      await Promise.all(proxies.map((p) => p.close()));
+    }
   });
 });
