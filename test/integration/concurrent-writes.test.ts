@@ -183,13 +183,23 @@ describe('logout racing renewals of the same session', () => {
 });
 
 describe('many writes of one session at once, on one process', () => {
+  type Commit = TestServer['service']['store']['commit'];
+  /** Runs `body` with the server's commits going through `wrap(commit)`; the real one is back after it. */
+  async function withCommits(wrap: (commit: Commit) => Commit, body: () => Promise<void>): Promise<void> {
+    const store = server.service.store;
+    const commit = store.commit;
+    store.commit = wrap(commit.bind(store));
+    try {
+      await body();
+    } finally {
+      store.commit = commit;
+    }
+  }
+
   it('100 setExpiry at once: each is answered, the session keeps one of them, and they take turns instead of racing', async () => {
     const { token } = await newUserSession(server, { seconds: 600 });
-    const store = server.service.store;
-    const commit = store.commit.bind(store);
     let commits = 0;
-    store.commit = (next) => (commits++, commit(next));
-    try {
+    await withCommits((commit) => (next) => (commits++, commit(next)), async () => {
       const outcomes = await Promise.all(Array.from({ length: 100 }, (_, i) => send(SET_EXPIRY, token, { s: 1000 + i })));
       const answered = outcomes.map((o) => ('res' in o && !o.res.errors ? o.res.data.setExpiry.expiryDate as string : describeOutcome(o)));
       expect(answered.every((a) => !Number.isNaN(Date.parse(a))), tally(answered)).toBe(true);
@@ -197,47 +207,39 @@ describe('many writes of one session at once, on one process', () => {
       expect(answered).toContain(kept.res.data.session.expiryDate);
       // Racing, every round cost each loser a commit that failed: 971 commits for 100 writes.
       expect(commits).toBeLessThanOrEqual(110);
-    } finally {
-      store.commit = commit;
-    }
+    });
   });
 
   it('once a write fails, the writes waiting behind it go ahead together, not one after the other', async () => {
     const { token } = await newUserSession(server, { seconds: 600 });
-    const store = server.service.store;
-    const commit = store.commit.bind(store);
     let commits = 0;
     // The database out of reach: the first commit hangs a while, the others fail sooner.
-    store.commit = async () => {
+    const unreachable = () => async () => {
       await sleep(++commits === 1 ? 1_500 : 500);
       throw new DatabaseUnavailableError();
     };
-    try {
+    await withCommits(unreachable, async () => {
       const started = Date.now();
       const outcomes = await Promise.all(Array.from({ length: 10 }, (_, i) => send(SET_EXPIRY, token, { s: 1000 + i })));
       const tookMs = Date.now() - started;
       expect(outcomes.map(describeOutcome)).toEqual(Array(10).fill('DATABASE_UNAVAILABLE'));
       // One after the other: 1.5 s + 9 × 0.5 s.
       expect(tookMs).toBeLessThan(3_500);
-    } finally {
-      store.commit = commit;
-    }
+    });
   });
 
   it("a revocation does not wait its turn behind 200 renewals of the stolen session: it is committed among the first writes after it", async () => {
     const owner = await newUserSession(server, { seconds: 600 });
     const stolen = await login(server, owner.username, owner.password, { seconds: 600 });
-    const store = server.service.store;
-    const commit = store.commit.bind(store);
     const committed: Array<string | null> = [];
     // A busy database: the renewals arrive faster than they are committed, and line up.
-    store.commit = async (next) => {
+    const busy = (commit: Commit) => async (next: Parameters<Commit>[0]) => {
       await sleep(20);
       const won = await commit(next);
       if (won) committed.push(next.endReason);
       return won;
     };
-    try {
+    await withCommits(busy, async () => {
       const renewals = Promise.all(Array.from({ length: 200 }, (_, i) => send(SET_EXPIRY, stolen.token, { s: 1000 + i })));
       while (committed.length < 10) await sleep(1);
       const sentAfter = committed.length;
@@ -248,9 +250,7 @@ describe('many writes of one session at once, on one process', () => {
       // In turn, it was committed after every renewal already in line: about 190.
       expect(renewedBefore, `renewals committed between the revocation's request and its commit`).toBeLessThanOrEqual(10);
       expect(await expectRefused(stolen.token, 'REVOKED', 'after the revocation')).toEqual([]);
-    } finally {
-      store.commit = commit;
-    }
+    });
   });
 });
 
