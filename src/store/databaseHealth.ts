@@ -28,16 +28,13 @@ const CONNECT_TIMEOUT_MS = 10_000;
 /**
  * Opens the connection every database access goes through. Operations fail within
  * SERVER_SELECTION_TIMEOUT_MS once the database is out of reach, instead of being buffered, and
- * the driver reconnects by itself when it is back; start-up alone waits up to `connectTimeoutMs`.
+ * the driver reconnects by itself when it is back; start-up alone waits up to CONNECT_TIMEOUT_MS.
  * An operation whose answer has not started after `operationTimeoutMs` fails (its connection is
  * dropped): without it, one the database never answered, while it answered the heartbeats, held
  * its request for good, and with it every write of that session waiting its turn behind it.
  */
-export async function connectDatabase(
-  uri: string,
-  { operationTimeoutMs, connectTimeoutMs = CONNECT_TIMEOUT_MS }: { operationTimeoutMs: number; connectTimeoutMs?: number },
-): Promise<mongoose.Connection> {
-  const deadline = Date.now() + connectTimeoutMs;
+export async function connectDatabase(uri: string, { operationTimeoutMs }: { operationTimeoutMs: number }): Promise<mongoose.Connection> {
+  const deadline = Date.now() + CONNECT_TIMEOUT_MS;
   for (;;) {
     const conn = mongoose.createConnection(uri, {
       serverSelectionTimeoutMS: SERVER_SELECTION_TIMEOUT_MS,
