@@ -179,8 +179,9 @@ export class Presence {
 
   /** Ends the browser-close sessions that every holder has let go of at least the grace period ago. */
   private async sweep(): Promise<void> {
-    const leases = await this.deps.store.leases();
+    // Each check is made as of before its reads: a lease seen in an answer that came late may have been renewed since.
     const now = this.deps.clock.now();
+    const leases = await this.deps.store.leases();
     const alive = [...leases].filter(([, leaseUntil]) => leaseUntil > now).map(([processId]) => processId);
     const letGo = (await this.deps.store.sessionsLetGo(alive)).filter((id) => !this.counts.has(id));
     if (letGo.length > 0) await this.endIfGone(letGo);
@@ -189,10 +190,10 @@ export class Presence {
   }
 
   private async endIfGone(sessionIds: string[]): Promise<void> {
+    const now = this.deps.clock.now();
     const holders = await this.deps.store.holdersOf(sessionIds);
     // Read after the holders: a process stores its lease before its first holder, so none is missed.
     const leases = await this.deps.store.leases();
-    const now = this.deps.clock.now();
     const bySession = new Map<string, Holder[]>();
     for (const h of holders) bySession.set(h.sessionId, [...(bySession.get(h.sessionId) ?? []), h]);
     await Promise.all(

@@ -209,4 +209,33 @@ describe('browser-close presence on a slow database', { timeout: 60_000 }, () =>
       await Promise.all(proxies.map((p) => p.close()));
     }
   });
+
+  it('one process reads the leases 2.5 s late while every lease is renewed on time: no session with a live tab is ended', async () => {
+    // A tab on the fast process: the slow one judged the leases it read when the answer came, and by
+    // then every one of them (renewed at most a heartbeat before the read) had run out by more than
+    // the grace. A tab on the slow process: its lease must not wait for its sweeps.
+    const uri = testDatabaseUri();
+    const proxy = await FaultProxy.start(uri);
+    try {
+      const fast = await startProcess({}, uri);
+      const slow = await startProcess({}, proxy.uri);
+      onTestFailed(() => [fast, slow].forEach((p) => p.printLogs(30)));
+      const tabs = await Promise.all(
+        [fast, slow].map(async (proc) => {
+          const { token } = await newUserSession(proc as unknown as TestServer, { seconds: 0 });
+          return { token, recorder: await subscribeOn(proc, token, undefined, proc) };
+        }),
+      );
+      proxy.delayAnswersTo((c) => c.command === 'find' && c.collection === 'server_processes', 2500);
+      await sleep(3 * 2500 + GRACE_MS);
+      for (const { token, recorder } of tabs) {
+        expect(recorder.events.filter((e) => e.reason === 'BROWSER_CLOSED')).toEqual([]);
+        expect(recorder.closeCode).toBeNull();
+        expect((await fast.gql(SESSION, {}, { token })).errors).toBeUndefined();
+      }
+    } finally {
+      await Promise.all(processes.splice(0).map((p) => p.kill('SIGKILL')));
+      await proxy.close();
+    }
+  });
 });
