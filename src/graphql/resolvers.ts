@@ -130,7 +130,7 @@ export class SessionResolver {
     return describe(ctx, saved.session, saved.session, saved.at);
   }
 
-  @Mutation(() => Boolean, { description: 'Ends this session (LOGGED_OUT) and clears its cookie.' })
+  @Mutation(() => Boolean, { description: 'Ends this session (LOGGED_OUT) and clears its cookie. A session that another end reached first (its expiry, a revocation) is refused as any request would be then: SESSION_EXPIRED or SESSION_ENDED.' })
   async logout(@Ctx() ctx: GraphQLContext): Promise<boolean> {
     await ctx.service.logout(await currentSession(ctx));
     clearCookie(ctx);

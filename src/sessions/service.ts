@@ -312,8 +312,10 @@ export class SessionService {
     return session !== null && (await this.end(session, 'BROWSER_CLOSED'));
   }
 
+  /** Ends the session LOGGED_OUT; one that another end reached first (its expiry, a revocation) is refused as it now would be. */
   async logout(session: Session): Promise<void> {
-    await this.end(session, 'LOGGED_OUT');
+    const { session: final } = await this.change(session, (current, now) => ended(current, 'LOGGED_OUT', now));
+    if (final.endReason !== 'LOGGED_OUT') throw this.endedError(final);
   }
 
   /**
@@ -328,8 +330,8 @@ export class SessionService {
     const results = await Promise.allSettled(others.map((s) => fewAtATime(() => this.end(s, 'REVOKED'))));
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
-    if (!keepCurrent) await this.logout(session);
-    return results.filter((r) => r.status === 'fulfilled' && r.value).length + (keepCurrent ? 0 : 1);
+    const endedCurrent = !keepCurrent && (await this.end(session, 'LOGGED_OUT'));
+    return results.filter((r) => r.status === 'fulfilled' && r.value).length + Number(endedCurrent);
   }
 
   /** Ends another of the user's own sessions. False when there is no such valid session. */

@@ -344,6 +344,35 @@ describe('the owner ends a stolen session whose holder keeps renewing it', () =>
   }, 60_000);
 });
 
+describe('a logout whose end another end beat', () => {
+  // Over the wire this is a logout sent a few ms before the session's expiry (or beside a revocation):
+  // it is authenticated while the session is valid, and its end loses to the other. It answered
+  // `true` (3 of 36 sent within 16 ms of the expiry), though the session ended TIMEOUT. Here the
+  // service is handed the version the request authenticated, after the other end.
+  async function staleLogout(endFirst: (user: Awaited<ReturnType<typeof newUserSession>>) => Promise<unknown>): Promise<string> {
+    const user = await newUserSession(server, { seconds: 1 });
+    const authenticated = (await server.service.authenticate(user.token)).session;
+    await endFirst(user);
+    return server.service.logout(authenticated).then(
+      () => 'logged out',
+      (err: { extensions?: { code?: string; reason?: string } }) => `${err.extensions?.code}/${err.extensions?.reason}`,
+    );
+  }
+
+  it('answers SESSION_EXPIRED when the session timed out first', async () => {
+    expect(await staleLogout(() => sleep(1_100))).toBe('SESSION_EXPIRED/TIMEOUT');
+  });
+
+  it('answers SESSION_ENDED when the session was revoked first, and true when another logout was first', async () => {
+    const revoke = async (user: Awaited<ReturnType<typeof newUserSession>>) => {
+      const owner = await login(server, user.username, user.password);
+      expect(describeOutcome(await send(REVOKE, owner.token, { id: user.session.id }))).toBe('served');
+    };
+    expect(await staleLogout(revoke)).toBe('SESSION_ENDED/REVOKED');
+    expect(await staleLogout((user) => send(LOGOUT, user.token))).toBe('logged out');
+  });
+});
+
 describe('the per-user feed (allSessions: true)', () => {
   it("reports one renewal of another session once and its logout once, not again when the change log is read again (~3 s)", async () => {
     const a = await newUserSession(server);
