@@ -24,7 +24,8 @@ export interface Session {
 
 /** Hears of every change this process makes to a session (the event hub). */
 export interface SessionListener {
-  sessionChanged(session: Session): void;
+  /** `replaced`: the version that this process's own write replaced, where it is the writer. */
+  sessionChanged(session: Session, replaced?: Session): void;
 }
 
 /** Hears of every change any process makes, from the change feed. */

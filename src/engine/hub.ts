@@ -25,6 +25,8 @@ export interface SessionSockets {
 export interface SubscriptionPresence {
   attach(sessionId: string): void;
   detach(sessionId: string): void;
+  /** The session no longer expires at browser close: made one again, its presence starts afresh. */
+  forget(sessionId: string): void;
 }
 
 /** Whether the database is there at all (SessionStore). */
@@ -176,7 +178,7 @@ export class EventHub implements SessionListener {
       this.closeSocketsSoon(own.id);
       return queue;
     }
-    const present = expiresAtBrowserClose(own.expiry.spec, this.deps.expiry);
+    const present = this.expiresAtBrowserClose(own);
     const sub = new Subscriber(this, this.nextSubscriberId++, own.id, own.userId, options.leadSeconds * 1000, present, listedAt);
     this.follow(sub, own);
     if (sub.present) this.deps.presence.attach(own.id);
@@ -200,7 +202,12 @@ export class EventHub implements SessionListener {
   }
 
   /** A session changed (here or in another process). Older or repeated versions are ignored. */
-  sessionChanged(session: Session): void {
+  sessionChanged(session: Session, replaced?: Session): void {
+    // Also where none of its subscribers is: a process whose tab of it closed within the grace has
+    // its release stored, and would end it once it is a browser-close session again.
+    if (replaced && this.expiresAtBrowserClose(replaced) && !session.endedAt && !this.expiresAtBrowserClose(session)) {
+      this.deps.presence.forget(session.id);
+    }
     const w = this.watched.get(session.id);
     if (!w) {
       if (session.endedAt) return this.rememberEnded(session);
@@ -292,15 +299,24 @@ export class EventHub implements SessionListener {
     this.armExpiringSoon(sub, w);
   }
 
-  /** A session's own subscribers count as its browser's presence exactly while it expires at browser close. */
+  /**
+   * A session's own subscribers count as its browser's presence exactly while it expires at browser
+   * close: those held since it last became a browser-close session.
+   */
   private updatePresence(w: Watched): void {
-    const present = expiresAtBrowserClose(w.session.expiry.spec, this.deps.expiry);
+    const present = this.expiresAtBrowserClose(w.session);
+    let forget = false;
     for (const sub of w.subscribers) {
       if (sub.ownSessionId !== w.session.id || sub.present === present) continue;
       sub.present = present;
       if (present) this.deps.presence.attach(sub.ownSessionId);
-      else this.deps.presence.detach(sub.ownSessionId);
+      else forget = true;
     }
+    if (forget) this.deps.presence.forget(w.session.id);
+  }
+
+  private expiresAtBrowserClose(session: Session): boolean {
+    return expiresAtBrowserClose(session.expiry.spec, this.deps.expiry);
   }
 
   /** Called once by the subscriber when its queue ends. */

@@ -23,11 +23,8 @@ export interface PresenceDeps {
   logger: Logger;
 }
 
-/** This process's holding of one session, as stored in its presence document. */
-interface Holding {
-  live: boolean;
-  releasedAt: Date | null;
-}
+/** This process's holding of one session, as stored in its presence document; or the session's presence to be deleted, everywhere. */
+type Holding = { forget?: false; live: boolean; releasedAt: Date | null } | { forget: true };
 
 /**
  * "Until the browser closes", seen from the servers. Each process stores, per browser-close
@@ -87,6 +84,17 @@ export class Presence {
     this.save(sessionId, { live: false, releasedAt: new Date(this.deps.clock.now()) });
   }
 
+  /**
+   * The session no longer expires at browser close: whatever any process stored of its browser
+   * (a tab released within the grace would end it once it is one again) goes, and so do this
+   * process's count and timer. Made one again, its presence starts afresh, as at login.
+   */
+  forget(sessionId: string): void {
+    this.counts.delete(sessionId);
+    this.deps.scheduler.cancel(graceKey(sessionId));
+    this.save(sessionId, { forget: true });
+  }
+
   /** Waits for the writes in flight. */
   private async drain(): Promise<void> {
     while (this.writing.size > 0) await Promise.all(this.writing.values());
@@ -122,9 +130,10 @@ export class Presence {
   private async write(sessionId: string): Promise<void> {
     try {
       for (let holding = this.unsaved.get(sessionId); holding; holding = this.unsaved.get(sessionId)) {
-        await this.deps.store.saveHolder(sessionId, this.processId, holding.live, holding.releasedAt);
+        if (holding.forget) await this.deps.store.forgetSession(sessionId);
+        else await this.deps.store.saveHolder(sessionId, this.processId, holding.live, holding.releasedAt);
         if (this.unsaved.get(sessionId) === holding) this.unsaved.delete(sessionId);
-        if (holding.releasedAt && !this.counts.has(sessionId)) this.armGrace(sessionId, holding.releasedAt);
+        if (!holding.forget && holding.releasedAt && !this.counts.has(sessionId)) this.armGrace(sessionId, holding.releasedAt);
       }
     } catch (err) {
       this.deps.logger.warn({ err, sessionId }, 'could not store the presence of a browser-close session: retried at the next heartbeat');

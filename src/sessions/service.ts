@@ -387,7 +387,7 @@ export class SessionService {
       const next = nextVersion(current, now, decide);
       if (!next) return { session: current, at: now };
       if (await this.store.commit(next)) {
-        this.listener.sessionChanged(next);
+        this.listener.sessionChanged(next, current);
         return { session: next, at: now };
       }
       if (attempt >= MAX_WRITE_ATTEMPTS) {

@@ -184,6 +184,49 @@ describe('browser-close presence across processes', { timeout: 60_000 }, () => {
   });
 });
 
+describe('a session taken off browser close and made one again', { timeout: 60_000 }, () => {
+  // Its presence counts the subscriptions held since it last became a browser-close session, as at
+  // login. It ended BROWSER_CLOSED when it was made one again within the grace after its tab
+  // closed, and lived on (to SESSION_BROWSER_CLOSE_AGE) when that came later.
+  const SET_EXPIRY = 'mutation($s: Int) { setExpiry(seconds: $s) { policy } }';
+  const setExpiry = async (token: string, seconds: number) => expect((await observer.gql(SET_EXPIRY, { s: seconds }, { token })).errors).toBeUndefined();
+
+  /** A subscription of the session, once stored as its browser's presence (the per-user feed makes `ready` no sign of it). */
+  async function openTab(token: string, id: string): Promise<EventRecorder> {
+    const tab = record(observer, token);
+    await expect.poll(() => presence.holdersOf([id]), { timeout: 5000 }).toEqual([expect.objectContaining({ live: true })]);
+    return tab;
+  }
+
+  it('with its tab open when taken off, then closed: made one again within the grace, it lives on until a new tab has come and gone', async () => {
+    const { token, id, feed } = await browserCloseSession();
+    const tab = await openTab(token, id);
+    await setExpiry(token, 60);
+    await tab.dispose();
+    await sleep(GRACE_MS / 3);
+    await setExpiry(token, 0);
+    await sleep(GRACE_MS + 3 * HEARTBEAT_MS + 500);
+    await expectValid(token, id);
+
+    const again = await openTab(token, id);
+    const closedAt = Date.now();
+    await again.dispose();
+    await feed.until(() => browserClosedEvents(feed, id).length > 0, GRACE_MS + 5000, 'EXPIRED (BROWSER_CLOSED)');
+    expect(browserClosedEvents(feed, id)[0]!.receivedAt).toBeGreaterThanOrEqual(closedAt + GRACE_MS);
+  });
+
+  it('with its tab on another process closed before it was taken off, within the grace: made one again, it lives on', async () => {
+    const { token, id } = await browserCloseSession();
+    const tab = await subscribeOn(await startProcess(), token);
+    await tab.dispose();
+    await expect.poll(() => presence.holdersOf([id]), { timeout: 5000 }).toEqual([expect.objectContaining({ live: false })]);
+    await setExpiry(token, 60);
+    await setExpiry(token, 0);
+    await sleep(GRACE_MS + 3 * HEARTBEAT_MS + 500);
+    await expectValid(token, id);
+  });
+});
+
 describe('browser-close presence on a slow database', { timeout: 60_000 }, () => {
   it('every process alive but the database 1 s slow for all of them for 4 s: a session with a live tab is not ended when it is fast again', async () => {
     // Each process's heartbeat then renews its lease late (a renewal and a sweep take seconds), so

@@ -33,7 +33,7 @@ function hubOnManualClock(overrides: Partial<HubDeps> = {}) {
       endAfterAnnouncedTimeout: async () => {},
     },
     database: { answers: async () => true },
-    presence: { attach() {}, detach() {} },
+    presence: { attach() {}, detach() {}, forget() {} },
     scheduler: new Scheduler(clock),
     now: clock.now,
     expiry: settings.expiry,
@@ -198,19 +198,43 @@ describe('the event hub', () => {
     });
   });
 
-  it('counts a subscription as browser presence from the moment its session is set to expire at browser close, and no longer once it is not', async () => {
-    const presence: string[] = [];
-    const { clock, hub } = hubOnManualClock({ presence: { attach: (id) => void presence.push(`attach ${id}`), detach: (id) => void presence.push(`detach ${id}`) } });
+  function presenceLog() {
+    const calls: string[] = [];
+    const presence = {
+      attach: (id: string) => void calls.push(`attach ${id}`),
+      detach: (id: string) => void calls.push(`detach ${id}`),
+      forget: (id: string) => void calls.push(`forget ${id}`),
+    };
+    return { calls, presence };
+  }
+  const atBrowserClose = (s: Session, version: number) =>
+    ({ ...s, version, expiry: { ...s.expiry, spec: { policy: 'BROWSER_CLOSE', seconds: null, date: null } } }) as Session;
+
+  it('counts a subscription as browser presence from the moment its session is set to expire at browser close, and forgets it once it is not', async () => {
+    const { calls, presence } = presenceLog();
+    const { clock, hub } = hubOnManualClock({ presence });
     const s = session(1, clock.time + 300_000);
     const feed = hub.subscribe(s, { leadSeconds: 0, allSessions: false });
-    expect(presence).toEqual([]);
-    const atBrowserClose = { ...s, version: 2, expiry: { ...s.expiry, spec: { policy: 'BROWSER_CLOSE', seconds: null, date: null } } } as Session;
-    hub.sessionChanged(atBrowserClose);
-    expect(presence).toEqual(['attach s1']);
-    hub.sessionChanged({ ...atBrowserClose, version: 3, expiry: s.expiry });
-    hub.sessionChanged({ ...atBrowserClose, version: 4 });
+    expect(calls).toEqual([]);
+    hub.sessionChanged(atBrowserClose(s, 2));
+    expect(calls).toEqual(['attach s1']);
+    hub.sessionChanged({ ...s, version: 3 });
+    hub.sessionChanged(atBrowserClose(s, 4));
     await feed.return?.();
-    expect(presence).toEqual(['attach s1', 'detach s1', 'attach s1', 'detach s1']);
+    expect(calls).toEqual(['attach s1', 'forget s1', 'attach s1', 'detach s1']);
+  });
+
+  it("forgets the presence of a session that this process's own write took off browser close, followed here or not", () => {
+    const { calls, presence } = presenceLog();
+    const { clock, hub } = hubOnManualClock({ presence });
+    const s = session(1, clock.time + 300_000);
+    hub.sessionChanged({ ...s, version: 3 }, atBrowserClose(s, 2));
+    expect(calls).toEqual(['forget s1']);
+    // Heard from the change feed (another process wrote it, and forgot), ended, or not a browser-close session before: nothing.
+    hub.sessionChanged({ ...s, version: 4 });
+    hub.sessionChanged({ ...s, version: 5, endedAt: new Date(clock.time), endReason: 'LOGGED_OUT' }, atBrowserClose(s, 4));
+    hub.sessionChanged({ ...s, version: 6 }, { ...s, version: 5 });
+    expect(calls).toEqual(['forget s1']);
   });
 
   describe('a database that answers pings but is slow to decide', () => {
