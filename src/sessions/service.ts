@@ -20,6 +20,7 @@ import { MemoryAttemptStore, type AttemptStore } from '../store/attemptStore.js'
 import type { SessionStore } from '../store/sessionStore.js';
 import type { User, UserStore } from '../store/userStore.js';
 import { ended, renewed } from './transitions.js';
+import { FreshReads } from '../freshReads.js';
 import { WriteTurns } from './writeTurns.js';
 
 export type Clock = () => Date;
@@ -75,6 +76,7 @@ export class SessionService {
   private readonly hasher: PasswordHasher;
   private readonly limits: AuthLimits;
   private readonly turns = new WriteTurns<Session>();
+  private readonly listings = new FreshReads<string, Session[]>();
   private listener: ChangeListener = { sessionChanged() {}, known: () => null };
 
   constructor(
@@ -404,8 +406,12 @@ export class SessionService {
     }
   }
 
-  /** The user's sessions that are valid now, newest first. */
+  /**
+   * The user's sessions that are valid now, newest first. On FerretDB each read scans every session:
+   * one user's listings (requests, allSessions subscriptions) share their reads (FreshReads).
+   */
   async listSessions(session: Session, now = this.clock()): Promise<Session[]> {
-    return (await this.store.listOpen(session.userId)).filter((s) => isValid(s.expiry.expiresAt, now));
+    const open = await this.listings.read(session.userId, () => this.store.listOpen(session.userId));
+    return open.filter((s) => isValid(s.expiry.expiresAt, now));
   }
 }

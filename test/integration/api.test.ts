@@ -218,6 +218,42 @@ describe('logout, logoutAll, sessions', () => {
     }
   });
 
+  it("reads a user's sessions one read at a time however many requests list them at once, each from a read begun after it was sent", async () => {
+    // On FerretDB every listing scans the sessions collection: 400 at once from one session kept the
+    // database busy enough that the process's ping timed out and it reported the database unreachable.
+    const user = await newUserSession(server);
+    const other = await login(server, user.username, user.password);
+    const store = server.service.store;
+    const listOpen = store.listOpen.bind(store);
+    let reads = 0;
+    let running = 0;
+    let mostAtOnce = 0;
+    store.listOpen = async (...args) => {
+      reads++;
+      mostAtOnce = Math.max(mostAtOnce, ++running);
+      try {
+        return await listOpen(...args);
+      } finally {
+        running--;
+      }
+    };
+    try {
+      const LIST = '{ sessions { id } }';
+      const first = Array.from({ length: 100 }, () => server.gql(LIST, {}, { token: user.token }));
+      await sleep(20);
+      expect((await server.gql('mutation($id: ID!) { revokeSession(id: $id) }', { id: other.session.id }, { token: user.token })).data.revokeSession).toBe(true);
+      const after = Array.from({ length: 100 }, () => server.gql(LIST, {}, { token: user.token }));
+      const answers = await Promise.all([...first, ...after]);
+      expect(answers.filter((res) => res.errors)).toEqual([]);
+      // Those sent after the revocation was answered never list it.
+      expect(new Set((await Promise.all(after)).map((res) => res.data.sessions.length))).toEqual(new Set([1]));
+      expect(mostAtOnce).toBe(1);
+      expect(reads).toBeLessThan(answers.length);
+    } finally {
+      store.listOpen = listOpen;
+    }
+  });
+
   it('logoutAll and revokeSession leave a session that has already expired as expired', async () => {
     const current = await newUserSession(server);
     const expired = await login(server, current.username, current.password, { seconds: 1 });
