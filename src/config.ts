@@ -133,6 +133,8 @@ const schema = z.object({
    * connection_init messages together; the others wait their turn (store/sessionStore.ts says why).
    */
   MAX_CONCURRENT_TOKEN_READS: positiveCount.optional(),
+  /** Of those, reads one client address may have waiting or running at once; more are refused at once. */
+  TOKEN_READ_ADDRESS_CONCURRENCY: positiveCount.default(32),
   /** Deprecated name of MAX_CONCURRENT_TOKEN_READS, from when it bounded connection_init alone. */
   WS_MAX_CONCURRENT_AUTHENTICATIONS: positiveCount.optional(),
   /**
@@ -207,6 +209,8 @@ export interface Settings {
   websocket: { operationsPerSocket: number; socketsPerSession: number; unauthenticatedPerAddress: number };
   /** Sessions read from the database by token at once, over both transports (MAX_CONCURRENT_TOKEN_READS). */
   maxConcurrentTokenReads: number;
+  /** Of those, how many one client address may have in hand (TOKEN_READ_ADDRESS_CONCURRENCY). */
+  tokenReadAddressConcurrency: number;
   changePollIntervalMs: number;
   /** How long the expiry re-check waits for a database that answers pings but has not decided (EXPIRY_RECHECK_MAX_WAIT). */
   recheckMaxWaitMs: number;
@@ -322,6 +326,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
       unauthenticatedPerAddress: e.WS_MAX_UNAUTHENTICATED_PER_ADDRESS,
     },
     maxConcurrentTokenReads,
+    tokenReadAddressConcurrency: e.TOKEN_READ_ADDRESS_CONCURRENCY,
     changePollIntervalMs: e.CHANGE_POLL_INTERVAL_MS,
     recheckMaxWaitMs: e.EXPIRY_RECHECK_MAX_WAIT * 1000,
     databaseOperationTimeoutMs: e.DATABASE_OPERATION_TIMEOUT * 1000,

@@ -35,7 +35,7 @@ export interface GraphQLContext {
  */
 export function servedSession(ctx: GraphQLContext): Promise<Decided> {
   ctx.served ??= ctx.token
-    ? ctx.service.authenticate(ctx.token).then((served) => {
+    ? ctx.service.authenticate(ctx.token, ctx.clientAddress).then((served) => {
         if (served.expiryMoved) refreshCookie(ctx, served);
         return served;
       })

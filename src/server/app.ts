@@ -111,6 +111,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     recordChanges: !capabilities.changeStreams,
     cache,
     maxConcurrentTokenReads: settings.maxConcurrentTokenReads,
+    tokenReadsPerAddress: settings.tokenReadAddressConcurrency,
   });
   const attempts = await MongoAttemptStore.open(conn, capabilities);
   const service = new SessionService(new UserStore(models), store, settings, clock, attempts);

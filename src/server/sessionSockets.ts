@@ -12,11 +12,13 @@ import type { GraphQLContext } from '../graphql/context.js';
 import type { OperationPipeline } from '../graphql/operations.js';
 import { subscribe, type StreamOwner } from '../graphql/subscribe.js';
 import type { Logger } from '../logger.js';
+import type { Session } from '../session.js';
 import type { SessionService } from '../sessions/service.js';
+import { TooManyTokenReads } from '../store/sessionStore.js';
 import { clientAddress, type TrustProxy } from './clientAddress.js';
 import { cookieOriginAllowed, upgradeRequestOrigin } from './origin.js';
 import { countOf, holds, itemsOf, withItem, withoutItem, type OneOrMore } from './oneOrMore.js';
-import { Connection, serveGraphQLWs } from './ws/adapter.js';
+import { Connection, DATABASE_UNAVAILABLE_CLOSE, serveGraphQLWs } from './ws/adapter.js';
 
 /** The graphql-ws close code for "your session is over": the graphql-ws client does not retry it. */
 export const SESSION_ENDED_CLOSE = CloseCode.Unauthorized;
@@ -230,7 +232,15 @@ export function attachSessionSockets(options: {
           conn.close(CloseCode.Forbidden, 'The session cookie may not be used from this Origin');
           return false;
         }
-        const session = token ? await service.store.findByToken(token) : null;
+        let session: Session | null = null;
+        try {
+          session = token ? await service.store.findByToken(token, conn.clientAddress) : null;
+        } catch (err) {
+          if (!(err instanceof TooManyTokenReads)) throw err;
+          // 1013 (Try Again Later): graphql-ws's client retries it.
+          conn.close(DATABASE_UNAVAILABLE_CLOSE, `${err.message}: try again`);
+          return false;
+        }
         // Gone during the read: `closed` has passed it by, so it must not be counted or kept now.
         if (conn.socket.readyState !== WebSocket.OPEN) return false;
         if (!token || !session) {

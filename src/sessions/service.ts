@@ -17,7 +17,7 @@ import {
 } from '../expiry/rules.js';
 import type { EndReason, Session, SessionListener } from '../session.js';
 import { MemoryAttemptStore, type AttemptStore } from '../store/attemptStore.js';
-import type { SessionStore } from '../store/sessionStore.js';
+import { TooManyTokenReads, type SessionStore } from '../store/sessionStore.js';
 import type { User, UserStore } from '../store/userStore.js';
 import { ended, renewed } from './transitions.js';
 import { FreshReads } from '../freshReads.js';
@@ -194,8 +194,11 @@ export class SessionService {
    * it) and refused with SESSION_EXPIRED. With SESSION_SAVE_EVERY_REQUEST the request renews it
    * (throttled), and `expiryMoved` says that the expiry served is not the one found.
    */
-  async authenticate(token: string): Promise<Authenticated> {
-    const found = await this.store.findByToken(token);
+  async authenticate(token: string, clientAddress: string): Promise<Authenticated> {
+    const found = await this.store.findByToken(token, clientAddress).catch((err: unknown) => {
+      if (!(err instanceof TooManyTokenReads)) throw err;
+      throw apiError('RATE_LIMITED', `${err.message}. Try again in 1 s.`, { retryAfter: 1 });
+    });
     if (!found) throw this.unknownSession();
     const settled = await this.change(found, () => null);
     const { session } = settled;

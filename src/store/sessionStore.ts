@@ -1,6 +1,8 @@
 import mongoose, { type mongo } from 'mongoose';
 import pLimit, { type LimitFunction } from 'p-limit';
+import { addressBucket } from '../auth/attemptLimiter.js';
 import { parseSessionToken, secretMatches } from '../auth/tokens.js';
+import { CountsByKey } from '../countsByKey.js';
 import type { ExpiryState } from '../expiry/rules.js';
 import type { EndReason, Session } from '../session.js';
 import type { Models, SessionChangeDoc, SessionDoc, SessionState } from './models.js';
@@ -87,6 +89,20 @@ export interface SessionStoreOptions {
    * health pings, and the process reports the database unreachable.
    */
   maxConcurrentTokenReads?: number;
+  /**
+   * Of those, how many one client address (IPv6: its /64) may have waiting or running at once
+   * (TOKEN_READ_ADDRESS_CONCURRENCY); more are refused before they wait (TooManyTokenReads). Tokens
+   * that name no session are never cached: unbounded, one address sending them at 1 000 a second
+   * queued every other client's reads behind its own for seconds.
+   */
+  tokenReadsPerAddress?: number;
+}
+
+/** The client address already has TOKEN_READ_ADDRESS_CONCURRENCY token reads in hand here. */
+export class TooManyTokenReads extends Error {
+  constructor() {
+    super('Too many sessions being looked up at once from this address');
+  }
 }
 
 /**
@@ -95,6 +111,7 @@ export interface SessionStoreOptions {
  */
 export class SessionStore {
   private readonly readingTokens: LimitFunction;
+  private readonly tokenReadsByAddress = new CountsByKey();
 
   constructor(
     private readonly models: Models,
@@ -219,9 +236,10 @@ export class SessionStore {
 
   /**
    * The session a token stands for, read by its primary key (at most `maxConcurrentTokenReads` such
-   * reads at once) or found in the cache while it is fresh; null when there is none or the secret is wrong.
+   * reads at once, `tokenReadsPerAddress` of them for `clientAddress`) or found in the cache while it
+   * is fresh; null when there is none or the secret is wrong.
    */
-  async findByToken(token: string): Promise<Session | null> {
+  async findByToken(token: string, clientAddress: string): Promise<Session | null> {
     const parsed = parseSessionToken(token);
     if (!parsed) return null;
     const { cache } = this.options;
@@ -232,19 +250,26 @@ export class SessionStore {
     };
     const known = fromCache();
     if (known !== undefined) return known;
-    return this.readingTokens(async () => {
-      // A read of the same session that went first (its other sockets and requests, coming back
-      // together after their process died) may have put it in the cache meanwhile.
-      const meanwhile = fromCache();
-      if (meanwhile !== undefined) return meanwhile;
-      const readToken = cache?.beforeRead() ?? 0;
-      const head = await this.models.Session.findById(parsed.sessionId).lean<SessionDoc>();
-      if (!head) cache?.forget(parsed.sessionId);
-      if (!head || !secretMatches(parsed.secret, head.secretHash)) return null;
-      const session = toSession(await this.writer.latest(head));
-      cache?.remember(session, head.secretHash, readToken);
-      return session;
-    });
+    const address = addressBucket(clientAddress);
+    if (this.tokenReadsByAddress.of(address) >= (this.options.tokenReadsPerAddress ?? Number.POSITIVE_INFINITY)) throw new TooManyTokenReads();
+    this.tokenReadsByAddress.add(address);
+    try {
+      return await this.readingTokens(async () => {
+        // A read of the same session that went first (its other sockets and requests, coming back
+        // together after their process died) may have put it in the cache meanwhile.
+        const meanwhile = fromCache();
+        if (meanwhile !== undefined) return meanwhile;
+        const readToken = cache?.beforeRead() ?? 0;
+        const head = await this.models.Session.findById(parsed.sessionId).lean<SessionDoc>();
+        if (!head) cache?.forget(parsed.sessionId);
+        if (!head || !secretMatches(parsed.secret, head.secretHash)) return null;
+        const session = toSession(await this.writer.latest(head));
+        cache?.remember(session, head.secretHash, readToken);
+        return session;
+      });
+    } finally {
+      this.tokenReadsByAddress.remove(address);
+    }
   }
 
   async findById(id: string): Promise<Session | null> {

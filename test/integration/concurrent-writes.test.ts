@@ -351,7 +351,7 @@ describe('a logout whose end another end beat', () => {
   // service is handed the version the request authenticated, after the other end.
   async function staleLogout(endFirst: (user: Awaited<ReturnType<typeof newUserSession>>) => Promise<unknown>): Promise<string> {
     const user = await newUserSession(server, { seconds: 1 });
-    const authenticated = (await server.service.authenticate(user.token)).session;
+    const authenticated = (await server.service.authenticate(user.token, '127.0.0.1')).session;
     await endFirst(user);
     return server.service.logout(authenticated).then(
       () => 'logged out',

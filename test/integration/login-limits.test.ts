@@ -2,13 +2,17 @@
 // Attempts are charged before the password is hashed, in the database, per (username, address)
 // pair, per username and per address (src/auth/attemptLimiter.ts). Client addresses are simulated
 // with X-Forwarded-For from a trusted loopback proxy.
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import type { FormattedExecutionResult } from 'graphql';
 import type { Client } from 'graphql-ws';
 import mongoose from 'mongoose';
+import { WebSocket } from 'ws';
 import { afterAll, afterEach, describe, expect, it, onTestFailed } from 'vitest';
 import { AttemptLimiter } from '../../src/auth/attemptLimiter.js';
 import { MongoAttemptStore } from '../../src/store/attemptStore.js';
 import { errorCode, sleep, startTestServer, testDatabaseUri, type GqlResponse, type TestServer } from '../helpers/server.js';
+import { FaultProxy } from '../helpers/faultProxy.js';
 import { startServerProcess, type ServerProcess } from '../helpers/serverProcess.js';
 
 const LOGIN = 'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token } }';
@@ -37,8 +41,8 @@ interface Target {
 
 const servers: TestServer[] = [];
 const processes: ServerProcess[] = [];
-async function start(env: Record<string, string> = {}): Promise<TestServer> {
-  const server = await startTestServer({ ...BASE_ENV, ...env });
+async function start(env: Record<string, string> = {}, mongoUri?: string): Promise<TestServer> {
+  const server = await startTestServer({ ...BASE_ENV, ...env }, mongoUri);
   servers.push(server);
   return server;
 }
@@ -286,6 +290,92 @@ describe('a flood of logins from one address', () => {
       expect(overWs.map((r) => r.errors?.[0]).find((e) => e?.message === atOnce.message)).toMatchObject(atOnce);
     } finally {
       await ws.dispose();
+    }
+  });
+});
+
+describe('a flood of tokens that name no session, from one address', () => {
+  const SESSION = '{ session { id } }';
+  const unknownToken = () => `${randomBytes(12).toString('hex')}.${randomBytes(32).toString('base64url')}`;
+
+  /** `perSecond` requests, pipelined on connections that are dropped once written, as one attacker sends them. */
+  function pipelinedFlood(url: URL, address: string, perSecond: number): () => void {
+    const body = JSON.stringify({ query: SESSION });
+    const burst = () => {
+      let requests = '';
+      for (let i = 0; i < perSecond / 5; i++) {
+        requests +=
+          `POST ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\nX-Forwarded-For: ${address}\r\n` +
+          `Authorization: Bearer ${unknownToken()}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+      }
+      const socket = net.connect(Number(url.port), url.hostname, () => socket.write(requests, () => setTimeout(() => socket.destroy(), 50)));
+      socket.on('error', () => {});
+    };
+    const timer = setInterval(burst, 200);
+    return () => clearInterval(timer);
+  }
+
+  /** How a websocket from `address` presenting `token` is closed. */
+  function wsCloseCode(url: string, address: string, token: string): Promise<number> {
+    const socket = new WebSocket(url.replace(/^http/, 'ws'), 'graphql-transport-ws', { headers: { 'x-forwarded-for': address } });
+    socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { token } })));
+    socket.on('error', () => {});
+    return new Promise((resolve) => socket.on('close', (code) => resolve(code)));
+  }
+
+  it('1 000 a second on connections dropped once written: other clients are not held up', { timeout: 60_000 }, async () => {
+    // Such tokens are never cached: each was a database read, queued with every other client's.
+    // Unbounded, another client's first request on this process waited 2.5-13 s.
+    const mongoUri = testDatabaseUri();
+    const server = await startServerProcess({ mongoUri, env: { ...BASE_ENV, TOKEN_READ_ADDRESS_CONCURRENCY: '8' } });
+    processes.push(server);
+    onTestFailed(() => server.printLogs(50));
+    // Sessions of another client, logged in on another process: not in this one's cache.
+    const elsewhere = await start({}, mongoUri);
+    const username = await register(elsewhere, '192.0.2.70');
+    const tokens: string[] = [];
+    for (let i = 0; i < 8; i++) tokens.push((await elsewhere.gql(LOGIN, { u: username, p: PASSWORD }, from('192.0.2.70'))).data.login.token);
+
+    const stop = pipelinedFlood(new URL(server.url), '198.51.100.70', 1_000);
+    const waits: number[] = [];
+    try {
+      await sleep(1_000);
+      for (const token of tokens) {
+        const t0 = Date.now();
+        const res = await server.gql(SESSION, {}, { token, ...from('192.0.2.70') });
+        expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+        waits.push(Date.now() - t0);
+        await sleep(300);
+      }
+    } finally {
+      stop();
+    }
+    expect(Math.max(...waits), `the other client's first requests took ${waits} ms`).toBeLessThan(1_000);
+  });
+
+  it('refuses a read beyond TOKEN_READ_ADDRESS_CONCURRENCY in hand at once, over HTTP and websocket, and admits the address again once they are done', { timeout: 30_000 }, async () => {
+    const uri = testDatabaseUri();
+    const proxy = await FaultProxy.start(uri);
+    try {
+      const server = await start({ TOKEN_READ_ADDRESS_CONCURRENCY: '4' }, proxy.uri);
+      proxy.delayAnswersTo((c) => c.command === 'find' && c.collection === 'sessions', 1_500);
+      const inHand = Array.from({ length: 4 }, () => server.gql(SESSION, {}, { token: unknownToken(), ...from('198.51.100.72') }));
+      await sleep(200);
+      const t0 = Date.now();
+      const refused = await server.gql(SESSION, {}, { token: unknownToken(), ...from('198.51.100.72') });
+      expect(refused.errors?.[0]).toMatchObject({
+        message: 'Too many sessions being looked up at once from this address. Try again in 1 s.',
+        extensions: { code: 'RATE_LIMITED', retryAfter: 1 },
+      });
+      // 1013 (Try Again Later): graphql-ws's client retries it.
+      expect(await wsCloseCode(server.url, '198.51.100.72', unknownToken())).toBe(1013);
+      expect(Date.now() - t0).toBeLessThan(1_000);
+      // Another address is not refused: its read waits its turn.
+      const other = server.gql(SESSION, {}, { token: unknownToken(), ...from('192.0.2.72') });
+      for (const res of [...(await Promise.all(inHand)), await other]) expect(errorCode(res)).toBe('UNAUTHENTICATED');
+      expect(errorCode(await server.gql(SESSION, {}, { token: unknownToken(), ...from('198.51.100.72') }))).toBe('UNAUTHENTICATED');
+    } finally {
+      await proxy.close();
     }
   });
 });

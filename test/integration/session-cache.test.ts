@@ -59,9 +59,9 @@ describe('the session cache, across two processes', () => {
   it('answers repeated requests from memory while the change feed is fresh', async (ctx) => {
     if (b.capabilities.changeStreams) ctx.skip(); // only polling feeds can say how fresh they are
     const { token } = await newUserSession(a);
-    expect(await b.service.store.findByToken(token)).not.toBeNull(); // read, and remembered
-    const cached = await b.service.store.findByToken(token);
-    expect(await b.service.store.findByToken(token)).toBe(cached); // the same object: no database read
+    expect(await b.service.store.findByToken(token, '127.0.0.1')).not.toBeNull(); // read, and remembered
+    const cached = await b.service.store.findByToken(token, '127.0.0.1');
+    expect(await b.service.store.findByToken(token, '127.0.0.1')).toBe(cached); // the same object: no database read
     const wrongSecret = `${token.split('.')[0]}.${'A'.repeat(43)}`;
     expect(errorCode(await read(b, wrongSecret))).toBe('UNAUTHENTICATED');
   });
@@ -151,11 +151,11 @@ describe('a session the database no longer has', () => {
       clientAddress: null,
     });
     cache.feedCaughtUp(now);
-    expect((await store.findByToken(token))?.id).toBe(id);
+    expect((await store.findByToken(token, '127.0.0.1'))?.id).toBe(id);
     await scratch.models.Session.deleteOne({ _id: id });
     now += STALENESS_MS + 1; // the feed stalls: the next lookup reads the database
-    expect(await store.findByToken(token)).toBeNull();
+    expect(await store.findByToken(token, '127.0.0.1')).toBeNull();
     cache.feedCaughtUp(now); // and is fresh again
-    expect(await store.findByToken(token)).toBeNull();
+    expect(await store.findByToken(token, '127.0.0.1')).toBeNull();
   });
 });
