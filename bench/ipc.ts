@@ -121,6 +121,7 @@ export const BENCH_SERVER_ENV = {
   TOKEN_READ_ADDRESS_CONCURRENCY: '1000000',
   // The scenarios open up to 100 sockets per session, thousands at once from one address.
   WS_MAX_SOCKETS_PER_SESSION: '1000000',
+  WS_MAX_SOCKETS_PER_USER: '1000000',
   WS_MAX_UNAUTHENTICATED_PER_ADDRESS: '1000000',
 };
 

@@ -126,6 +126,8 @@ const schema = z.object({
   WS_MAX_OPERATIONS_PER_SOCKET: positiveCount.default(20),
   /** Websockets one session may hold open in one process. */
   WS_MAX_SOCKETS_PER_SESSION: positiveCount.default(20),
+  /** Websockets one user may hold open in one process, over all of its sessions (a user may log in any number of times). */
+  WS_MAX_SOCKETS_PER_USER: positiveCount.default(100),
   /** Websockets from one client address that may wait for connection_init at once. */
   WS_MAX_UNAUTHENTICATED_PER_ADDRESS: positiveCount.default(20),
   /**
@@ -206,7 +208,7 @@ export interface Settings {
   loginAddressConcurrency: number;
   wsPingIntervalMs: number;
   httpRequestTimeoutMs: number;
-  websocket: { operationsPerSocket: number; socketsPerSession: number; unauthenticatedPerAddress: number };
+  websocket: { operationsPerSocket: number; socketsPerSession: number; socketsPerUser: number; unauthenticatedPerAddress: number };
   /** Sessions read from the database by token at once, over both transports (MAX_CONCURRENT_TOKEN_READS). */
   maxConcurrentTokenReads: number;
   /** Of those, how many one client address may have in hand (TOKEN_READ_ADDRESS_CONCURRENCY). */
@@ -323,6 +325,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     websocket: {
       operationsPerSocket: e.WS_MAX_OPERATIONS_PER_SOCKET,
       socketsPerSession: e.WS_MAX_SOCKETS_PER_SESSION,
+      socketsPerUser: e.WS_MAX_SOCKETS_PER_USER,
       unauthenticatedPerAddress: e.WS_MAX_UNAUTHENTICATED_PER_ADDRESS,
     },
     maxConcurrentTokenReads,

@@ -22,7 +22,7 @@ import { Connection, DATABASE_UNAVAILABLE_CLOSE, serveGraphQLWs } from './ws/ada
 
 /** The graphql-ws close code for "your session is over": the graphql-ws client does not retry it. */
 export const SESSION_ENDED_CLOSE = CloseCode.Unauthorized;
-/** A socket over the per-session limit: the graphql-ws client does not retry it either. */
+/** A socket over the per-session or per-user limit: the graphql-ws client does not retry it either. */
 export const TOO_MANY_SOCKETS_CLOSE = CloseCode.TooManyInitialisationRequests;
 
 /** graphql-ws's default: a socket that has not sent connection_init by then is closed with 4408. */
@@ -41,6 +41,8 @@ class SessionSocket extends Connection implements StreamOwner {
   request: IncomingMessage | null;
   token: string | null = null;
   sessionId: string | null = null;
+  /** Its session's user, once counted among the user's sockets. */
+  userId: string | null = null;
   /** Counted among its address's unauthenticated sockets until its connection_init is acknowledged or it closes. */
   unauthenticated = true;
   /** Subscriptions between subscribe and their first result: the socket is not closed under them. */
@@ -112,6 +114,7 @@ export function attachSessionSockets(options: {
   const { schema, pipeline, service, hub, settings, trust } = options;
   const limits = settings.websocket;
   const socketsBySession = new Map<string, OneOrMore<SessionSocket>>();
+  const socketsByUser = new CountsByKey();
   const unauthenticated = new CountsByKey();
   /** The socket each subscription's context came from, while it is being set up. */
   const settingUpOn = new WeakMap<object, SessionSocket>();
@@ -251,6 +254,12 @@ export function attachSessionSockets(options: {
           conn.close(TOO_MANY_SOCKETS_CLOSE, `Too many sockets for this session (at most ${limits.socketsPerSession})`);
           return false;
         }
+        if (socketsByUser.of(session.userId) >= limits.socketsPerUser) {
+          conn.close(TOO_MANY_SOCKETS_CLOSE, `Too many sockets for this user (at most ${limits.socketsPerUser})`);
+          return false;
+        }
+        conn.userId = session.userId;
+        socketsByUser.add(session.userId);
         // An ended session is let in: a subscription yields the terminal event, then the socket closes.
         conn.token = token;
         conn.sessionId = session.id;
@@ -264,6 +273,8 @@ export function attachSessionSockets(options: {
       conn.endStreams();
       authenticated(conn);
       if (conn.sessionId) forget(conn);
+      if (conn.userId) socketsByUser.remove(conn.userId);
+      conn.userId = null;
     },
   });
 

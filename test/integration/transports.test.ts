@@ -7,7 +7,7 @@ import type { Client } from 'graphql-ws';
 import mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { errorCode, eventually, newUserSession, sleep, startTestServer, testDatabaseUri, type GqlResponse, type TestServer } from '../helpers/server.js';
+import { errorCode, eventually, login, newUserSession, sleep, startTestServer, testDatabaseUri, type GqlResponse, type TestServer } from '../helpers/server.js';
 
 interface WsResult {
   data?: any;
@@ -304,7 +304,13 @@ describe('websocket caps', () => {
   let server: TestServer;
   beforeAll(async () => {
     // Behind a proxy on loopback (as `npm run start:cluster` runs it), so that tests can name the client's address.
-    server = await startTestServer({ WS_MAX_OPERATIONS_PER_SOCKET: '3', WS_MAX_SOCKETS_PER_SESSION: '2', WS_MAX_UNAUTHENTICATED_PER_ADDRESS: '3', TRUST_PROXY: 'loopback' });
+    server = await startTestServer({
+      WS_MAX_OPERATIONS_PER_SOCKET: '3',
+      WS_MAX_SOCKETS_PER_SESSION: '2',
+      WS_MAX_SOCKETS_PER_USER: '3',
+      WS_MAX_UNAUTHENTICATED_PER_ADDRESS: '3',
+      TRUST_PROXY: 'loopback',
+    });
   });
   afterAll(async () => {
     await server?.stop();
@@ -389,6 +395,33 @@ describe('websocket caps', () => {
     const answers = await Promise.all(sockets.map((ws) => initAnswer(ws, { token })));
     expect(answers.sort()).toEqual([4429, 'connection_ack', 'connection_ack'].sort());
     for (const ws of sockets) ws.close();
+  });
+
+  it('closes a socket beyond the per-user limit with 4429, whatever session it comes with; a closed one frees a place', async () => {
+    // A user may log in any number of times: with only the per-session limit, one user from one
+    // address held 892 authenticated idle sockets, every file the process could open.
+    const user = await newUserSession(server);
+    const more = [await login(server, user.username, user.password), await login(server, user.username, user.password)];
+    const tokens = [user.token, user.token, more[0]!.token, more[1]!.token];
+    const sockets: WebSocket[] = [];
+    const answers: Array<string | number> = [];
+    for (const token of tokens) {
+      const ws = rawSocket(server);
+      sockets.push(ws);
+      await opened(ws);
+      answers.push(await initAnswer(ws, { token }));
+    }
+    expect(answers).toEqual(['connection_ack', 'connection_ack', 'connection_ack', 4429]);
+    // Another user is not affected, and a socket of this one that closes makes room.
+    const other = await newUserSession(server);
+    const others = rawSocket(server);
+    await opened(others);
+    expect(await initAnswer(others, { token: other.token })).toBe('connection_ack');
+    await closeAll([sockets[0]!]);
+    const again = rawSocket(server);
+    await opened(again);
+    expect(await initAnswer(again, { token: more[1]!.token })).toBe('connection_ack');
+    await closeAll([...sockets, others, again]);
   });
 
   it('refuses the upgrade of unauthenticated sockets beyond the per-address limit with HTTP 429; connection_init frees a place', async () => {
