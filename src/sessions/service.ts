@@ -16,11 +16,11 @@ import {
   type ExpirySpec,
 } from '../expiry/rules.js';
 import type { EndReason, Session, SessionListener } from '../session.js';
+import { FreshReads } from '../freshReads.js';
 import { MemoryAttemptStore, type AttemptStore } from '../store/attemptStore.js';
 import { TooManyTokenReads, type SessionStore } from '../store/sessionStore.js';
 import type { User, UserStore } from '../store/userStore.js';
 import { ended, renewed } from './transitions.js';
-import { FreshReads } from '../freshReads.js';
 import { WriteTurns } from './writeTurns.js';
 
 export type Clock = () => Date;
