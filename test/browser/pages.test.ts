@@ -198,6 +198,9 @@ describe.skipIf(browserMissing)('GraphiQL at /graphiql', () => {
     await run(page, 'Login');
     await expect.poll(() => response(page)).toContain('"token"');
     const token = JSON.parse(await response(page)).data.login.token as string;
+    // Nothing typed is kept where every script of this origin (and whoever has the machine) could
+    // read it: GraphiQL's default, localStorage, kept the walkthrough's documents, passwords and all.
+    expect(await page.evaluate(() => ({ ...localStorage }))).toEqual({});
 
     // The headers editor is open by default (the walkthrough says to paste the token there).
     await page.evaluate((value) => {

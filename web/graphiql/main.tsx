@@ -16,9 +16,26 @@ const fetcher = createGraphiQLFetcher({
   subscriptionUrl: websocketUrl(config.graphqlPath),
 });
 
+/**
+ * GraphiQL's tabs, history and settings, for this page's life only. Its default, localStorage,
+ * kept every document run (the walkthrough's carry passwords) for any script of this origin, the
+ * frontend's included, and anyone at the machine to read.
+ */
+const items = new Map<string, string>();
+const pageMemory = {
+  getItem: (key: string) => items.get(key) ?? null,
+  setItem: (key: string, value: string) => void items.set(key, value),
+  removeItem: (key: string) => void items.delete(key),
+  clear: () => items.clear(),
+  get length() {
+    return items.size;
+  },
+};
+
 createRoot(document.getElementById('graphiql')!).render(
   <GraphiQL
     fetcher={fetcher}
+    storage={pageMemory}
     defaultQuery={WALKTHROUGH}
     defaultEditorToolsVisibility="headers"
   >
