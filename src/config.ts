@@ -365,7 +365,14 @@ function cookieSettings(e: Env, issues: string[], warnings: string[]): CookieSet
   if (!pathMatches(API_PATH, path)) {
     warnings.push(`SESSION_COOKIE_PATH=${path} does not cover ${API_PATH}: browsers will not send the session cookie to the API.`);
   }
-  return { name, domain: e.SESSION_COOKIE_DOMAIN ?? null, path, secure, httpOnly: e.SESSION_COOKIE_HTTPONLY, sameSite };
+  const domain = e.SESSION_COOKIE_DOMAIN ?? null;
+  // The cookie name prefixes (RFC 6265bis 4.1.3), matched case-insensitively as browsers do; browsers drop a cookie that breaks them.
+  const prefix = /^__(host|secure)-/i.exec(name)?.[1]?.toLowerCase();
+  const breaks = (requirement: string) => issues.push(`  SESSION_COOKIE_NAME: "${name}" requires ${requirement} (browsers refuse the cookie otherwise)`);
+  if (prefix && !secure) breaks('SESSION_COOKIE_SECURE=true');
+  if (prefix === 'host' && path !== '/') breaks('SESSION_COOKIE_PATH=/');
+  if (prefix === 'host' && domain !== null) breaks('no SESSION_COOKIE_DOMAIN');
+  return { name, domain, path, secure, httpOnly: e.SESSION_COOKIE_HTTPONLY, sameSite };
 }
 
 type AliasedName = (typeof ALIASES)[number][0];

@@ -128,6 +128,23 @@ describe('loadSettings', () => {
     }
   });
 
+  it('refuses a __Host- or __Secure- cookie name with attributes that browsers would refuse the cookie for', () => {
+    // A prefixed cookie is what resists a page of another port or subdomain planting its own session
+    // cookie; without the attributes its prefix asks for, browsers drop it and nobody can log in.
+    const host = { SESSION_COOKIE_NAME: '__Host-sessionid', SESSION_COOKIE_SECURE: 'true' };
+    expect(loadSettings(host).cookie).toMatchObject({ name: '__Host-sessionid', secure: true, path: '/', domain: null });
+    expect(loadSettings({ SESSION_COOKIE_NAME: '__Secure-sessionid', SESSION_COOKIE_SECURE: 'true', SESSION_COOKIE_DOMAIN: 'example.com' }).cookie.domain).toBe('example.com');
+    for (const [env, problem] of [
+      [{ SESSION_COOKIE_NAME: '__Host-sessionid' }, /SESSION_COOKIE_NAME: "__Host-sessionid" requires SESSION_COOKIE_SECURE=true/],
+      [{ ...host, SESSION_COOKIE_PATH: '/graphql' }, /"__Host-sessionid" requires SESSION_COOKIE_PATH=\/ /],
+      [{ ...host, SESSION_COOKIE_DOMAIN: 'example.com' }, /"__Host-sessionid" requires no SESSION_COOKIE_DOMAIN/],
+      [{ SESSION_COOKIE_NAME: '__secure-sessionid' }, /"__secure-sessionid" requires SESSION_COOKIE_SECURE=true/],
+    ] as const) {
+      expect(() => loadSettings(env)).toThrow(ConfigError);
+      expect(() => loadSettings(env)).toThrow(problem);
+    }
+  });
+
   it('reads MAX_CONCURRENT_TOKEN_READS (16 by default), and its old name WS_MAX_CONCURRENT_AUTHENTICATIONS with a deprecation warning', () => {
     expect(loadSettings({}).maxConcurrentTokenReads).toBe(16);
     expect(loadSettings({ MAX_CONCURRENT_TOKEN_READS: '4' }).maxConcurrentTokenReads).toBe(4);
