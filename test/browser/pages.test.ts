@@ -136,6 +136,10 @@ describe.skipIf(browserMissing)('the frontend at /app', () => {
       await page.click('#logout');
       await landsOnLoginPage(page, 'LOGGED_OUT', 'You have been logged out', '/signin');
       await screenshot(page, 'app-login-logged-out');
+      // A reason it does not know, an inherited property name included, shows no notice.
+      await page.goto(`${otherOrigin}/signin?reason=constructor`);
+      await page.locator('#register').waitFor();
+      expect(await page.locator('#notice').isHidden()).toBe(true);
     } finally {
       await other.stop();
     }

@@ -1,12 +1,13 @@
 import { ApiError, config, gql } from './api.js';
 
 /** Why the user is back on the login page: the `reason` the session page puts in the URL. */
-const ENDED: Record<string, string> = {
-  TIMEOUT: 'Your session expired. Please log in again.',
-  BROWSER_CLOSED: 'Your session ended because the browser was closed.',
-  LOGGED_OUT: 'You have been logged out.',
-  REVOKED: 'You were logged out from another session ("log out everywhere").',
-};
+/** A Map, not an object: `?reason=constructor` must find nothing. */
+const ENDED = new Map<string, string>([
+  ['TIMEOUT', 'Your session expired. Please log in again.'],
+  ['BROWSER_CLOSED', 'Your session ended because the browser was closed.'],
+  ['LOGGED_OUT', 'You have been logged out.'],
+  ['REVOKED', 'You were logged out from another session ("log out everywhere").'],
+]);
 
 const LOGIN = `mutation Login($username: String!, $password: String!, $expiry: ExpiryInput) {
   login(username: $username, password: $password, expiry: $expiry, cookie: true) { user { username } }
@@ -42,8 +43,9 @@ export function showLogin(root: HTMLElement): void {
   register.hidden = !config.registrationEnabled;
 
   const reason = new URLSearchParams(location.search).get('reason');
-  if (reason && ENDED[reason]) {
-    notice.textContent = ENDED[reason];
+  const message = reason ? ENDED.get(reason) : undefined;
+  if (reason && message) {
+    notice.textContent = message;
     notice.dataset.reason = reason;
     notice.hidden = false;
   }
