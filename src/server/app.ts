@@ -156,6 +156,11 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
 
   const app = express();
   app.disable('x-powered-by');
+  // Every answer, pages, assets and API alike: a browser must not guess a type other than the one sent.
+  app.use((_req: Request, res: Response, next: () => void) => {
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    next();
+  });
   const trust = trustProxy(settings.trustProxy);
   app.set('trust proxy', trust);
   mountPages(app, settings);

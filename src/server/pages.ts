@@ -72,7 +72,7 @@ export function mountPages(app: Express, settings: Settings): void {
       res.status(503).type('text/plain').send('The web pages are not built: run `npm run build:web` (npm start and npm test do it).');
       return;
     }
-    res.set({ 'Content-Security-Policy': CONTENT_SECURITY_POLICY, 'Cache-Control': 'no-cache', 'X-Content-Type-Options': 'nosniff' });
+    res.set({ 'Content-Security-Policy': CONTENT_SECURITY_POLICY, 'Cache-Control': 'no-cache' });
     res.type('html').send(page);
   };
 

@@ -32,6 +32,13 @@ describe('register and login', () => {
     expect(session.current).toBe(true);
   });
 
+  it('answers with X-Content-Type-Options: nosniff everywhere, not only on its pages', async () => {
+    const origin = new URL(server.url).origin;
+    const answers = [await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ serverTime }"}' })];
+    for (const p of ['/livez', '/readyz', '/no-such-page']) answers.push(await fetch(`${origin}${p}`));
+    expect(answers.map((res) => `${res.status} ${res.headers.get('x-content-type-options')}`)).toEqual(['200 nosniff', '200 nosniff', '200 nosniff', '404 nosniff']);
+  });
+
   it('gives the same error for an unknown user and a wrong password', async () => {
     const { username } = await newUserSession(server);
     const wrong = await server.gql('mutation($u:String!){ login(username:$u, password:"wrong password"){ token } }', { u: username });
