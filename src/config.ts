@@ -136,7 +136,7 @@ const schema = z.object({
    */
   MAX_CONCURRENT_TOKEN_READS: positiveCount.optional(),
   /** Of those, reads one client address may have waiting or running at once; more are refused at once. */
-  TOKEN_READ_ADDRESS_CONCURRENCY: positiveCount.default(32),
+  TOKEN_READ_ADDRESS_CONCURRENCY: positiveCount.default(256),
   /** Deprecated name of MAX_CONCURRENT_TOKEN_READS, from when it bounded connection_init alone. */
   WS_MAX_CONCURRENT_AUTHENTICATIONS: positiveCount.optional(),
   /**

@@ -1,13 +1,12 @@
 import mongoose, { type mongo } from 'mongoose';
-import pLimit, { type LimitFunction } from 'p-limit';
 import { addressBucket } from '../auth/attemptLimiter.js';
 import { parseSessionToken, secretMatches } from '../auth/tokens.js';
-import { CountsByKey } from '../countsByKey.js';
 import type { ExpiryState } from '../expiry/rules.js';
 import type { EndReason, Session } from '../session.js';
 import type { Models, SessionChangeDoc, SessionDoc, SessionState } from './models.js';
 import { within } from '../timeLimit.js';
 import type { VersionWriter } from './versionWriters.js';
+import { FairTurns } from './fairTurns.js';
 import type { SessionCache } from './sessionCache.js';
 
 /** An id as one flat string: bson's toHexString() builds it from concatenated pieces, which the hub would keep for each followed session. */
@@ -83,17 +82,17 @@ export interface SessionStoreOptions {
   cache?: SessionCache | null;
   /**
    * `findByToken` reads of the database at once (MAX_CONCURRENT_TOKEN_READS); the others wait
-   * their turn. Every request and socket a client brings reads its session: when a process dies,
-   * its clients all come back to the others at once, and a client may send tokens that are in no
-   * cache. Unbounded, those reads queue in the database ahead of the expiries' commits and the
-   * health pings, and the process reports the database unreachable.
+   * their turn, client addresses taking turns (FairTurns). Every request and socket a client brings
+   * reads its session: when a process dies, its clients all come back to the others at once, and a
+   * client may send tokens that are in no cache. Unbounded, those reads queue in the database ahead
+   * of the expiries' commits and the health pings, and the process reports the database unreachable.
    */
   maxConcurrentTokenReads?: number;
   /**
    * Of those, how many one client address (IPv6: its /64) may have waiting or running at once
    * (TOKEN_READ_ADDRESS_CONCURRENCY); more are refused before they wait (TooManyTokenReads). Tokens
-   * that name no session are never cached: unbounded, one address sending them at 1 000 a second
-   * queued every other client's reads behind its own for seconds.
+   * that name no session are never cached: with one queue for all and no bound, one address
+   * sending them at 1 000 a second queued every other client's reads behind its own for seconds.
    */
   tokenReadsPerAddress?: number;
 }
@@ -110,15 +109,14 @@ export class TooManyTokenReads extends Error {
  * version if nobody else has (the VersionWriter decides how); every read returns the latest version.
  */
 export class SessionStore {
-  private readonly readingTokens: LimitFunction;
-  private readonly tokenReadsByAddress = new CountsByKey();
+  private readonly readingTokens: FairTurns;
 
   constructor(
     private readonly models: Models,
     readonly writer: VersionWriter,
     private readonly options: SessionStoreOptions = { recordChanges: false },
   ) {
-    this.readingTokens = pLimit(options.maxConcurrentTokenReads ?? Number.POSITIVE_INFINITY);
+    this.readingTokens = new FairTurns(options.maxConcurrentTokenReads ?? Number.POSITIVE_INFINITY, options.tokenReadsPerAddress ?? Number.POSITIVE_INFINITY);
   }
 
   /**
@@ -250,26 +248,21 @@ export class SessionStore {
     };
     const known = fromCache();
     if (known !== undefined) return known;
-    const address = addressBucket(clientAddress);
-    if (this.tokenReadsByAddress.of(address) >= (this.options.tokenReadsPerAddress ?? Number.POSITIVE_INFINITY)) throw new TooManyTokenReads();
-    this.tokenReadsByAddress.add(address);
-    try {
-      return await this.readingTokens(async () => {
-        // A read of the same session that went first (its other sockets and requests, coming back
-        // together after their process died) may have put it in the cache meanwhile.
-        const meanwhile = fromCache();
-        if (meanwhile !== undefined) return meanwhile;
-        const readToken = cache?.beforeRead() ?? 0;
-        const head = await this.models.Session.findById(parsed.sessionId).lean<SessionDoc>();
-        if (!head) cache?.forget(parsed.sessionId);
-        if (!head || !secretMatches(parsed.secret, head.secretHash)) return null;
-        const session = toSession(await this.writer.latest(head));
-        cache?.remember(session, head.secretHash, readToken);
-        return session;
-      });
-    } finally {
-      this.tokenReadsByAddress.remove(address);
-    }
+    const read = this.readingTokens.run(addressBucket(clientAddress), async () => {
+      // A read of the same session that went first (its other sockets and requests, coming back
+      // together after their process died) may have put it in the cache meanwhile.
+      const meanwhile = fromCache();
+      if (meanwhile !== undefined) return meanwhile;
+      const readToken = cache?.beforeRead() ?? 0;
+      const head = await this.models.Session.findById(parsed.sessionId).lean<SessionDoc>();
+      if (!head) cache?.forget(parsed.sessionId);
+      if (!head || !secretMatches(parsed.secret, head.secretHash)) return null;
+      const session = toSession(await this.writer.latest(head));
+      cache?.remember(session, head.secretHash, readToken);
+      return session;
+    });
+    if (!read) throw new TooManyTokenReads();
+    return read;
   }
 
   async findById(id: string): Promise<Session | null> {
