@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { trustProxy } from './server/clientAddress.js';
 import { parseAllowedOrigins } from './server/origin.js';
 
 /** A boolean, case-insensitive (Django's settings are written `True` / `False`). */
@@ -8,9 +9,25 @@ const bool = z
   .toLowerCase()
   .pipe(z.enum(['true', 'false', '1', '0', 'yes', 'no']))
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
-const seconds = z.coerce.number().int().nonnegative();
-const positiveSeconds = z.coerce.number().int().positive();
-const positiveCount = positiveSeconds;
+/** A number written in decimal: an empty value, `0x10` or `1e3` is refused, not read as 0, 16 or 1000. */
+const decimal = z
+  .string()
+  .trim()
+  .regex(/^-?\d+(\.\d+)?$/, 'expected a decimal number')
+  .transform(Number);
+const number = <T extends z.ZodType<unknown, number>>(rule: T) => decimal.pipe(rule);
+const seconds = number(z.number().int().nonnegative());
+const positiveCount = number(z.number().int().positive());
+const positiveSeconds = positiveCount;
+/** The longest wait Node's timers take (2^31 - 1 ms); a longer one fires at once, with a warning each time. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** A duration in seconds or ms that the server waits with a timer. */
+const timerSeconds = number(z.number().int().positive().max(Math.floor(MAX_TIMER_MS / 1000), 'at most 2147483 s (24.8 days), the longest timer Node runs'));
+const timerMs = (max = MAX_TIMER_MS) => number(z.number().int().positive().max(max, `at most ${max} ms, the longest timer Node runs`));
+/** Heartbeats a presence lease lasts: a process that misses two in a row still keeps it. */
+const PRESENCE_LEASE_HEARTBEATS = 3;
+/** Not empty (an empty value is not a way to ask for the default: leave the variable unset). */
+const text = z.string().trim().min(1, 'empty: unset it for the default');
 
 /** A cookie name: an RFC 6265 token, kept to letters, digits, `_` and `-`. */
 const cookieName = z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only');
@@ -37,11 +54,25 @@ const cookiePath = z.string().regex(/^\/[\x21-\x3A\x3C-\x7E]*$/, "an absolute pa
 /** Environment variables, their defaults and what they mean (also listed in the README). */
 const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
-  HOST: z.string().default('127.0.0.1'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(4000),
+  HOST: text.default('127.0.0.1'),
+  PORT: number(z.number().int().min(0).max(65535)).default(4000),
   MONGODB_URI: z.string().optional(),
   /** Express "trust proxy": which proxies may set X-Forwarded-For (the client address used for rate limits). */
-  TRUST_PROXY: z.string().default('false'),
+  TRUST_PROXY: z
+    .string()
+    .trim()
+    .default('false')
+    .transform((value, ctx) => {
+      if (/^(true|false)$/i.test(value)) return value.toLowerCase() === 'true';
+      try {
+        trustProxy(value);
+        return value;
+      } catch (err) {
+        const reason = err instanceof Error ? err.message : String(err);
+        ctx.addIssue({ code: 'custom', message: `expected true, false, a number of hops, or comma-separated addresses, subnets, loopback, linklocal or uniquelocal (${reason})` });
+        return z.NEVER;
+      }
+    }),
   /**
    * Origins besides the server's own whose pages may open a websocket authenticated by the session
    * cookie, comma-separated `scheme://host[:port]` (e.g. `https://app.example.com,http://localhost:5173`).
@@ -75,15 +106,15 @@ const schema = z.object({
   /** How long a browser-close session survives with no live subscription before it ends. */
   SESSION_BROWSER_CLOSE_GRACE: seconds.default(30),
   /** How often each process renews its browser-close presence lease, in ms; a lease lasts three of these. */
-  PRESENCE_HEARTBEAT_MS: positiveSeconds.default(5000),
+  PRESENCE_HEARTBEAT_MS: timerMs(Math.floor(MAX_TIMER_MS / PRESENCE_LEASE_HEARTBEATS)).default(5000),
   /** With sliding renewal, skip the write unless the expiry moves by more than this fraction of the idle period. */
-  SESSION_TOUCH_FRACTION: z.coerce.number().min(0).max(1).default(0.05),
+  SESSION_TOUCH_FRACTION: number(z.number().min(0).max(1)).default(0.05),
   /** How long an ended session's record is kept (so a returning client learns how it ended) before the TTL index removes it. */
   SESSION_RETENTION: seconds.default(86_400),
   /** Default lead time of EXPIRING_SOON events, in seconds. */
   SESSION_EXPIRING_SOON_LEAD: seconds.default(60),
 
-  LOGIN_URL: z.string().default('/app/login'),
+  LOGIN_URL: text.default('/app/login'),
   REGISTRATION_ENABLED: bool.default(true),
   GRAPHIQL_ENABLED: bool.optional(),
   /** Django's session cookie settings. Unset: Django's defaults (ALIASES names the older names still read). */
@@ -104,11 +135,11 @@ const schema = z.object({
    * LOGIN_USER_RATE_*: per username from all addresses; LOGIN_ADDRESS_RATE_*: per client address
    * across usernames. An IPv6 address counts as its /64.
    */
-  LOGIN_RATE_LIMIT: z.coerce.number().int().positive().default(5),
+  LOGIN_RATE_LIMIT: positiveCount.default(5),
   LOGIN_RATE_WINDOW: positiveSeconds.default(900),
-  LOGIN_USER_RATE_LIMIT: z.coerce.number().int().positive().default(50),
+  LOGIN_USER_RATE_LIMIT: positiveCount.default(50),
   LOGIN_USER_RATE_WINDOW: positiveSeconds.default(3600),
-  LOGIN_ADDRESS_RATE_LIMIT: z.coerce.number().int().positive().default(50),
+  LOGIN_ADDRESS_RATE_LIMIT: positiveCount.default(50),
   LOGIN_ADDRESS_RATE_WINDOW: positiveSeconds.default(900),
   /**
    * Logins and registrations from one client address that one process handles at once; more are
@@ -116,12 +147,12 @@ const schema = z.object({
    */
   LOGIN_ADDRESS_CONCURRENCY: positiveCount.default(4),
   /** Registrations (each one expensive password hash, whatever its outcome) allowed per client address per window of seconds. */
-  REGISTRATION_RATE_LIMIT: z.coerce.number().int().positive().default(10),
+  REGISTRATION_RATE_LIMIT: positiveCount.default(10),
   REGISTRATION_RATE_WINDOW: positiveSeconds.default(3600),
   /** graphql-ws keep-alive ping interval, in seconds. */
-  WS_PING_INTERVAL: positiveSeconds.default(20),
+  WS_PING_INTERVAL: timerSeconds.default(20),
   /** Seconds a client has to send a whole HTTP request (its headers within at most 10 s of it). */
-  HTTP_REQUEST_TIMEOUT: positiveSeconds.default(15),
+  HTTP_REQUEST_TIMEOUT: timerSeconds.default(15),
   /** Operations (queries, mutations, subscriptions) that may run at once on one websocket. */
   WS_MAX_OPERATIONS_PER_SOCKET: positiveCount.default(20),
   /** Websockets one session may hold open in one process. */
@@ -143,29 +174,27 @@ const schema = z.object({
    * Seconds the expiry re-check waits for a database that answers pings but has not committed the
    * ends due (a stuck write lock, a stalled disk) before they end on their last known expiry.
    */
-  EXPIRY_RECHECK_MAX_WAIT: positiveSeconds.default(10),
+  EXPIRY_RECHECK_MAX_WAIT: timerSeconds.default(10),
   /**
    * Seconds an operation waits for the database's answer to start (the driver's socketTimeoutMS)
    * before it fails with DATABASE_UNAVAILABLE. A database that hangs as a whole is noticed sooner,
    * by the driver's heartbeat; this bounds one operation it never answers while it answers the rest.
    */
-  DATABASE_OPERATION_TIMEOUT: positiveSeconds.default(30),
+  DATABASE_OPERATION_TIMEOUT: timerSeconds.default(30),
   /** Polling interval of the change feed when the database has no change streams, in ms. */
-  CHANGE_POLL_INTERVAL_MS: positiveSeconds.default(100),
+  CHANGE_POLL_INTERVAL_MS: timerMs().default(100),
   /**
    * With a polling change feed, requests are authenticated from memory while the feed has read the
    * change log within this many ms (store/sessionCache.ts): a logout or revocation answered by
    * another process is honoured here within this delay. 0: every request reads the database.
    */
-  SESSION_CACHE_MAX_STALENESS_MS: z.coerce.number().int().min(0).default(300),
+  SESSION_CACHE_MAX_STALENESS_MS: number(z.number().int().min(0)).default(300),
   /** Sessions the cache above holds per process (least recently used dropped first). */
   SESSION_CACHE_SIZE: positiveCount.default(100_000),
   /** scrypt cost as log2(N): 15 is 32 MiB per hash. Lower it only for tests and benchmarks. */
-  PASSWORD_HASH_COST: z.coerce.number().int().min(10).max(20).default(15),
+  PASSWORD_HASH_COST: number(z.number().int().min(10).max(20)).default(15),
 });
 
-/** Heartbeats a presence lease lasts: a process that misses two in a row still keeps it. */
-const PRESENCE_LEASE_HEARTBEATS = 3;
 
 export type Env = z.infer<typeof schema>;
 
@@ -292,7 +321,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     host: e.HOST,
     port: e.PORT,
     mongodbUri: e.MONGODB_URI,
-    trustProxy: e.TRUST_PROXY === 'true' ? true : e.TRUST_PROXY === 'false' ? false : e.TRUST_PROXY,
+    trustProxy: e.TRUST_PROXY,
     allowedOrigins: e.ALLOWED_ORIGINS,
     logLevel: e.LOG_LEVEL,
     expiry: {

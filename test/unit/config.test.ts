@@ -62,9 +62,33 @@ describe('loadSettings', () => {
     [{ LOGIN_ADDRESS_RATE_WINDOW: 'soon' }, 'LOGIN_ADDRESS_RATE_WINDOW'],
     [{ REGISTRATION_RATE_LIMIT: '-1' }, 'REGISTRATION_RATE_LIMIT'],
     [{ REGISTRATION_RATE_WINDOW: '0' }, 'REGISTRATION_RATE_WINDOW'],
+    // Empty values were read as 0 or "" (a random port, no grace, no login page), other notations as their number.
+    [{ PORT: '' }, 'PORT'],
+    [{ SESSION_BROWSER_CLOSE_GRACE: '' }, 'SESSION_BROWSER_CLOSE_GRACE'],
+    [{ SESSION_TOUCH_FRACTION: ' ' }, 'SESSION_TOUCH_FRACTION'],
+    [{ SESSION_CACHE_MAX_STALENESS_MS: '' }, 'SESSION_CACHE_MAX_STALENESS_MS'],
+    [{ LOGIN_URL: '' }, 'LOGIN_URL'],
+    [{ HOST: '' }, 'HOST'],
+    [{ PORT: '0x1F90' }, 'PORT'],
+    [{ SESSION_COOKIE_AGE: '1e3' }, 'SESSION_COOKIE_AGE'],
+    // Longer than Node's timers run (2^31 - 1 ms): they fired at once, warning each time.
+    [{ DATABASE_OPERATION_TIMEOUT: '3000000' }, 'DATABASE_OPERATION_TIMEOUT'],
+    [{ PRESENCE_HEARTBEAT_MS: '3000000000' }, 'PRESENCE_HEARTBEAT_MS'],
+    [{ CHANGE_POLL_INTERVAL_MS: '3000000000' }, 'CHANGE_POLL_INTERVAL_MS'],
+    [{ WS_PING_INTERVAL: '3000000' }, 'WS_PING_INTERVAL'],
+    // Crashed the server at start-up with proxy-addr's stack trace, after the database had started.
+    [{ TRUST_PROXY: 'garbage' }, 'TRUST_PROXY'],
+    [{ TRUST_PROXY: '' }, 'TRUST_PROXY'],
   ])('refuses %o and names the variable', (env, name) => {
     expect(() => loadSettings(env)).toThrow(ConfigError);
     expect(() => loadSettings(env)).toThrow(name);
+  });
+
+  it('reads TRUST_PROXY as true or false in any case, a number of hops, or addresses and subnets', () => {
+    expect(loadSettings({ TRUST_PROXY: 'True' }).trustProxy).toBe(true);
+    expect(loadSettings({ TRUST_PROXY: ' FALSE ' }).trustProxy).toBe(false);
+    expect(loadSettings({ TRUST_PROXY: '2' }).trustProxy).toBe('2');
+    expect(loadSettings({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toBe('loopback, 10.0.0.0/8');
   });
 
   it("has Django's session cookie defaults, SESSION_EXPIRE_AT_BROWSER_CLOSE off, and nothing to warn about", () => {
