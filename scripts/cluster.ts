@@ -11,7 +11,7 @@ import { createLogger } from '../src/logger.js';
 import { startCluster } from './cluster/cluster.js';
 import { REPO } from './database/paths.js';
 import { resolveDatabase } from './database.js';
-import { printUrls, stopOnSignals } from './serve.js';
+import { exitOnStartupFailure, printUrls, stopOnSignals } from './serve.js';
 
 async function main() {
   const settings = loadSettings(); // validated once here, so a bad setting does not crash-loop the workers
@@ -44,7 +44,4 @@ async function main() {
   });
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof ConfigError ? err.message : err);
-  process.exit(1);
-});
+main().catch((err: unknown) => exitOnStartupFailure(err));

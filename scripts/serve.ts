@@ -1,6 +1,8 @@
-/** What the commands that serve the API share: the lines they print when ready, and how signals stop them. */
-import type { Settings } from '../src/config.js';
+/** What the commands that serve the API share: the lines they print when ready, how signals stop them, and how they fail to start. */
+import { ConfigError, type Settings } from '../src/config.js';
 import type { Logger } from '../src/logger.js';
+import { DatabaseSetupError } from './database/setupError.js';
+import { redact } from './database/uri.js';
 
 /** The URLs a newcomer needs, printed once the API answers at `url` (extra lines after the API's). */
 export function printUrls(url: string, settings: Settings, databaseDescription: string, extra: string[] = []): void {
@@ -41,4 +43,31 @@ export function stopOnSignals(logger: Logger, stop: () => Promise<void>): (why: 
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
   return shutdown;
+}
+
+/**
+ * What an operator reads when the server cannot start for a reason outside the code (a setting, the
+ * port, the database), in a few lines; null for anything else, a bug, whose stack trace is printed.
+ * `databaseUri` is the database the server was given, and whether MONGODB_URI named it.
+ */
+export function startupFailure(err: unknown, database?: { uri: string; external: boolean }): string | null {
+  if (err instanceof ConfigError || err instanceof DatabaseSetupError) return err.message;
+  const e = err as { code?: unknown; name?: unknown; message?: unknown; syscall?: unknown; address?: unknown; port?: unknown; hostname?: unknown };
+  const firstLine = String(e.message ?? '').split('\n')[0];
+  if (e.code === 'EADDRINUSE') return `Cannot listen on ${String(e.address)}:${String(e.port)}: the port is in use (set PORT to a free one, or stop what holds it).`;
+  if (e.code === 'EADDRNOTAVAIL') return `Cannot listen on HOST=${String(e.address)}: not an address of this machine.`;
+  if (e.syscall === 'getaddrinfo') return `Cannot listen on HOST=${String(e.hostname)}: no such host (${String(e.code)}).`;
+  const where = database ? ` at ${redact(database.uri)} (${database.external ? 'MONGODB_URI' : 'the embedded database'})` : '';
+  if (e.name === 'MongooseServerSelectionError' || e.name === 'MongoServerSelectionError' || e.name === 'MongoNetworkError') {
+    return `Cannot reach the database${where}: ${firstLine}`;
+  }
+  // AuthenticationFailed, Unauthorized.
+  if (e.name === 'MongoServerError' && (e.code === 18 || e.code === 13)) return `The database${where} refused this server: ${firstLine} (check the user and password).`;
+  return null;
+}
+
+/** Prints why the server could not start (the stack trace only for a bug) and exits 1. */
+export function exitOnStartupFailure(err: unknown, database?: { uri: string; external: boolean }): never {
+  console.error(startupFailure(err, database) ?? err);
+  process.exit(1);
 }

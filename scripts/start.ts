@@ -1,15 +1,22 @@
 /** `npm start`: resolves the database (MONGODB_URI, else an embedded one that keeps its data) and serves the API. */
-import { ConfigError, loadSettings } from '../src/config.js';
+import { loadSettings } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { startServer } from '../src/server/app.js';
 import { resolveDatabase } from './database.js';
-import { printUrls, stopOnSignals } from './serve.js';
+import { exitOnStartupFailure, printUrls, stopOnSignals } from './serve.js';
+
+/** The database being connected to, for the message when that fails. */
+let connectingTo: { uri: string; external: boolean } | undefined;
 
 async function main() {
   const settings = loadSettings();
   const logger = createLogger(settings.logLevel);
   const database = await resolveDatabase({ persistent: true, log: (line: string) => logger.info(line) });
-  const server = await startServer({ settings, mongoUri: database.uri, logger });
+  connectingTo = { uri: database.uri, external: database.kind === 'external' };
+  const server = await startServer({ settings, mongoUri: database.uri, logger }).catch(async (err: unknown) => {
+    await database.stop();
+    throw err;
+  });
   logger.info({ url: server.url, database: database.description }, 'sessions API ready');
   printUrls(server.url, settings, database.description);
   stopOnSignals(logger, async () => {
@@ -18,7 +25,4 @@ async function main() {
   });
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof ConfigError ? err.message : err);
-  process.exit(1);
-});
+main().catch((err: unknown) => exitOnStartupFailure(err, connectingTo));

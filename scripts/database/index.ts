@@ -1,12 +1,14 @@
 // Resolves the MongoDB-compatible database used by `npm start` and the tests:
 // MONGODB_URI, else an embedded mongod (mongodb-memory-server), else FerretDB built once with Go
 // (on SQLite; on a PostgreSQL server with SESSIONS_EMBEDDED_DB=ferretdb-postgresql).
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { startFerretDB } from './ferretdb.js';
+import { FERRETDB_BIN, startFerretDB } from './ferretdb.js';
 import { mongodBinary, startMongod } from './mongod.js';
 import { REPO } from './paths.js';
 import { postgresBackend } from './postgres.js';
 import { message, type Supervisor } from './process.js';
+import { DatabaseSetupError } from './setupError.js';
 import { redact, withDbName } from './uri.js';
 
 export { ensureFerretDB, FERRETDB_BIN, FERRETDB_VERSION } from './ferretdb.js';
@@ -92,8 +94,10 @@ export async function resolveDatabase(opts: ResolveOptions): Promise<ResolvedDat
   try {
     return await startFerretDB(o);
   } catch (err) {
+    // Built already, so what failed is the server itself (its data, say), not a missing Go.
+    if (existsSync(FERRETDB_BIN)) throw new DatabaseSetupError(`The embedded database (FerretDB) did not start: ${message(err)}`);
     causes.push(`FerretDB: ${message(err)}`);
-    throw new Error(
+    throw new DatabaseSetupError(
       'No database available. Set MONGODB_URI to a MongoDB server (e.g. one started by `docker compose up`), ' +
         'or install Go (https://go.dev/dl/, needed once to build FerretDB), ' +
         'or set MONGOMS_SYSTEM_BINARY to a local mongod.\n  ' +
@@ -107,7 +111,7 @@ export function embeddedChoice(): (typeof EMBEDDED_KINDS)[number] | 'auto' {
   if (!v) return 'auto';
   const kind = EMBEDDED_KINDS.find((k) => k === v);
   if (kind) return kind;
-  throw new Error(`SESSIONS_EMBEDDED_DB must be one of ${EMBEDDED_KINDS.map((k) => `"${k}"`).join(', ')}, got "${v}"`);
+  throw new DatabaseSetupError(`SESSIONS_EMBEDDED_DB must be one of ${EMBEDDED_KINDS.map((k) => `"${k}"`).join(', ')}, got "${v}"`);
 }
 
 function external(dbName: string): ResolvedDatabase {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { StartOptions } from './index.js';
 import { REPO } from './paths.js';
 import { message, run } from './process.js';
+import { DatabaseSetupError } from './setupError.js';
 import { redact } from './uri.js';
 
 /** Admin URL for SESSIONS_EMBEDDED_DB=ferretdb-postgresql: a role that may CREATE DATABASE, and a database to connect to. */
@@ -104,14 +105,14 @@ export async function psql(pgUrl: string, sql: string): Promise<string> {
     target = splitPassword(pgUrl);
     if (!/^postgres(ql)?:$/.test(new URL(pgUrl).protocol)) throw new Error('not postgres://');
   } catch {
-    throw new Error(`SESSIONS_POSTGRESQL_URL must be a postgres:// URL, got "${redact(pgUrl)}"`);
+    throw new DatabaseSetupError(`SESSIONS_POSTGRESQL_URL must be a postgres:// URL, got "${redact(pgUrl)}"`);
   }
   const env = { PGCONNECT_TIMEOUT: '5', ...(target.password ? { PGPASSWORD: target.password } : {}) };
   try {
     return await run('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', target.url, '-c', sql], REPO, env);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new Error('psql is not installed (the PostgreSQL client, e.g. `apt-get install postgresql-client`)');
+      throw new DatabaseSetupError('psql is not installed (the PostgreSQL client, e.g. `apt-get install postgresql-client`)');
     }
     throw new Error(`${redact(target.url)}: ${message(err).replace(/^`[^`]*` failed \(exit \d+\):\s*/, '')}`);
   }

@@ -1,7 +1,9 @@
+import { DatabaseSetupError } from './setupError.js';
+
 /** Adds /<dbName> to a mongodb:// URI that names no database. */
 export function withDbName(uri: string, dbName: string): string {
   const m = /^(mongodb(?:\+srv)?:\/\/[^/?#]*)(\/[^?#]*)?(.*)$/.exec(uri);
-  if (!m) throw new Error('MONGODB_URI must start with mongodb:// or mongodb+srv://');
+  if (!m) throw new DatabaseSetupError('MONGODB_URI must start with mongodb:// or mongodb+srv://');
   const [, hosts, dbPath, rest] = m;
   return dbPath && dbPath !== '/' ? uri : `${hosts}/${dbName}${rest}`;
 }

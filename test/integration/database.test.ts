@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -14,6 +15,7 @@ import {
   resolveDatabase,
   type DatabaseKind,
 } from '../../scripts/database.js';
+import { DatabaseSetupError } from '../../scripts/database/setupError.js';
 import { detectCapabilities } from '../../src/store/capabilities.js';
 
 const uri = inject('mongoUri');
@@ -83,6 +85,20 @@ describe.skipIf(kind === 'external')(`an embedded ${kind} (skipped with MONGODB_
       await conn.close();
     } finally {
       await second.stop();
+    }
+  });
+
+  it.skipIf(kind !== 'ferretdb')('says that the built FerretDB did not start, and why, when its data is not a database', async () => {
+    // It advised installing Go or setting MONGODB_URI, the real cause buried in a quoted log.
+    const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'sessions-corrupt-'));
+    try {
+      await fsp.mkdir(path.join(root, 'ferretdb'));
+      await fsp.writeFile(path.join(root, 'ferretdb', 'sessions.sqlite'), randomBytes(64 * 1024));
+      const failure = resolveDatabase({ persistent: true, dataRoot: root, log: () => {} });
+      await expect(failure).rejects.toThrow(/^The embedded database \(FerretDB\) did not start: .*file is not a database/s);
+      await expect(failure).rejects.toBeInstanceOf(DatabaseSetupError);
+    } finally {
+      await fsp.rm(root, { recursive: true, force: true });
     }
   });
 

@@ -1,0 +1,71 @@
+// `npm start` that cannot start for a reason outside the code (a setting, the port, the database):
+// it says what is wrong in a few lines, naming the variable, and exits 1; no stack trace, which is
+// for bugs. Before, most of these printed one or two stack traces (and 36 lines of driver state).
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testDatabaseUri } from '../helpers/server.js';
+
+interface Outcome {
+  code: number | null;
+  output: string;
+}
+
+/** `scripts/start.ts` with `env` on top of a quiet test environment; its exit code and everything it printed. */
+function start(env: Record<string, string | undefined>): Promise<Outcome> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
+    env: { PATH: process.env.PATH, NODE_ENV: 'test', LOG_LEVEL: 'warn', PASSWORD_HASH_COST: '10', PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += String(chunk)));
+  child.stderr.on('data', (chunk) => (output += String(chunk)));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 40_000);
+  return new Promise((resolve) =>
+    child.on('exit', (code) => {
+      clearTimeout(killer);
+      resolve({ code, output });
+    }),
+  );
+}
+
+const STACK_FRAME = /^\s+at .+[(:]\d+/m;
+
+function expectClearFailure({ code, output }: Outcome, says: RegExp): void {
+  expect(code, output).toBe(1);
+  expect(output).toMatch(says);
+  expect(output, 'no stack trace').not.toMatch(STACK_FRAME);
+  expect(output.trim().split('\n').length, output).toBeLessThanOrEqual(6);
+}
+
+describe('npm start that cannot start', { timeout: 60_000 }, () => {
+  let taken: net.Server;
+  let takenPort: number;
+  beforeAll(async () => {
+    taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    takenPort = (taken.address() as net.AddressInfo).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => taken.close(() => resolve())));
+
+  it('names a setting it refuses', async () => {
+    expectClearFailure(await start({ MONGODB_URI: testDatabaseUri(), PORT: 'abc' }), /PORT: expected a decimal number/);
+  });
+
+  it('says that its port is in use', async () => {
+    expectClearFailure(await start({ MONGODB_URI: testDatabaseUri(), HOST: '127.0.0.1', PORT: String(takenPort) }), new RegExp(`127\\.0\\.0\\.1:${takenPort}.*in use.*PORT`));
+  });
+
+  it('says that HOST is not an address of this machine', async () => {
+    expectClearFailure(await start({ MONGODB_URI: testDatabaseUri(), HOST: 'no-such-host.invalid' }), /HOST=no-such-host\.invalid/);
+  });
+
+  it('says that MONGODB_URI is not a MongoDB URI, or names no server that answers', async () => {
+    expectClearFailure(await start({ MONGODB_URI: 'not-a-uri' }), /MONGODB_URI must start with mongodb:\/\//);
+    expectClearFailure(await start({ MONGODB_URI: `mongodb://127.0.0.1:${takenPort}/x?serverSelectionTimeoutMS=2000` }), /Cannot reach the database at mongodb:\/\/127\.0\.0\.1:\d+\/x \(MONGODB_URI\)/);
+  });
+
+  it('names SESSIONS_EMBEDDED_DB when it is not a kind it knows', async () => {
+    expectClearFailure(await start({ SESSIONS_EMBEDDED_DB: 'bogus' }), /SESSIONS_EMBEDDED_DB must be one of/);
+  });
+});
