@@ -1,6 +1,7 @@
 // `npm start` that cannot start for a reason outside the code (a setting, the port, the database):
 // it says what is wrong in a few lines, naming the variable, and exits 1; no stack trace, which is
 // for bugs. Before, most of these printed one or two stack traces (and 36 lines of driver state).
+// And `npm start` stopped by a signal sent to npm alone (as a process manager sends it).
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,5 +68,31 @@ describe('npm start that cannot start', { timeout: 60_000 }, () => {
 
   it('names SESSIONS_EMBEDDED_DB when it is not a kind it knows', async () => {
     expectClearFailure(await start({ SESSIONS_EMBEDDED_DB: 'bogus' }), /SESSIONS_EMBEDDED_DB must be one of/);
+  });
+});
+
+describe('npm start stopped with SIGTERM sent to npm alone', { timeout: 90_000 }, () => {
+  it('stops the server too, instead of leaving it serving under init', async () => {
+    // npm ran `sh -c "tsx scripts/start.ts"`: the shell died of the signal and passed it to nobody.
+    const npm = spawn('npm', ['start'], {
+      env: { ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'warn', PASSWORD_HASH_COST: '10', HOST: '127.0.0.1', PORT: '0', MONGODB_URI: testDatabaseUri() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    npm.stderr.on('data', (chunk) => (output += String(chunk)));
+    const url = await new Promise<string>((resolve, reject) => {
+      npm.stdout.on('data', (chunk) => {
+        output += String(chunk);
+        const found = /GraphQL API: +(http:\S+)/.exec(output);
+        if (found) resolve(found[1]!);
+      });
+      npm.on('exit', () => reject(new Error(`npm start exited before it was ready:\n${output}`)));
+    });
+    const livez = url.replace(/\/graphql$/, '/livez');
+    expect((await fetch(livez)).status).toBe(200);
+    const exited = new Promise((resolve) => npm.on('exit', resolve));
+    npm.kill('SIGTERM');
+    await exited;
+    await expect.poll(() => fetch(livez).then(() => 'serving', () => 'gone'), { timeout: 10_000 }).toBe('gone');
   });
 });
