@@ -48,9 +48,9 @@ export function stopOnSignals(logger: Logger, stop: () => Promise<void>): (why: 
 /**
  * What an operator reads when the server cannot start for a reason outside the code (a setting, the
  * port, the database), in a few lines; null for anything else, a bug, whose stack trace is printed.
- * `databaseUri` is the database the server was given, and whether MONGODB_URI named it.
+ * `database`: the one the server was given, and whether MONGODB_URI named it.
  */
-export function startupFailure(err: unknown, database?: { uri: string; external: boolean }): string | null {
+function startupFailure(err: unknown, database?: { uri: string; external: boolean }): string | null {
   if (err instanceof ConfigError || err instanceof DatabaseSetupError) return err.message;
   const e = err as { code?: unknown; name?: unknown; message?: unknown; syscall?: unknown; address?: unknown; port?: unknown; hostname?: unknown };
   const firstLine = String(e.message ?? '').split('\n')[0];
