@@ -12,9 +12,24 @@ import type { DatabaseKind, ResolvedDatabase, StartOptions } from './index.js';
 import { CACHE, shortPath } from './paths.js';
 import { createPostgresDatabase, dropPostgresDatabase, postgresUrl, splitPassword, type PostgresBackend } from './postgres.js';
 import { canConnect, freePort, hasExited, message, once, run, supervise, type RunningProcess } from './process.js';
+import { DatabaseSetupError } from './setupError.js';
 import { redact } from './uri.js';
 
 export const FERRETDB_VERSION = 'v1.24.2';
+
+/**
+ * The pid of a FerretDB still running on `dir` (its state directory), which another server started:
+ * two on one directory share its files without knowing of each other. Linux only (/proc); null elsewhere.
+ */
+function runningOn(dir: string): number | null {
+  try {
+    const pid = Number(fs.readFileSync(path.join(dir, 'ferretdb.pid'), 'utf8'));
+    // The state directory is on its command line, so a pid reused by another process does not count.
+    return pid > 0 && fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`--state-dir=${dir}\0`) ? pid : null;
+  } catch {
+    return null;
+  }
+}
 
 /**
  * Changes made to FerretDB's source before it is built. On SQLite, FerretDB 1.24.2 indexes `_id` on
@@ -86,6 +101,13 @@ export async function startFerretDB(o: StartOptions, pg?: PostgresBackend): Prom
   const bin = await ensureFerretDB(o.log);
   const dir = o.persistent ? path.join(o.dataRoot, kind) : await fsp.mkdtemp(path.join(os.tmpdir(), `sessions-${kind}-`));
   await fsp.mkdir(dir, { recursive: true });
+  const other = runningOn(dir);
+  if (other !== null) {
+    throw new DatabaseSetupError(
+      `The embedded database's data (${shortPath(dir)}) is in use by the FerretDB of another server (pid ${other}): ` +
+        'stop that server, or give this one a database of its own (MONGODB_URI).',
+    );
+  }
   const dropTemporary = async () => {
     if (!pg?.temporary) return;
     await dropPostgresDatabase(pg.database, pg.adminUrl).catch((err) =>

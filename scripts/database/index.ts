@@ -94,6 +94,7 @@ export async function resolveDatabase(opts: ResolveOptions): Promise<ResolvedDat
   try {
     return await startFerretDB(o);
   } catch (err) {
+    if (err instanceof DatabaseSetupError) throw err;
     // Built already, so what failed is the server itself (its data, say), not a missing Go.
     if (existsSync(FERRETDB_BIN)) throw new DatabaseSetupError(`The embedded database (FerretDB) did not start: ${message(err)}`);
     causes.push(`FerretDB: ${message(err)}`);

@@ -102,6 +102,25 @@ describe.skipIf(kind === 'external')(`an embedded ${kind} (skipped with MONGODB_
     }
   });
 
+  it.skipIf(kind !== 'ferretdb')('refuses a second FerretDB on the data of one that runs, and starts once that one has stopped', async () => {
+    // Two `npm start` on other ports ran two FerretDBs on one SQLite directory, neither knowing of the other.
+    const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'sessions-shared-'));
+    const opts = { persistent: true, kind, dataRoot: root, log: () => {} };
+    try {
+      const first = await resolveDatabase(opts);
+      try {
+        const second = resolveDatabase(opts);
+        await expect(second).rejects.toThrow(/is in use by the FerretDB of another server \(pid \d+\)/);
+        await expect(second).rejects.toBeInstanceOf(DatabaseSetupError);
+      } finally {
+        await first.stop();
+      }
+      await (await resolveDatabase(opts)).stop();
+    } finally {
+      await fsp.rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('deletes a temporary data dir and frees its port on stop', async () => {
     const db = await resolveDatabase({ persistent: false, kind, log: () => {} });
     const port = Number(new URL(db.uri.replace(/^mongodb:/, 'http:')).port);
