@@ -294,7 +294,7 @@ describe('a flood of logins from one address', () => {
   });
 });
 
-describe('a flood of tokens that name no session, from one address', () => {
+describe('a flood of tokens that name no session', () => {
   const SESSION = '{ session { id } }';
   const unknownToken = () => `${randomBytes(12).toString('hex')}.${randomBytes(32).toString('base64url')}`;
 
