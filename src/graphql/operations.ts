@@ -109,6 +109,9 @@ export type Prepared = { document: DocumentNode; errors?: undefined } | { docume
  * it) and over graphql-ws (which calls `prepare` and `formatError` itself): the same parser limits,
  * validation rules, document cache, production masking and error formatting.
  */
+/** The messages of graphql-js's getArgumentValues, which it raises while executing. */
+const ARGUMENT_REFUSED = /^Argument "[^"]+" (of (required|non-null) type|has invalid value)/;
+
 export class OperationPipeline {
   readonly parseOptions: ParseOptions = { maxTokens: OPERATION_LIMITS.maxTokens };
   readonly documents = new DocumentCache(DOCUMENT_CACHE_SIZE);
@@ -195,6 +198,11 @@ export class OperationPipeline {
     const original = unwrapResolverError(error);
     if (isDatabaseUnreachable(original)) {
       return { message: DATABASE_UNAVAILABLE_MESSAGE, locations: formatted.locations, path: formatted.path, extensions: { code: 'DATABASE_UNAVAILABLE' } };
+    }
+    // graphql-js refuses some arguments only as it executes (a null given through a variable with a
+    // default where a value is required): the client's input, not the server's fault.
+    if (original instanceof GraphQLError && !original.extensions.code && ARGUMENT_REFUSED.test(original.message)) {
+      return { ...formatted, extensions: { ...formatted.extensions, code: 'BAD_USER_INPUT' } };
     }
     if (formatted.extensions?.code === 'INTERNAL_SERVER_ERROR') {
       this.options.logger.error({ err: original }, 'unexpected error in a GraphQL operation');

@@ -128,6 +128,17 @@ describe.each([
     expect(wsCode(badVariable)).toBe('BAD_USER_INPUT');
   });
 
+  it('answers BAD_USER_INPUT, on both, to a null given for a required argument through a variable with a default', async () => {
+    // Valid GraphQL (a variable with a default may stand where a value is required), refused by
+    // graphql-js only as it executes: it answered INTERNAL_SERVER_ERROR (found by the fuzz test).
+    const query = 'mutation($p: String = "correct horse battery") { register(password: $p, username: "nullpassword") { id } }';
+    const http = await server.gql(query, { p: null });
+    const ws = await overSocket(client, query, { p: null });
+    expect([errorCode(http), wsCode(ws)]).toEqual(['BAD_USER_INPUT', 'BAD_USER_INPUT']);
+    expect(ws.errors![0]!.message).toBe(http.errors![0]!.message);
+    expect(http.errors![0]!.message).toBe('Argument "password" of non-null type "String!" must not be null.');
+  });
+
   it(env === 'production' ? 'refuses introspection and names no field in errors, on both' : 'allows introspection and suggests fields, on both', async () => {
     const introspection = await both('{ __schema { queryType { name } } }');
     const typo = await both('{ sesion { id } }');
