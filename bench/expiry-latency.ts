@@ -39,7 +39,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HEALTH_CHECK_TIMEOUT_S } from '../scripts/cluster/haproxy.js';
+import { API_PROCESS_ENV, HEALTH_CHECK_TIMEOUT_S } from '../scripts/cluster/haproxy.js';
 import { resolveDatabase, type ResolvedDatabase } from '../scripts/database.js';
 import { HAPROXY_MAXCONN, haproxyInstances, startBalancer, type Balancer } from './balancer.js';
 import { probeDatabase, type ProbeRow } from './db-probe.js';
@@ -329,7 +329,7 @@ function apiServerEnv(s: Scenario, db: RunDatabase): Record<string, string> {
     ...BENCH_SERVER_ENV,
     ...Object.fromEntries(['LOG_LEVEL', 'CHANGE_POLL_INTERVAL_MS', 'WS_PING_INTERVAL'].filter((k) => env[k]).map((k) => [k, env[k]!])),
     // Behind HAProxy: the per-address limits see the load's addresses (X-Forwarded-For).
-    ...(s.processes > 1 ? { TRUST_PROXY: 'loopback' } : {}),
+    ...(s.processes > 1 ? { TRUST_PROXY: 'loopback', ...API_PROCESS_ENV } : {}),
     BENCH_MONGODB_URI: db.uri,
     ...(env.BENCH_CPU_PROF ? { BENCH_CPU_PROF: path.resolve(env.BENCH_CPU_PROF) } : {}),
   };

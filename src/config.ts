@@ -22,7 +22,8 @@ const positiveSeconds = positiveCount;
 /** The longest wait Node's timers take (2^31 - 1 ms); a longer one fires at once, with a warning each time. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A duration in seconds or ms that the server waits with a timer. */
-const timerSeconds = number(z.number().int().positive().max(Math.floor(MAX_TIMER_MS / 1000), 'at most 2147483 s (24.8 days), the longest timer Node runs'));
+const withinTimer = (rule: z.ZodNumber) => number(rule.max(Math.floor(MAX_TIMER_MS / 1000), 'at most 2147483 s (24.8 days), the longest timer Node runs'));
+const timerSeconds = withinTimer(z.number().int().positive());
 const timerMs = (max = MAX_TIMER_MS) => number(z.number().int().positive().max(max, `at most ${max} ms, the longest timer Node runs`));
 /** Heartbeats a presence lease lasts: a process that misses two in a row still keeps it. */
 const PRESENCE_LEASE_HEARTBEATS = 3;
@@ -153,6 +154,11 @@ const schema = z.object({
   WS_PING_INTERVAL: timerSeconds.default(20),
   /** Seconds a client has to send a whole HTTP request (its headers within at most 10 s of it). */
   HTTP_REQUEST_TIMEOUT: timerSeconds.default(15),
+  /**
+   * Seconds an idle keep-alive HTTP connection is kept open; 0: until the client closes it, for a
+   * process that only a balancer reusing its connections reaches (scripts/cluster/haproxy.ts).
+   */
+  HTTP_KEEP_ALIVE_TIMEOUT: withinTimer(z.number().int().nonnegative()).default(5),
   /** Operations (queries, mutations, subscriptions) that may run at once on one websocket. */
   WS_MAX_OPERATIONS_PER_SOCKET: positiveCount.default(20),
   /** Websockets one session may hold open in one process. */
@@ -237,6 +243,8 @@ export interface Settings {
   loginAddressConcurrency: number;
   wsPingIntervalMs: number;
   httpRequestTimeoutMs: number;
+  /** 0: no timeout. */
+  httpKeepAliveTimeoutMs: number;
   websocket: { operationsPerSocket: number; socketsPerSession: number; socketsPerUser: number; unauthenticatedPerAddress: number };
   /** Sessions read from the database by token at once, over both transports (MAX_CONCURRENT_TOKEN_READS). */
   maxConcurrentTokenReads: number;
@@ -351,6 +359,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     loginAddressConcurrency: e.LOGIN_ADDRESS_CONCURRENCY,
     wsPingIntervalMs: e.WS_PING_INTERVAL * 1000,
     httpRequestTimeoutMs: e.HTTP_REQUEST_TIMEOUT * 1000,
+    httpKeepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT * 1000,
     websocket: {
       operationsPerSocket: e.WS_MAX_OPERATIONS_PER_SOCKET,
       socketsPerSession: e.WS_MAX_SOCKETS_PER_SESSION,

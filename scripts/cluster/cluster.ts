@@ -15,7 +15,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exitOf, freePort, hasExited, runningPid, supervise, type RunningProcess, type Supervisor } from '../database/process.js';
-import { findHaproxy, haproxyConfig } from './haproxy.js';
+import { API_PROCESS_ENV, findHaproxy, haproxyConfig } from './haproxy.js';
 
 export interface ClusterOptions {
   mongoUri: string;
@@ -83,7 +83,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const names = ports.map((_, i) => `api${i + 1}`);
 
   const startWorker = (i: number) =>
-    startWorkerProcess(names[i]!, { ...options.env, MONGODB_URI: options.mongoUri, HOST: '127.0.0.1', PORT: String(ports[i]) }, output);
+    startWorkerProcess(names[i]!, { ...options.env, ...API_PROCESS_ENV, MONGODB_URI: options.mongoUri, HOST: '127.0.0.1', PORT: String(ports[i]) }, output);
   const supervisors: Supervisor[] = [];
   const stopWorkers = () => Promise.all(supervisors.map((s) => s.stop()));
   let haproxy: Supervisor | null = null;

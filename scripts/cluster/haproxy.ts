@@ -18,6 +18,12 @@ export const HEALTH_CHECK_INTERVAL_S = 1;
  */
 export const SERVER_TIMEOUT_S = 2 * (HEALTH_CHECK_TIMEOUT_S + HEALTH_CHECK_INTERVAL_S);
 
+/** Connections HAProxy holds open to one API process for plain requests (`maxconn`; websockets not counted). */
+export const MAX_CONNECTIONS_PER_PROCESS = 32;
+
+/** What the API processes behind this config must be started with: they keep HAProxy's connections open. */
+export const API_PROCESS_ENV = { HTTP_KEEP_ALIVE_TIMEOUT: '0' };
+
 export interface HaproxyServer {
   /** e.g. "api1" */
   name: string;
@@ -47,8 +53,6 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     // Upgrade: websocket passes through in mode http; the socket is then a tunnel.
     '    # X-Forwarded-For: the API processes run with TRUST_PROXY=loopback, so per-address limits see the client.',
     '    option forwardfor',
-    "    # No reuse of idle server connections (Node closes them after 5 s: a reused one could fail a request).",
-    '    option http-server-close',
     '    # A process that refuses the connection (it died): try another one.',
     '    retries 3',
     '    option redispatch 1',
@@ -75,16 +79,31 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     '',
     'frontend api',
     ...[options.bind].flat().map((b) => `    bind ${address(b.host, b.port)}`),
+    '    # Websockets have a backend of their own: they live for hours, and the requests\' limit of',
+    '    # connections per process must not count them.',
+    '    use_backend websockets if { hdr(upgrade) -i websocket }',
     '    default_backend api',
     '',
     'backend api',
-    '    # leastconn, not roundrobin: websockets live for hours, so spread open connections; a restarted',
-    '    # process (none open) takes the new ones first.',
     '    balance leastconn',
     '    option httpchk GET /readyz',
     '    http-check expect status 200',
-    `    default-server check inter ${HEALTH_CHECK_INTERVAL_S}s fall 2 rise 2`,
+    `    # Requests ride connections that the processes accepted before, at most ${MAX_CONNECTIONS_PER_PROCESS} to each; more`,
+    '    # wait here, first come first served. A busy Node process accepts one new',
+    '    # connection per turn of its event loop: with a connection per request, a flood of them held',
+    '    # every other client behind it in the process\'s accept queue. The processes keep these',
+    '    # connections until HAProxy closes them (HTTP_KEEP_ALIVE_TIMEOUT=0): one closed by a process',
+    '    # as a request is sent on it would fail that request.',
+    '    http-reuse always',
+    `    timeout queue ${SERVER_TIMEOUT_S}s`,
+    `    default-server check inter ${HEALTH_CHECK_INTERVAL_S}s fall 2 rise 2 maxconn ${MAX_CONNECTIONS_PER_PROCESS}`,
     ...options.servers.map((s) => `    server ${s.name} ${address(s.host, s.port)}`),
+    '',
+    'backend websockets',
+    '    # leastconn, not roundrobin: spread open sockets; a restarted process (none open) takes the new',
+    '    # ones first. Each process is up or down here as it is in backend api, at the same moment.',
+    '    balance leastconn',
+    ...options.servers.map((s) => `    server ${s.name} ${address(s.host, s.port)} track api/${s.name}`),
     '',
   ];
   return lines.join('\n');

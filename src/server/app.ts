@@ -167,6 +167,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   const httpServer = createServer(
     {
       requestTimeout: settings.httpRequestTimeoutMs,
+      keepAliveTimeout: settings.httpKeepAliveTimeoutMs,
       headersTimeout: Math.min(HEADERS_TIMEOUT_MS, settings.httpRequestTimeoutMs),
       // How often Node checks those timeouts (default 30 s, which would let a slow request run well past them).
       connectionsCheckingInterval: 1_000,

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureComposeCheck, loadComposeFile, type ComposeProject, type ComposeService } from '../../scripts/compose-check.js';
 import { REPO } from '../../scripts/database/paths.js';
+import { API_PROCESS_ENV } from '../../scripts/cluster/haproxy.js';
 
 let loaded: Promise<ComposeProject> | undefined;
 const load = () => (loaded ??= loadComposeFile(path.join(REPO, 'docker-compose.yml')));
@@ -47,6 +48,8 @@ describe('docker-compose.yml (compose-go)', () => {
     expect(uri.hostname).toBe('mongo');
     expect(uri.searchParams.get('replicaSet')).toBe(await replSet());
     expect(api.environment.TRUST_PROXY).toBe('uniquelocal');
+    // HAProxy reuses its connections to the replicas (deploy/haproxy.cfg), as npm run start:cluster's do.
+    expect(api.environment).toMatchObject(API_PROCESS_ENV);
     expect(api.ports).toEqual([]);
   });
 

@@ -50,6 +50,12 @@ describe('loadSettings', () => {
     expect(s.graphiqlEnabled).toBe(false);
   });
 
+  it("keeps an idle keep-alive connection 5 s (Node's default), or with HTTP_KEEP_ALIVE_TIMEOUT=0 until the client closes it", () => {
+    expect(loadSettings({}).httpKeepAliveTimeoutMs).toBe(5_000);
+    expect(loadSettings({ HTTP_KEEP_ALIVE_TIMEOUT: '0' }).httpKeepAliveTimeoutMs).toBe(0);
+    expect(loadSettings({ HTTP_KEEP_ALIVE_TIMEOUT: '65' }).httpKeepAliveTimeoutMs).toBe(65_000);
+  });
+
   it.each([
     [{ SESSION_COOKIE_AGE: '-5' }, 'SESSION_COOKIE_AGE'],
     [{ SESSION_COOKIE_AGE: '1.5' }, 'SESSION_COOKIE_AGE'],
@@ -76,6 +82,8 @@ describe('loadSettings', () => {
     [{ PRESENCE_HEARTBEAT_MS: '3000000000' }, 'PRESENCE_HEARTBEAT_MS'],
     [{ CHANGE_POLL_INTERVAL_MS: '3000000000' }, 'CHANGE_POLL_INTERVAL_MS'],
     [{ WS_PING_INTERVAL: '3000000' }, 'WS_PING_INTERVAL'],
+    [{ HTTP_KEEP_ALIVE_TIMEOUT: '3000000' }, 'HTTP_KEEP_ALIVE_TIMEOUT'],
+    [{ HTTP_KEEP_ALIVE_TIMEOUT: '-1' }, 'HTTP_KEEP_ALIVE_TIMEOUT'],
     // Crashed the server at start-up with proxy-addr's stack trace, after the database had started.
     [{ TRUST_PROXY: 'garbage' }, 'TRUST_PROXY'],
     [{ TRUST_PROXY: '' }, 'TRUST_PROXY'],

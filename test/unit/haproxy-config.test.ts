@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { findHaproxy, haproxyConfig, SERVER_TIMEOUT_S } from '../../scripts/cluster/haproxy.js';
+import { findHaproxy, haproxyConfig, MAX_CONNECTIONS_PER_PROCESS, SERVER_TIMEOUT_S } from '../../scripts/cluster/haproxy.js';
 
 const config = haproxyConfig({
   bind: { host: '127.0.0.1', port: 4000 },
@@ -34,8 +34,29 @@ describe('HAProxy config', () => {
     // A hung process's requests and upgrades fail once it would have been taken out (test/integration/cluster-failover.test.ts shows it).
     expect(lines).toContain(`timeout server ${SERVER_TIMEOUT_S}s`);
     expect(lines).toContain('option redispatch 1');
-    expect(lines).toContain('default-server check inter 1s fall 2 rise 2');
-    expect(lines.filter((l) => l.startsWith('server '))).toEqual(['server api1 127.0.0.1:41001', 'server api2 127.0.0.1:41002']);
+    expect(lines.filter((l) => l.startsWith('server '))).toEqual([
+      'server api1 127.0.0.1:41001',
+      'server api2 127.0.0.1:41002',
+      'server api1 127.0.0.1:41001 track api/api1',
+      'server api2 127.0.0.1:41002 track api/api2',
+    ]);
+  });
+
+  it('sends requests over a few connections per process that it reuses, and websockets apart (test/integration/cluster-failover.test.ts)', () => {
+    const backend = (name: string) => {
+      const lines = directives(config);
+      const start = lines.indexOf(`backend ${name}`);
+      const end = lines.findIndex((l, i) => i > start && /^(frontend|backend)\b/.test(l));
+      return lines.slice(start + 1, end === -1 ? undefined : end);
+    };
+    expect(directives(config)).toContain('use_backend websockets if { hdr(upgrade) -i websocket }');
+    expect(directives(config)).not.toContain('option http-server-close');
+    expect(backend('api')).toContain('http-reuse always');
+    expect(backend('api')).toContain(`timeout queue ${SERVER_TIMEOUT_S}s`);
+    expect(backend('api')).toContain(`default-server check inter 1s fall 2 rise 2 maxconn ${MAX_CONNECTIONS_PER_PROCESS}`);
+    // Websockets are not bounded per process here (the API bounds them per user and per session),
+    // and go to the processes backend api finds healthy.
+    expect(backend('websockets').filter((l) => /maxconn|check/.test(l))).toEqual([]);
   });
 
   it('brackets IPv6 addresses and refuses an empty backend', () => {
@@ -69,7 +90,7 @@ describe('HAProxy config', () => {
     };
     const generated = directives(config);
     expect(section(deploy, 'defaults')).toEqual(section(generated, 'defaults'));
-    for (const line of ['balance leastconn', 'option httpchk GET /readyz', 'http-check expect status 200']) {
+    for (const line of ['balance leastconn', 'option httpchk GET /readyz', 'http-check expect status 200', 'use_backend websockets if { hdr(upgrade) -i websocket }', 'http-reuse always', `timeout queue ${SERVER_TIMEOUT_S}s`]) {
       expect(deploy).toContain(line);
       expect(generated).toContain(line);
     }
