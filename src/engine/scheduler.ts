@@ -51,6 +51,14 @@ export class Scheduler {
     this.live.delete(key);
   }
 
+  /**
+   * The wall clock was stepped (clockSteps.ts): the timer, armed in monotonic time, is armed again
+   * for the earliest deadline as the wall clock now reads, so that those a forward step passed fire now.
+   */
+  clockStepped(): void {
+    this.arm();
+  }
+
   stop(): void {
     if (this.timer !== null) this.clock.clearTimer(this.timer);
     this.timer = null;

@@ -11,6 +11,7 @@ import { ChangeStreamFeed, PollingFeed } from '../engine/changeFeed.js';
 import type { ChangeFeed } from '../session.js';
 import { EventHub } from '../engine/hub.js';
 import { Presence } from '../engine/presence.js';
+import { watchClockSteps } from '../engine/clockSteps.js';
 import { Scheduler } from '../engine/scheduler.js';
 import type { GraphQLContext } from '../graphql/context.js';
 import { OperationPipeline } from '../graphql/operations.js';
@@ -102,6 +103,10 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   const now = () => clock().getTime();
 
   const scheduler = new Scheduler();
+  const stopWatchingClock = watchClockSteps((stepMs) => {
+    logger.info({ stepMs }, 'the wall clock was stepped: deadlines taken as it now reads');
+    scheduler.clockStepped();
+  });
   // Only with the polling feed, which can tell how fresh it is; change streams cannot.
   const cache =
     !capabilities.changeStreams && settings.sessionCache.maxStalenessMs > 0
@@ -258,6 +263,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
       await feed.stop();
       await store.drain();
       scheduler.stop();
+      stopWatchingClock();
       stopWatchingDriver();
       await conn.close();
     },

@@ -1,13 +1,22 @@
 import type { TimerClock } from '../../src/engine/scheduler.js';
 
-/** A manual clock: timers fire only when the test advances time, in deadline order. */
+/**
+ * A manual clock: timers fire only when the test advances time, in deadline order. `now()` is the
+ * wall clock: `time` plus the steps made with `stepWall`, which timers (monotonic) do not see.
+ */
 export class ManualClock implements TimerClock {
   time = 0;
+  private wallSteps = 0;
   private timers = new Map<number, { at: number; fn: () => void }>();
   private nextId = 1;
   readonly delays: number[] = [];
 
-  now = () => this.time;
+  now = () => this.time + this.wallSteps;
+
+  /** Steps the wall clock by `ms` (NTP, a machine resumed) without moving the timers' time. */
+  stepWall(ms: number) {
+    this.wallSteps += ms;
+  }
 
   setTimer = (fn: () => void, ms: number) => {
     this.delays.push(ms);

@@ -63,6 +63,22 @@ describe('Scheduler', () => {
     expect(fired).toEqual([['far', far]]);
   });
 
+  it('fires the deadlines a forward step of the wall clock passed once told of the step, not a whole timer later', () => {
+    // A machine resumed after an hour asleep: the wall clock has moved an hour, the timers' clock not at all.
+    const { clock, scheduler, fired, at } = setup();
+    at('passed', 60_000);
+    at('ahead', 3_700_000);
+    clock.stepWall(3_600_000);
+    clock.advanceTo(10);
+    expect(fired).toEqual([]);
+    scheduler.clockStepped();
+    clock.advanceTo(20);
+    expect(fired.map(([key]) => key)).toEqual(['passed']);
+    clock.advanceTo(100_020);
+    expect(fired.map(([key]) => key)).toEqual(['passed', 'ahead']);
+    expect(fired[1]![1]).toBe(3_700_000);
+  });
+
   it('re-arms instead of firing when the timer goes off early', () => {
     const clock = new ManualClock();
     const early: TimerClock = { ...clock, now: clock.now, setTimer: (fn, ms) => clock.setTimer(fn, ms > 5 ? ms - 5 : ms), clearTimer: clock.clearTimer };

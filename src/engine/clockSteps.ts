@@ -1,0 +1,40 @@
+/**
+ * Deadlines are instants of the wall clock, but Node's timers count the monotonic clock. When the
+ * wall clock is stepped (NTP correcting it; a virtual machine or a laptop resumed: the monotonic
+ * clock stands still while the machine sleeps), a timer armed before then fires that much late, or
+ * early. This notices a step: the two clocks moving apart by more than `toleranceMs` between checks.
+ */
+export class ClockStepWatch {
+  private offset: number;
+
+  constructor(
+    private readonly wall: () => number,
+    private readonly monotonic: () => number,
+    private readonly toleranceMs: number,
+  ) {
+    this.offset = wall() - monotonic();
+  }
+
+  /** How far the wall clock was stepped since the last check (ms; negative: back), or 0. */
+  check(): number {
+    const offset = this.wall() - this.monotonic();
+    const step = offset - this.offset;
+    this.offset = offset;
+    return Math.abs(step) > this.toleranceMs ? step : 0;
+  }
+}
+
+/** Calls `onStep` within about a second of a step of the system's wall clock; returns a function that stops watching. */
+export function watchClockSteps(onStep: (stepMs: number) => void): () => void {
+  const watch = new ClockStepWatch(Date.now, () => performance.now(), STEP_TOLERANCE_MS);
+  const timer = setInterval(() => {
+    const step = watch.check();
+    if (step !== 0) onStep(step);
+  }, CHECK_INTERVAL_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+const CHECK_INTERVAL_MS = 1_000;
+/** More than the two clocks' readings can differ by through a busy event loop between them. */
+const STEP_TOLERANCE_MS = 250;
