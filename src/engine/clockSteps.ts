@@ -36,5 +36,5 @@ export function watchClockSteps(onStep: (stepMs: number) => void): () => void {
 }
 
 const CHECK_INTERVAL_MS = 1_000;
-/** More than the two clocks' readings can differ by through a busy event loop between them. */
+/** Far more than NTP's slewing moves the wall clock between two checks (at most 0.5 ms a second). */
 const STEP_TOLERANCE_MS = 250;
