@@ -24,9 +24,9 @@ export class ClockStepWatch {
   }
 }
 
-/** Calls `onStep` within about a second of a step of the system's wall clock; returns a function that stops watching. */
-export function watchClockSteps(onStep: (stepMs: number) => void): () => void {
-  const watch = new ClockStepWatch(Date.now, () => performance.now(), STEP_TOLERANCE_MS);
+/** Calls `onStep` within about a second of a step of the wall clock `wall` (ms); returns a function that stops watching. */
+export function watchClockSteps(wall: () => number, onStep: (stepMs: number) => void): () => void {
+  const watch = new ClockStepWatch(wall, () => performance.now(), STEP_TOLERANCE_MS);
   const timer = setInterval(() => {
     const step = watch.check();
     if (step !== 0) onStep(step);

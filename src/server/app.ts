@@ -12,7 +12,7 @@ import type { ChangeFeed } from '../session.js';
 import { EventHub } from '../engine/hub.js';
 import { Presence } from '../engine/presence.js';
 import { watchClockSteps } from '../engine/clockSteps.js';
-import { Scheduler } from '../engine/scheduler.js';
+import { Scheduler, systemClock } from '../engine/scheduler.js';
 import type { GraphQLContext } from '../graphql/context.js';
 import { OperationPipeline } from '../graphql/operations.js';
 import { createSchema } from '../graphql/schema.js';
@@ -102,8 +102,8 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   });
   const now = () => clock().getTime();
 
-  const scheduler = new Scheduler();
-  const stopWatchingClock = watchClockSteps((stepMs) => {
+  const scheduler = new Scheduler({ ...systemClock, now });
+  const stopWatchingClock = watchClockSteps(now, (stepMs) => {
     logger.info({ stepMs }, 'the wall clock was stepped: deadlines taken as it now reads');
     scheduler.clockStepped();
   });

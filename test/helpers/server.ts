@@ -112,7 +112,8 @@ export const TEST_ENV: Record<string, string> = {
   CHANGE_POLL_INTERVAL_MS: '50',
 };
 
-export async function startTestServer(env: Record<string, string> = {}, mongoUri = testDatabaseUri()): Promise<TestServer> {
+/** `clock`: the server's wall clock (default the system's). */
+export async function startTestServer(env: Record<string, string> = {}, mongoUri = testDatabaseUri(), clock?: () => Date): Promise<TestServer> {
   const settings = loadSettings({ ...TEST_ENV, ...env });
   const logs: string[] = [];
   const sink = new Writable({
@@ -121,7 +122,7 @@ export async function startTestServer(env: Record<string, string> = {}, mongoUri
       done();
     },
   });
-  const server = await startServer({ settings, mongoUri, logger: pino({ level: settings.logLevel }, sink) });
+  const server = await startServer({ settings, mongoUri, clock, logger: pino({ level: settings.logLevel }, sink) });
   const wsUrl = server.url.replace(/^http/, 'ws');
   return {
     ...server,
