@@ -104,14 +104,14 @@ function NoConditionalSubscriptionRootRule(context: ValidationContext) {
 
 export type Prepared = { document: DocumentNode; errors?: undefined } | { document?: undefined; errors: GraphQLError[] };
 
+/** The messages of graphql-js's getArgumentValues, which it raises while executing. */
+const ARGUMENT_REFUSED = /^Argument "[^"]+" (of (required|non-null) type|has invalid value)/;
+
 /**
  * The one set of rules every GraphQL operation goes through, over HTTP (Apollo is configured from
  * it) and over graphql-ws (which calls `prepare` and `formatError` itself): the same parser limits,
  * validation rules, document cache, production masking and error formatting.
  */
-/** The messages of graphql-js's getArgumentValues, which it raises while executing. */
-const ARGUMENT_REFUSED = /^Argument "[^"]+" (of (required|non-null) type|has invalid value)/;
-
 export class OperationPipeline {
   readonly parseOptions: ParseOptions = { maxTokens: OPERATION_LIMITS.maxTokens };
   readonly documents = new DocumentCache(DOCUMENT_CACHE_SIZE);
