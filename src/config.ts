@@ -21,9 +21,9 @@ const positiveCount = number(z.number().int().positive());
 const positiveSeconds = positiveCount;
 /** The longest wait Node's timers take (2^31 - 1 ms); a longer one fires at once, with a warning each time. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-/** A duration in seconds or ms that the server waits with a timer. */
-const withinTimer = (rule: z.ZodNumber) => number(rule.max(Math.floor(MAX_TIMER_MS / 1000), 'at most 2147483 s (24.8 days), the longest timer Node runs'));
-const timerSeconds = withinTimer(z.number().int().positive());
+/** A duration in seconds or ms that the server waits with a timer (`secondsWithinTimer`: seconds, by a rule of its own). */
+const secondsWithinTimer = (rule: z.ZodNumber) => number(rule.max(Math.floor(MAX_TIMER_MS / 1000), 'at most 2147483 s (24.8 days), the longest timer Node runs'));
+const timerSeconds = secondsWithinTimer(z.number().int().positive());
 const timerMs = (max = MAX_TIMER_MS) => number(z.number().int().positive().max(max, `at most ${max} ms, the longest timer Node runs`));
 /** Heartbeats a presence lease lasts: a process that misses two in a row still keeps it. */
 const PRESENCE_LEASE_HEARTBEATS = 3;
@@ -158,7 +158,7 @@ const schema = z.object({
    * Seconds an idle keep-alive HTTP connection is kept open; 0: until the client closes it, for a
    * process that only a balancer reusing its connections reaches (scripts/cluster/haproxy.ts).
    */
-  HTTP_KEEP_ALIVE_TIMEOUT: withinTimer(z.number().int().nonnegative()).default(5),
+  HTTP_KEEP_ALIVE_TIMEOUT: secondsWithinTimer(z.number().int().nonnegative()).default(5),
   /** Operations (queries, mutations, subscriptions) that may run at once on one websocket. */
   WS_MAX_OPERATIONS_PER_SOCKET: positiveCount.default(20),
   /** Websockets one session may hold open in one process. */
@@ -200,7 +200,6 @@ const schema = z.object({
   /** scrypt cost as log2(N): 15 is 32 MiB per hash. Lower it only for tests and benchmarks. */
   PASSWORD_HASH_COST: number(z.number().int().min(10).max(20)).default(15),
 });
-
 
 export type Env = z.infer<typeof schema>;
 
