@@ -16,11 +16,13 @@ export interface HttpAnswer {
 }
 
 export class RawHttp {
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  private readonly agent: http.Agent;
   readonly origin: URL;
 
-  constructor(url: string) {
+  /** `keepAlive: false`: a new connection for every request; `maxSockets`: connections at most. */
+  constructor(url: string, { keepAlive = true, maxSockets = 64 } = {}) {
     this.origin = new URL(url);
+    this.agent = new http.Agent({ keepAlive, maxSockets });
   }
 
   /** One request; rejects when no answer comes within `timeoutMs` or the connection fails. */

@@ -22,7 +22,6 @@
  * it, except under CI=true.
  */
 import { spawn } from 'node:child_process';
-import http from 'node:http';
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,6 +34,7 @@ import { startCluster, type Cluster, type ClusterWorker } from '../../scripts/cl
 import { findHaproxy, HEALTH_CHECK_INTERVAL_S, HEALTH_CHECK_TIMEOUT_S, SERVER_TIMEOUT_S } from '../../scripts/cluster/haproxy.js';
 import { canConnect, freePort } from '../../scripts/database/process.js';
 import { EVENTS_QUERY } from '../helpers/events.js';
+import { RawHttp } from '../helpers/fuzzClients.js';
 import { readmeClient, SILENCE_OPTIONS, without } from '../helpers/readmeClient.js';
 import { eventually, postGraphQL, sleep, testDatabaseUri } from '../helpers/server.js';
 import { SERVER_PROCESS_TEST_ENV } from '../helpers/serverProcess.js';
@@ -162,16 +162,13 @@ const percentile = (values: number[], p: number) => {
 };
 
 /** One request on a connection of its own (no keep-alive pool): its HTTP status. */
-function onNewConnection(url: string, query: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const body = JSON.stringify({ query });
-    const req = http.request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode!));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
+async function onNewConnection(url: string, query: string): Promise<number> {
+  const client = new RawHttp(url, { keepAlive: false });
+  try {
+    return (await client.request({ headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }) }, 30_000)).status;
+  } finally {
+    client.close();
+  }
 }
 
 /**

@@ -3,7 +3,6 @@
 // pair, per username and per address (src/auth/attemptLimiter.ts). Client addresses are simulated
 // with X-Forwarded-For from a trusted loopback proxy.
 import { randomBytes } from 'node:crypto';
-import http from 'node:http';
 import net from 'node:net';
 import type { FormattedExecutionResult } from 'graphql';
 import type { Client } from 'graphql-ws';
@@ -14,6 +13,7 @@ import { AttemptLimiter } from '../../src/auth/attemptLimiter.js';
 import { MongoAttemptStore } from '../../src/store/attemptStore.js';
 import { errorCode, sleep, startTestServer, testDatabaseUri, type GqlResponse, type TestServer } from '../helpers/server.js';
 import { FaultProxy } from '../helpers/faultProxy.js';
+import { RawHttp } from '../helpers/fuzzClients.js';
 import { startServerProcess, type ServerProcess } from '../helpers/serverProcess.js';
 
 const LOGIN = 'mutation($u:String!,$p:String!){ login(username:$u,password:$p){ token } }';
@@ -79,27 +79,15 @@ async function login(target: Target, username: string, password: string, address
  * to be accepted. `gql` as a TestServer's; `status` of a GET of `path`.
  */
 function keptConnection(graphqlUrl: string): Target & { status(path: string): Promise<number>; close(): void } {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const send = (method: string, url: URL, headers: Record<string, string>, body?: string) =>
-    new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = http.request(url, { method, agent, headers }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () => resolve({ status: res.statusCode!, text }));
-      });
-      req.on('error', reject);
-      req.end(body);
-    });
+  const client = new RawHttp(graphqlUrl, { maxSockets: 1 });
   return {
     async gql(query, variables = {}, options = {}) {
       const body = JSON.stringify({ query, variables });
-      const headers = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...options.headers };
-      const res = await send('POST', new URL(graphqlUrl), headers, body);
-      return { status: res.status, headers: new Headers(), ...JSON.parse(res.text) };
+      const res = await client.request({ headers: { 'content-type': 'application/json', ...options.headers }, body }, 30_000);
+      return { status: res.status, headers: new Headers(), ...res.json };
     },
-    status: async (path) => (await send('GET', new URL(path, graphqlUrl), {})).status,
-    close: () => agent.destroy(),
+    status: async (path) => (await client.request({ method: 'GET', path }, 30_000)).status,
+    close: () => client.close(),
   };
 }
 
