@@ -3,45 +3,41 @@
 // slept) must not leave the expiries it passed waiting out timers armed before it.
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventRecorder } from '../helpers/events.js';
-import { newUserSession, startTestServer, type TestServer } from '../helpers/server.js';
+import { newUserSession, sleep, startTestServer, type TestServer } from '../helpers/server.js';
 
 const servers: TestServer[] = [];
+const recorders: EventRecorder[] = [];
 afterEach(async () => {
+  await Promise.all(recorders.splice(0).map((r) => r.dispose()));
   await Promise.all(servers.splice(0).map((s) => s.stop()));
 });
 
+/** A server whose wall clock `step` moves, and a session of `seconds` on it with its events subscribed. */
+async function subscribedSession(seconds: number) {
+  let stepMs = 0;
+  const server = await startTestServer({}, undefined, () => new Date(Date.now() + stepMs));
+  servers.push(server);
+  const { token, session } = await newUserSession(server, { seconds });
+  const events = new EventRecorder(server, token);
+  recorders.push(events);
+  await events.ready(server, session.id);
+  return { server, token, session, events, step: (ms: number) => (stepMs += ms) };
+}
+
 describe('a step of the wall clock', () => {
   it('an hour forward: a session with an hour left gets EXPIRED within seconds, not an hour later', { timeout: 30_000 }, async () => {
-    let stepMs = 0;
-    const server = await startTestServer({}, undefined, () => new Date(Date.now() + stepMs));
-    servers.push(server);
-    const { token, session } = await newUserSession(server, { seconds: 3600 });
-    const events = new EventRecorder(server, token);
-    try {
-      await events.ready(server, session.id);
-      stepMs = 3_600_000 + 1_000;
-      const expired = await events.untilEvent('EXPIRED', 5_000);
-      expect(Date.parse(expired.expiresAt)).toBe(Date.parse(session.expiryDate));
-      expect(events.events.filter((e) => e.kind === 'EXPIRED')).toHaveLength(1);
-    } finally {
-      await events.dispose();
-    }
+    const { session, events, step } = await subscribedSession(3600);
+    step(3_600_000 + 1_000);
+    const expired = await events.untilEvent('EXPIRED', 5_000);
+    expect(Date.parse(expired.expiresAt)).toBe(Date.parse(session.expiryDate));
+    expect(events.events.filter((e) => e.kind === 'EXPIRED')).toHaveLength(1);
   });
 
   it('a minute back: a session with 3 s left is not announced expired, nor refused, before the stepped clock reaches its expiry', { timeout: 30_000 }, async () => {
-    let stepMs = 0;
-    const server = await startTestServer({}, undefined, () => new Date(Date.now() + stepMs));
-    servers.push(server);
-    const { token, session } = await newUserSession(server, { seconds: 3 });
-    const events = new EventRecorder(server, token);
-    try {
-      await events.ready(server, session.id);
-      stepMs = -60_000;
-      await new Promise((r) => setTimeout(r, 6_000));
-      expect(events.events.filter((e) => e.kind === 'EXPIRED')).toEqual([]);
-      expect((await server.gql('{ session { id } }', {}, { token })).errors).toBeUndefined();
-    } finally {
-      await events.dispose();
-    }
+    const { server, token, events, step } = await subscribedSession(3);
+    step(-60_000);
+    await sleep(6_000);
+    expect(events.events.filter((e) => e.kind === 'EXPIRED')).toEqual([]);
+    expect((await server.gql('{ session { id } }', {}, { token })).errors).toBeUndefined();
   });
 });
