@@ -1,7 +1,6 @@
 import { ApiError, config, gql } from './api.js';
 
-/** Why the user is back on the login page: the `reason` the session page puts in the URL. */
-/** A Map, not an object: `?reason=constructor` must find nothing. */
+/** Why the user is back on the login page: the `reason` the session page puts in the URL (a Map, not an object: `?reason=constructor` must find nothing). */
 const ENDED = new Map<string, string>([
   ['TIMEOUT', 'Your session expired. Please log in again.'],
   ['BROWSER_CLOSED', 'Your session ended because the browser was closed.'],
