@@ -30,7 +30,7 @@ export interface SessionListener {
 
 /** Hears of every change any process makes, from the change feed. */
 export interface FeedListener extends SessionListener {
-  /** A polling feed has handed over every change committed before `startedAt` (ms since the epoch). */
+  /** A polling feed has handed over every change committed before `startedAt` (`performance.now()`: a step of the wall clock does not move it). */
   caughtUp?(startedAt: number): void;
   /**
    * A polling feed fell behind its change log and may have missed changes: what it cannot re-read

@@ -54,11 +54,21 @@ export interface IntentTiming {
 
 export const INTENT_TIMING: IntentTiming = { graceMs: 1_000, recheckMs: [1_000, 2_000, 4_000, 8_000, 16_000, 32_000], maxConcurrentReads: 4 };
 
+export interface PollingFeedOptions {
+  /** How far before the newest record seen each read looks back. */
+  overlapMs?: number;
+  /** How long the change records are kept; a poller that falls further behind rescans the sessions. */
+  retentionMs?: number;
+  intentTiming?: IntentTiming;
+  /** The wall clock the change records are stamped with (ms since the epoch). */
+  now?: () => number;
+}
+
 interface PendingIntent {
   version: number;
   /** Its newest stamp in the log (ms), for forgetting it once the poller no longer reads it. */
   at: number;
-  /** When to read the session (local clock). */
+  /** When to read the session (monotonic clock). */
   dueAt: number;
   rechecks: number;
 }
@@ -78,8 +88,10 @@ interface PendingIntent {
 export class PollingFeed implements ChangeFeed {
   private timer: NodeJS.Timeout | null = null;
   private since = new Date();
-  private lastReadAt = Date.now();
-  private lastTrimAt = 0;
+  /** Every change made before it is delivered (or, after `missed`, is being read again): on the wall clock and on the monotonic one. */
+  private lastRead = { wall: Date.now(), monotonic: performance.now() };
+  /** On the monotonic clock. */
+  private lastTrimAt = Number.NEGATIVE_INFINITY;
   private listener: FeedListener = { sessionChanged() {} };
   private polling: Promise<void> | null = null;
   /** When polls started failing (null while they work). */
@@ -94,22 +106,28 @@ export class PollingFeed implements ChangeFeed {
   private rereading: Promise<void> | null = null;
   private readonly readLimit: ReturnType<typeof pLimit>;
 
+  private readonly overlapMs: number;
+  private readonly retentionMs: number;
+  private readonly intentTiming: IntentTiming;
+  private readonly now: () => number;
+
   constructor(
     private readonly store: SessionStore,
     private readonly intervalMs: number,
     private readonly logger: Logger,
-    private readonly overlapMs = CHANGE_FEED_OVERLAP_MS,
-    /** How long the change records are kept; a poller that falls further behind rescans the sessions. */
-    private readonly retentionMs = 10_000,
-    private readonly intentTiming: IntentTiming = INTENT_TIMING,
+    options: PollingFeedOptions = {},
   ) {
-    this.readLimit = pLimit(intentTiming.maxConcurrentReads);
+    this.overlapMs = options.overlapMs ?? CHANGE_FEED_OVERLAP_MS;
+    this.retentionMs = options.retentionMs ?? 10_000;
+    this.intentTiming = options.intentTiming ?? INTENT_TIMING;
+    this.now = options.now ?? Date.now;
+    this.readLimit = pLimit(this.intentTiming.maxConcurrentReads);
   }
 
   async start(listener: FeedListener): Promise<void> {
     this.listener = listener;
-    this.since = new Date();
-    this.lastReadAt = Date.now();
+    this.since = new Date(this.now());
+    this.lastRead = { wall: this.now(), monotonic: performance.now() };
     const tick = async () => {
       this.polling = this.read()
         .then(() => this.resolveDueIntents())
@@ -117,13 +135,13 @@ export class PollingFeed implements ChangeFeed {
         .then(() => this.trim())
         .then(
           () => {
-            if (this.failingSince !== null) this.logger.info({ failedForMs: Date.now() - this.failingSince }, 'polling for session changes works again');
+            if (this.failingSince !== null) this.logger.info({ failedForMs: Math.round(performance.now() - this.failingSince) }, 'polling for session changes works again');
             this.failingSince = null;
           },
           (err: unknown) => {
             // One line per outage, not one per poll.
             if (this.failingSince === null) this.logger.warn({ err: String(err) }, 'polling for session changes failed: retrying');
-            this.failingSince ??= Date.now();
+            this.failingSince ??= performance.now();
           },
         );
       await this.polling;
@@ -133,22 +151,27 @@ export class PollingFeed implements ChangeFeed {
   }
 
   private async read(): Promise<void> {
-    const startedAt = Date.now();
+    const started = { wall: this.now(), monotonic: performance.now() };
+    // Records stamped later than this clock reads: it was stepped back (or their writer's runs
+    // ahead). Records made from now on are stamped earlier than those: read from what it reads.
+    if (this.since.getTime() > started.wall) this.since = new Date(started.wall);
     const from = new Date(this.since.getTime() - this.overlapMs);
     const changes: LoggedChange[] = await this.store.changesSince(from);
-    // The log keeps `retentionMs`. This read may have run as late as it was answered, and the last
-    // one as early as it began: that far apart, records made in between may have been trimmed.
-    // `lastReadAt`: every change made before it is delivered (or, after `missed`, is being read again).
-    const answeredAt = Date.now();
-    const missedSome = answeredAt - this.lastReadAt > this.retentionMs - this.overlapMs;
+    // The log keeps `retentionMs` of the wall clock. This read may have run as late as it was
+    // answered, and the last one as early as it began: that far apart, records made in between may
+    // have been trimmed. By either clock: a step of the wall clock forward moves the trimming on
+    // that far, a step back hides the time that passed.
+    const answered = { wall: this.now(), monotonic: performance.now() };
+    const sinceLastRead = Math.max(answered.wall - this.lastRead.wall, answered.monotonic - this.lastRead.monotonic);
+    const missedSome = sinceLastRead > this.retentionMs - this.overlapMs;
     if (missedSome) changes.push(...(await this.missed(from)));
-    this.lastReadAt = Math.max(this.lastReadAt, missedSome ? answeredAt : startedAt);
+    this.lastRead = missedSome ? answered : started;
     for (const change of changes) {
       if (change.at > this.since) this.since = change.at;
       if (change.intent) this.intentSeen(change.intent.sessionId, change.intent.version, change.at.getTime());
       else this.deliver(change.session);
     }
-    this.listener.caughtUp?.(startedAt);
+    this.listener.caughtUp?.(started.monotonic);
     // Records older than this are not read again.
     const forgetBefore = this.since.getTime() - this.overlapMs;
     for (const [key, at] of this.settled) if (at < forgetBefore) this.settled.delete(key);
@@ -220,7 +243,7 @@ export class PollingFeed implements ChangeFeed {
       known.at = Math.max(known.at, at);
       return;
     }
-    intents.push({ version, at, dueAt: Date.now() + this.intentTiming.graceMs, rechecks: 0 });
+    intents.push({ version, at, dueAt: performance.now() + this.intentTiming.graceMs, rechecks: 0 });
     this.pending.set(sessionId, intents);
   }
 
@@ -230,7 +253,7 @@ export class PollingFeed implements ChangeFeed {
    */
   private resolveDueIntents(): void {
     if (this.resolving || this.pending.size === 0) return;
-    const now = Date.now();
+    const now = performance.now();
     const due: Array<[string, PendingIntent]> = [];
     for (const [sessionId, intents] of this.pending) {
       for (const intent of intents) if (intent.dueAt <= now) due.push([sessionId, intent]);
@@ -242,7 +265,7 @@ export class PollingFeed implements ChangeFeed {
         if (!this.pending.get(sessionId)?.includes(intent)) return; // settled meanwhile
         if (session && session.version >= intent.version) return this.deliver(session);
         if (session && intent.rechecks < this.intentTiming.recheckMs.length) {
-          intent.dueAt = Date.now() + this.intentTiming.recheckMs[intent.rechecks++]!;
+          intent.dueAt = performance.now() + this.intentTiming.recheckMs[intent.rechecks++]!;
           return;
         }
         // Purged, or a commit that never came (it failed, or its writer died before it).
@@ -261,10 +284,9 @@ export class PollingFeed implements ChangeFeed {
   }
 
   private async trim(): Promise<void> {
-    const now = Date.now();
-    if (now - this.lastTrimAt < TRIM_INTERVAL_MS) return;
-    this.lastTrimAt = now;
-    await this.store.forgetChangesBefore(new Date(now - this.retentionMs));
+    if (performance.now() - this.lastTrimAt < TRIM_INTERVAL_MS) return;
+    this.lastTrimAt = performance.now();
+    await this.store.forgetChangesBefore(new Date(this.now() - this.retentionMs));
   }
 
   async stop(): Promise<void> {

@@ -114,6 +114,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
       : null;
   const store = new SessionStore(models, writer, {
     recordChanges: !capabilities.changeStreams,
+    now,
     cache,
     maxConcurrentTokenReads: settings.maxConcurrentTokenReads,
     tokenReadsPerAddress: settings.tokenReadAddressConcurrency,
@@ -122,7 +123,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   const service = new SessionService(new UserStore(models), store, settings, clock, attempts);
   const feed: ChangeFeed = capabilities.changeStreams
     ? new ChangeStreamFeed(store, logger)
-    : new PollingFeed(store, settings.changePollIntervalMs, logger);
+    : new PollingFeed(store, settings.changePollIntervalMs, logger, { now });
   const presence = new Presence({
     store: new PresenceStore(conn),
     ender: service,

@@ -18,7 +18,7 @@ interface Entry {
  */
 export class SessionCache implements SessionListener {
   private readonly entries: LRUCache<string, Entry>;
-  /** When the last complete read of the change feed started. */
+  /** When the last complete read of the change feed started (monotonic clock). */
   private feedReadStartedAt = Number.NEGATIVE_INFINITY;
   /** Entries dropped unasked (evicted, or all of them cleared): reads begun before are not remembered. */
   private evictions = 0;
@@ -26,7 +26,8 @@ export class SessionCache implements SessionListener {
   constructor(
     readonly maxStalenessMs: number,
     maxEntries: number,
-    private readonly now: () => number = Date.now,
+    /** The monotonic clock, as the feed's stamps: a step of the wall clock stretches no staleness. */
+    private readonly now: () => number = () => performance.now(),
   ) {
     this.entries = new LRUCache({
       max: maxEntries,

@@ -78,6 +78,8 @@ export interface SessionStoreOptions {
    * than a timeout at its expiry an intent, so that a write whose record is lost still reaches them.
    */
   recordChanges: boolean;
+  /** The wall clock that stamps the change records (ms since the epoch). */
+  now?: () => number;
   /** Where `findByToken` may answer from memory (store/sessionCache.ts); this store's writes go into it as they are committed. */
   cache?: SessionCache | null;
   /**
@@ -150,9 +152,10 @@ export class SessionStore {
    */
   private async logged(insert: (at: Date) => Promise<void>): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const at = new Date();
+      const at = new Date((this.options.now ?? Date.now)());
+      const insertedFrom = performance.now();
       await insert(at);
-      if (Date.now() - at.getTime() <= CHANGE_RECORD_MAX_DELAY_MS || attempt === MAX_CHANGE_RECORD_ATTEMPTS) return;
+      if (performance.now() - insertedFrom <= CHANGE_RECORD_MAX_DELAY_MS || attempt === MAX_CHANGE_RECORD_ATTEMPTS) return;
     }
   }
 

@@ -75,7 +75,7 @@ const newestOf = (seen: Session[], id: string) => seen.filter((s) => s.id === id
 
 describe('the polling change feed', () => {
   it('delivers every write through the change log, which it trims', async () => {
-    const feed = new PollingFeed(store, 50, logger, 100, 500);
+    const feed = new PollingFeed(store, 50, logger, { overlapMs: 100, retentionMs: 500 });
     const seen = await collect(feed);
     try {
       const written = await newStoredSession(store);
@@ -118,7 +118,7 @@ describe('the polling change feed', () => {
     const { store: unreachable, reachable } = storeWithoutFind();
     const { lines, logged } = warnings();
     // Changes kept 300 ms, and a poll every 20 ms: an outage of 1 s is some 50 failed polls, all behind the log.
-    const feed = new PollingFeed(unreachable, 20, logged, 100, 300);
+    const feed = new PollingFeed(unreachable, 20, logged, { overlapMs: 100, retentionMs: 300 });
     await collect(feed);
     try {
       await sleep(1_000);
@@ -137,7 +137,7 @@ describe('the polling change feed', () => {
     const seen: Session[] = [];
     const gone = new Set<string>();
     // Changes kept 300 ms; the poller cannot read the log for 600 ms.
-    const feed = new PollingFeed(cutOff, 20, logger, 100, 300);
+    const feed = new PollingFeed(cutOff, 20, logger, { overlapMs: 100, retentionMs: 300 });
     await feed.start({ sessionChanged: (s) => seen.push(s), missedChanges: () => [timedOut.id, removed.id], sessionGone: (id) => gone.add(id) });
     try {
       // A timeout that ends a version before its expiry (an announced one made to stick): logged, but
@@ -164,7 +164,7 @@ describe('the polling change feed', () => {
     const timedOut = await newStoredSession(store);
     const seen: Session[] = [];
     const { lines, logged } = warnings();
-    const feed = new PollingFeed(late, 20, logged, 100, 1_000);
+    const feed = new PollingFeed(late, 20, logged, { overlapMs: 100, retentionMs: 1_000 });
     await feed.start({ sessionChanged: (s) => seen.push(s), missedChanges: () => [timedOut.id] });
     try {
       await sleep(200);
@@ -198,7 +198,7 @@ describe('the polling change feed', () => {
   it('reads again once after a read of the log answered long after it began, not at the next poll too', async () => {
     const { store: late, readLog, planned } = storeWithPlannedLogReads();
     const { lines, logged } = warnings();
-    const feed = new PollingFeed(late, 20, logged, 100, 1_000);
+    const feed = new PollingFeed(late, 20, logged, { overlapMs: 100, retentionMs: 1_000 });
     await feed.start({ sessionChanged() {}, missedChanges: () => [] });
     try {
       await sleep(200);
@@ -223,7 +223,7 @@ describe('the polling change feed', () => {
       return null;
     };
     const followed = Array.from({ length: 200 }, () => new mongoose.Types.ObjectId().toHexString());
-    const feed = new PollingFeed(cutOff, 20, logger, 100, 300);
+    const feed = new PollingFeed(cutOff, 20, logger, { overlapMs: 100, retentionMs: 300 });
     await feed.start({ sessionChanged() {}, missedChanges: () => followed });
     await sleep(600);
     reachable();
@@ -235,8 +235,8 @@ describe('the polling change feed', () => {
   });
 
   it('rescans the sessions when it fell behind and the changes it missed were trimmed', async () => {
-    const trimmer = new PollingFeed(store, 50, logger, 100, 300);
-    const slow = new PollingFeed(store, 1500, logger, 100, 300);
+    const trimmer = new PollingFeed(store, 50, logger, { overlapMs: 100, retentionMs: 300 });
+    const slow = new PollingFeed(store, 1500, logger, { overlapMs: 100, retentionMs: 300 });
     const seen = await collect(slow);
     try {
       const written = await newStoredSession(store);
@@ -374,7 +374,7 @@ describe('intents: a change whose record was lost with its writer', () => {
 
   async function withFeed(timing: IntentTiming, failReads: number, body: (feed: { seen: Session[]; counts: { reads: number } }) => Promise<void>) {
     const { counts, store: feedStore } = countingStore(failReads);
-    const feed = new PollingFeed(feedStore, 50, logger, undefined, undefined, timing);
+    const feed = new PollingFeed(feedStore, 50, logger, { intentTiming: timing });
     const seen = await collect(feed);
     try {
       await body({ seen, counts });

@@ -3,7 +3,7 @@
 // slept) must not leave the expiries it passed waiting out timers armed before it.
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventRecorder } from '../helpers/events.js';
-import { newUserSession, sleep, startTestServer, type TestServer } from '../helpers/server.js';
+import { errorCode, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
 
 const servers: TestServer[] = [];
 const recorders: EventRecorder[] = [];
@@ -39,5 +39,30 @@ describe('a step of the wall clock', () => {
     await sleep(6_000);
     expect(events.events.filter((e) => e.kind === 'EXPIRED')).toEqual([]);
     expect((await server.gql('{ session { id } }', {}, { token })).errors).toBeUndefined();
+  });
+
+  it.each([
+    ['back', -3_600_000],
+    ['forward', 3_600_000],
+  ])('an hour %s on two processes: a logout on one reaches the other\'s subscriber and requests at once', { timeout: 30_000 }, async (_, stepBy) => {
+    let stepMs = 0;
+    const clock = () => new Date(Date.now() + stepMs);
+    const db = testDatabaseUri();
+    const [a, b] = await Promise.all([startTestServer({}, db, clock), startTestServer({}, db, clock)]);
+    servers.push(a, b);
+    const { token, session } = await newUserSession(a, { seconds: 7200 });
+    const events = new EventRecorder(a, token);
+    recorders.push(events);
+    await events.ready(a, session.id);
+    expect((await a.gql('{ session { id } }', {}, { token })).errors).toBeUndefined();
+
+    stepMs += stepBy; // both processes' clock, as on one machine
+    await sleep(1_000);
+    const logout = await b.gql('mutation { logout }', {}, { token });
+    expect(logout.errors).toBeUndefined();
+    expect(logout.data).toEqual({ logout: true });
+    const loggedOut = await events.untilEvent('LOGGED_OUT', 3_000);
+    expect(loggedOut.sessionId).toBe(session.id);
+    expect(errorCode(await a.gql('{ session { id } }', {}, { token }))).toBe('SESSION_ENDED');
   });
 });

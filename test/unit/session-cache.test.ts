@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Session } from '../../src/session.js';
 import { SessionCache } from '../../src/store/sessionCache.js';
 
@@ -43,6 +43,21 @@ describe('the session cache', () => {
     cache.feedCaughtUp(T0 + 100); // a read that started earlier and finished later does not set it back
     clock.now = T0 + 550;
     expect(cache.lookup('a')).not.toBeNull();
+  });
+
+  it('counts the staleness on the monotonic clock, which stamps the feed\'s reads: the wall clock stepped an hour back keeps nothing fresh', () => {
+    vi.useFakeTimers({ toFake: ['Date', 'performance'] });
+    try {
+      const cache = new SessionCache(300, 10);
+      cache.added(version('a', 1), 'hash');
+      cache.feedCaughtUp(performance.now());
+      expect(cache.lookup('a')).not.toBeNull();
+      vi.setSystemTime(Date.now() - 3_600_000);
+      vi.advanceTimersByTime(301);
+      expect(cache.lookup('a')).toBeNull();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('keeps the newest version, whichever order they arrive in', () => {
