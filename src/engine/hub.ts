@@ -384,11 +384,11 @@ export class EventHub implements SessionListener {
   private async recheck(ids: string[]): Promise<void> {
     const due = this.dueSessions(ids);
     const latest = due.length > 0 ? this.deps.sessions.expireDue(due) : Promise.resolve([]);
-    const giveUpAt = Date.now() + this.deps.recheckMaxWaitMs;
+    const giveUpAt = performance.now() + this.deps.recheckMaxWaitMs;
     try {
       while (!(await within(latest.then(() => true), this.deps.recheckTimeoutMs, false))) {
         if (!(await this.deps.database.answers(PING_TIMEOUT_MS))) throw new Error('the database does not answer');
-        if (Date.now() >= giveUpAt) throw new Error(`the database answers but has not decided within ${this.deps.recheckMaxWaitMs} ms`);
+        if (performance.now() >= giveUpAt) throw new Error(`the database answers but has not decided within ${this.deps.recheckMaxWaitMs} ms`);
       }
       await this.applyInSlices(await latest);
     } catch (err) {

@@ -34,7 +34,7 @@ const CONNECT_TIMEOUT_MS = 10_000;
  * its request for good, and with it every write of that session waiting its turn behind it.
  */
 export async function connectDatabase(uri: string, { operationTimeoutMs }: { operationTimeoutMs: number }): Promise<mongoose.Connection> {
-  const deadline = Date.now() + CONNECT_TIMEOUT_MS;
+  const deadline = performance.now() + CONNECT_TIMEOUT_MS;
   for (;;) {
     const conn = mongoose.createConnection(uri, {
       serverSelectionTimeoutMS: SERVER_SELECTION_TIMEOUT_MS,
@@ -48,7 +48,7 @@ export async function connectDatabase(uri: string, { operationTimeoutMs }: { ope
       return await conn.asPromise();
     } catch (err) {
       await conn.close().catch(() => {});
-      if (!isDatabaseUnreachable(err) || Date.now() >= deadline) throw err;
+      if (!isDatabaseUnreachable(err) || performance.now() >= deadline) throw err;
       await sleep(250);
     }
   }
@@ -66,20 +66,20 @@ export function reconnectWhenMonitorHangs(conn: mongoose.Connection, logger: Log
   let heartbeatSince: number | null = null;
   let reconnecting = false;
   const ended = () => (heartbeatSince = null);
-  client.on('serverHeartbeatStarted', () => (heartbeatSince = Date.now()));
+  client.on('serverHeartbeatStarted', () => (heartbeatSince = performance.now()));
   client.on('serverHeartbeatSucceeded', ended);
   client.on('serverHeartbeatFailed', ended);
   const timer = setInterval(() => {
-    if (reconnecting || heartbeatSince === null || Date.now() - heartbeatSince < HUNG_HEARTBEAT_MS) return;
+    if (reconnecting || heartbeatSince === null || performance.now() - heartbeatSince < HUNG_HEARTBEAT_MS) return;
     reconnecting = true;
-    logger.warn({ heartbeatOutstandingMs: Date.now() - heartbeatSince }, "the database driver's monitor has hung: reconnecting");
+    logger.warn({ heartbeatOutstandingMs: Math.round(performance.now() - heartbeatSince) }, "the database driver's monitor has hung: reconnecting");
     client
       .close()
       .then(() => client.connect())
       .catch((err: unknown) => logger.warn({ err: String(err) }, 'reconnecting to the database failed: tried again'))
       .finally(() => {
         reconnecting = false;
-        heartbeatSince = Date.now();
+        heartbeatSince = performance.now();
       });
   }, 1_000);
   timer.unref();
