@@ -35,6 +35,9 @@ export function watchClockSteps(wall: () => number, onStep: (stepMs: number) => 
   return () => clearInterval(timer);
 }
 
+/** How far the wall clock `wall` (ms) is ahead of the monotonic clock: a step of the wall clock moves it. */
+export const wallLead = (wall: () => number): number => wall() - performance.now();
+
 const CHECK_INTERVAL_MS = 1_000;
 /** Far more than NTP's slewing moves the wall clock between two checks (at most 0.5 ms a second). */
-const STEP_TOLERANCE_MS = 250;
+export const STEP_TOLERANCE_MS = 250;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from '../logger.js';
 import type { Holder, PresenceStore } from '../store/presenceStore.js';
+import { STEP_TOLERANCE_MS, wallLead } from './clockSteps.js';
 import type { Scheduler } from './scheduler.js';
 
 /** Ends a browser-close session whose browser has gone (SessionService). True for the one caller that ended it. */
@@ -55,6 +56,13 @@ export class Presence {
    * as slow for the others, whose leases ran out the same way while they lived.
    */
   private healthySince: number | null = null;
+  /**
+   * The wall clock's lead over the monotonic one when the last renewal that answered began. Leases
+   * are instants of the wall clock: after a step of it, until a renewal begun after the step has
+   * answered, the leases read are as of before it, and this process's health too, so nothing is
+   * judged (an hour forward, every lease looks long run out).
+   */
+  private renewedAtLead: number | null = null;
 
   constructor(private readonly deps: PresenceDeps) {}
 
@@ -170,11 +178,18 @@ export class Presence {
   }
 
   private async renewLease(): Promise<void> {
+    const lead = wallLead(this.deps.clock.now);
     const leaseUntil = this.deps.clock.now() + this.deps.leaseMs;
     await this.deps.store.renewLease(this.processId, new Date(leaseUntil));
     const answeredAt = this.deps.clock.now();
     if (this.healthySince === null || answeredAt > this.leaseUntil) this.healthySince = answeredAt;
     this.leaseUntil = leaseUntil;
+    this.renewedAtLead = lead;
+  }
+
+  /** The wall clock has not been stepped since `lead` was read (see renewedAtLead). */
+  private clockSteadySince(lead: number | null): boolean {
+    return lead !== null && Math.abs(wallLead(this.deps.clock.now) - lead) <= STEP_TOLERANCE_MS;
   }
 
   private async sweepWhileHealthy(): Promise<void> {
@@ -199,10 +214,13 @@ export class Presence {
   }
 
   private async endIfGone(sessionIds: string[]): Promise<void> {
+    if (!this.clockSteadySince(this.renewedAtLead)) return;
+    const lead = wallLead(this.deps.clock.now);
     const now = this.deps.clock.now();
     const holders = await this.deps.store.holdersOf(sessionIds);
     // Read after the holders: a process stores its lease before its first holder, so none is missed.
     const leases = await this.deps.store.leases();
+    if (!this.clockSteadySince(lead)) return;
     const bySession = new Map<string, Holder[]>();
     for (const h of holders) bySession.set(h.sessionId, [...(bySession.get(h.sessionId) ?? []), h]);
     await Promise.all(

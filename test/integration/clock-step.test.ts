@@ -3,6 +3,7 @@
 // slept) must not leave the expiries it passed waiting out timers armed before it.
 import { afterEach, describe, expect, it } from 'vitest';
 import { EventRecorder } from '../helpers/events.js';
+import { FaultProxy } from '../helpers/faultProxy.js';
 import { errorCode, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
 
 const servers: TestServer[] = [];
@@ -64,5 +65,31 @@ describe('a step of the wall clock', () => {
     const loggedOut = await events.untilEvent('LOGGED_OUT', 3_000);
     expect(loggedOut.sessionId).toBe(session.id);
     expect(errorCode(await a.gql('{ session { id } }', {}, { token }))).toBe('SESSION_ENDED');
+  });
+
+  it('two minutes forward while the processes renew their presence leases slowly: a browser-close session with a live tab is not ended', { timeout: 30_000 }, async () => {
+    // Every lease, renewed before the step, has run out by far by the stepped clock; a sweep that
+    // judges them before this process's own renewal has answered takes the others for dead.
+    let stepMs = 0;
+    const clock = () => new Date(Date.now() + stepMs);
+    const db = testDatabaseUri();
+    const proxies = await Promise.all([FaultProxy.start(db), FaultProxy.start(db)]);
+    try {
+      const env = { SESSION_BROWSER_CLOSE_GRACE: '1', PRESENCE_HEARTBEAT_MS: '200' };
+      const [a, b] = await Promise.all(proxies.map((proxy) => startTestServer(env, proxy.uri, clock)));
+      servers.push(a!, b!);
+      const { token, session } = await newUserSession(a!, { seconds: 0 });
+      const tab = new EventRecorder(b!, token);
+      recorders.push(tab);
+      await tab.ready(b!, session.id);
+      for (const proxy of proxies) proxy.delayAnswersTo((c) => c.command === 'update' && c.collection === 'server_processes', 1_500);
+      stepMs += 120_000;
+      await sleep(4_000);
+      expect(tab.events.map((e) => e.kind)).toEqual([]);
+      expect((await a!.gql('{ session { id } }', {}, { token })).errors).toBeUndefined();
+    } finally {
+      await Promise.all(servers.splice(0).map((s) => s.stop()));
+      await Promise.all(proxies.map((p) => p.close()));
+    }
   });
 });
