@@ -32,7 +32,8 @@
  * CHANGE_POLL_INTERVAL_MS and WS_PING_INTERVAL pass through to the API server. BENCH_CPU_PROF=dir
  * writes a V8 CPU profile of the API server's expiry phase into dir (read it with profile-summary.ts);
  * BENCH_DB_COMMANDS=1 logs the server processes' database commands in that phase (count and time by
- * command and collection).
+ * command and collection). BENCH_RAW_DIR=dir writes each load process's events into dir, one JSON
+ * file per run and load process: [deadline (ms since the epoch), latency (null: missing), server lag] per socket.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
@@ -452,7 +453,8 @@ async function runOnce(target: Target, s: Scenario, attempt: number): Promise<Ru
     const expiry = await cpuMeter([async () => serverPids, dbPids, balancerPids]);
     const killed = s.mode === 'failover' ? servers[1]! : null;
     if (killed) void sleep(first + KILL_AFTER_MS - Date.now()).then(() => process.kill(killed.pid, 'SIGKILL'));
-    const parts = await Promise.all(loads.map((load) => load.call<LoadPart>('collect', { graceMs: graceMs(s) })));
+    const rawFile = (k: number) => env.BENCH_RAW_DIR && path.resolve(env.BENCH_RAW_DIR, `${target}-${path.basename(plotPath(s), '.svg')}-${k + 1}.json`);
+    const parts = await Promise.all(loads.map((load, k) => load.call<LoadPart>('collect', { graceMs: graceMs(s), rawFile: rawFile(k) })));
     const [expiryServer, expiryDb, expiryBalancer] = await expiry();
     const survivors = servers.filter((c) => c !== killed);
     const stats = mergeServerStats(await Promise.all(survivors.map((c) => c.call<ServerStats>('stats'))));

@@ -10,6 +10,7 @@
  * tried again), and subscribes again: the failover scenario. (The README's client also pings every
  * 10 s; these sockets do not.)
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
@@ -249,8 +250,11 @@ async function open({ url, concurrency, to = tokens.length }: { url: string; con
   return { openMs: Date.now() - t0, refused };
 }
 
-/** Waits for every event (or until `graceMs` past the last deadline), then (at most 5 s) for the closes, then reports. */
-async function collect({ graceMs }: { graceMs: number }): Promise<LoadPart> {
+/**
+ * Waits for every event (or until `graceMs` past the last deadline), then (at most 5 s) for the
+ * closes, then reports; with `rawFile`, also writes every socket's figures there (BENCH_RAW_DIR).
+ */
+async function collect({ graceMs, rawFile }: { graceMs: number; rawFile?: string }): Promise<LoadPart> {
   const n = receivedAt.length;
   const last = deadlines.reduce((a, b) => Math.max(a, b), 0);
   if (got < n) {
@@ -285,9 +289,13 @@ async function collect({ graceMs }: { graceMs: number }): Promise<LoadPart> {
     awayLatencies: [],
     onTimeLatencies: [],
   };
+  const raw: Array<[number, number | null, number | null]> = [];
   for (let i = 0; i < n; i++) {
     if (closeCodes[i] === 4401) part.closed4401++;
-    if (receivedAt[i] === 0) continue;
+    if (receivedAt[i] === 0) {
+      raw.push([deadlines[i]!, null, null]);
+      continue;
+    }
     const msg = JSON.parse(frames[i]!.toString()) as {
       payload: { data?: { sessionEvents: { kind: string; expiresAt: string; serverTime: string } } };
     };
@@ -303,6 +311,11 @@ async function collect({ graceMs }: { graceMs: number }): Promise<LoadPart> {
     else part.onTimeLatencies.push(late);
     part.serverLags.push(serverTime - deadlines[i]!);
     part.transits.push(receivedAt[i]! - serverTime);
+    raw.push([deadlines[i]!, late, serverTime - deadlines[i]!]);
+  }
+  if (rawFile) {
+    mkdirSync(path.dirname(rawFile), { recursive: true });
+    writeFileSync(rawFile, JSON.stringify(raw));
   }
   for (const ws of sockets) ws?.terminate();
   return part;

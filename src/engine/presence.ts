@@ -178,7 +178,7 @@ export class Presence {
   }
 
   private async renewLease(): Promise<void> {
-    const lead = wallLead(this.deps.clock.now);
+    const lead = wallLead(() => this.deps.clock.now());
     const leaseUntil = this.deps.clock.now() + this.deps.leaseMs;
     await this.deps.store.renewLease(this.processId, new Date(leaseUntil));
     const answeredAt = this.deps.clock.now();
@@ -189,7 +189,7 @@ export class Presence {
 
   /** The wall clock has not been stepped since `lead` was read (see renewedAtLead). */
   private clockSteadySince(lead: number | null): boolean {
-    return lead !== null && Math.abs(wallLead(this.deps.clock.now) - lead) <= STEP_TOLERANCE_MS;
+    return lead !== null && Math.abs(wallLead(() => this.deps.clock.now()) - lead) <= STEP_TOLERANCE_MS;
   }
 
   private async sweepWhileHealthy(): Promise<void> {
@@ -215,7 +215,7 @@ export class Presence {
 
   private async endIfGone(sessionIds: string[]): Promise<void> {
     if (!this.clockSteadySince(this.renewedAtLead)) return;
-    const lead = wallLead(this.deps.clock.now);
+    const lead = wallLead(() => this.deps.clock.now());
     const now = this.deps.clock.now();
     const holders = await this.deps.store.holdersOf(sessionIds);
     // Read after the holders: a process stores its lease before its first holder, so none is missed.
