@@ -1,6 +1,7 @@
 import type { ExpirySettings } from '../config.js';
 import { expiresAtBrowserClose } from '../expiry/rules.js';
 import type { Logger } from '../logger.js';
+import { countOf, holds, itemsOf, withItem, withoutItem, type OneOrMore } from '../oneOrMore.js';
 import { inSlices } from '../slices.js';
 import type { EndReason, Session, SessionListener } from '../session.js';
 import { within } from '../timeLimit.js';
@@ -92,7 +93,8 @@ class Subscriber extends EventQueue<SessionEvent> {
 
 interface Watched {
   session: Session;
-  subscribers: Set<Subscriber>;
+  /** Almost always none or one (a Set only from the second on): most sessions have one socket. */
+  subscribers: OneOrMore<Subscriber>;
   /** This process holds sockets authenticated with the session (subscribed or not): they close when it ends. */
   sockets: boolean;
 }
@@ -101,7 +103,7 @@ interface Watched {
 const DELIVERY_SLICE = 500;
 
 /** About how many sockets a session's end reaches in this process: its subscribers, at least one (its sockets close). */
-const reach = (w: Watched | undefined) => Math.max(1, w?.subscribers.size ?? 0);
+const reach = (w: Watched | undefined) => Math.max(1, countOf(w?.subscribers ?? null));
 
 /** How long the hub remembers a session it has seen end, so that a change feed re-delivering older versions cannot revive it. */
 const ENDED_MEMORY_MS = 60_000;
@@ -154,12 +156,12 @@ export class EventHub implements SessionListener {
   /** How many sessions have a subscriber in this process. */
   get subscribedCount(): number {
     let count = 0;
-    for (const w of this.watched.values()) if (w.subscribers.size > 0) count++;
+    for (const w of this.watched.values()) if (w.subscribers !== null) count++;
     return count;
   }
 
   hasSubscribers(sessionId: string): boolean {
-    return (this.watched.get(sessionId)?.subscribers.size ?? 0) > 0;
+    return (this.watched.get(sessionId)?.subscribers ?? null) !== null;
   }
 
   /**
@@ -226,7 +228,7 @@ export class EventHub implements SessionListener {
     if (session.expiry.expiresAt.getTime() !== previous.expiry.expiresAt.getTime()) {
       this.armExpiry(w);
       const event = liveEvent('EXPIRY_CHANGED', session, new Date(this.deps.now()));
-      for (const sub of w.subscribers) {
+      for (const sub of itemsOf(w.subscribers)) {
         sub.push(event);
         this.armExpiringSoon(sub, w);
       }
@@ -274,7 +276,7 @@ export class EventHub implements SessionListener {
   private watch(session: Session): Watched {
     let w = this.watched.get(session.id);
     if (!w) {
-      w = { session, subscribers: new Set(), sockets: false };
+      w = { session, subscribers: null, sockets: false };
       this.watched.set(session.id, w);
       this.armExpiry(w);
       const feed = this.userFeeds.get(session.userId);
@@ -284,7 +286,7 @@ export class EventHub implements SessionListener {
   }
 
   private unwatchIfUnused(w: Watched): void {
-    if (w.subscribers.size > 0 || w.sockets) return;
+    if (w.subscribers !== null || w.sockets) return;
     this.watched.delete(w.session.id);
     this.deps.scheduler.cancel(expiryKey(w.session.id));
   }
@@ -294,7 +296,7 @@ export class EventHub implements SessionListener {
   }
 
   private addFollower(w: Watched, sub: Subscriber): void {
-    w.subscribers.add(sub);
+    w.subscribers = withItem(w.subscribers, sub);
     if (w.session.id !== sub.ownSessionId) sub.others?.add(w.session.id);
     this.armExpiringSoon(sub, w);
   }
@@ -306,7 +308,7 @@ export class EventHub implements SessionListener {
   private updatePresence(w: Watched): void {
     const present = this.expiresAtBrowserClose(w.session);
     let forget = false;
-    for (const sub of w.subscribers) {
+    for (const sub of itemsOf(w.subscribers)) {
       if (sub.ownSessionId !== w.session.id || sub.present === present) continue;
       sub.present = present;
       if (present) this.deps.presence.attach(sub.ownSessionId);
@@ -325,7 +327,7 @@ export class EventHub implements SessionListener {
       this.deps.scheduler.cancel(soonKey(sub, id));
       const w = this.watched.get(id);
       if (!w) continue;
-      w.subscribers.delete(sub);
+      w.subscribers = withoutItem(w.subscribers, sub);
       this.unwatchIfUnused(w);
     }
     sub.others = null;
@@ -337,15 +339,18 @@ export class EventHub implements SessionListener {
 
   private armExpiry(w: Watched): void {
     const id = w.session.id;
-    this.deps.scheduler.schedule(expiryKey(id), w.session.expiry.expiresAt.getTime(), () => this.queueRecheck(id));
+    this.deps.scheduler.schedule(expiryKey(id), w.session.expiry.expiresAt.getTime(), this.expiryDue);
   }
+
+  /** A followed session's deadline: one function for all of them (the scheduler hands it the key) rather than a closure each. */
+  private readonly expiryDue = (key: string): void => this.queueRecheck(key.slice(EXPIRY_PREFIX.length));
 
   private armExpiringSoon(sub: Subscriber, w: Watched): void {
     if (sub.leadMs <= 0) return;
     const at = w.session.expiry.expiresAt.getTime() - sub.leadMs;
     this.deps.scheduler.schedule(soonKey(sub, w.session.id), at, () => {
       // Past the expiry (a client that reconnected after it) only EXPIRED is due.
-      if (sub.closed || !w.subscribers.has(sub) || this.deps.now() >= w.session.expiry.expiresAt.getTime()) return;
+      if (sub.closed || !holds(w.subscribers, sub) || this.deps.now() >= w.session.expiry.expiresAt.getTime()) return;
       sub.push(liveEvent('EXPIRING_SOON', w.session, new Date(this.deps.now())));
     });
   }
@@ -440,7 +445,7 @@ export class EventHub implements SessionListener {
     this.deps.scheduler.cancel(expiryKey(id));
     const event = terminalEvent(w.session, reason, new Date(this.deps.now()), this.deps.loginUrl);
     const sockets = reach(w);
-    for (const sub of w.subscribers) {
+    for (const sub of itemsOf(w.subscribers)) {
       this.deps.scheduler.cancel(soonKey(sub, id));
       sub.others?.delete(id);
       sub.push(event);
@@ -488,5 +493,6 @@ export class EventHub implements SessionListener {
   }
 }
 
-const expiryKey = (sessionId: string) => `expire:${sessionId}`;
+const EXPIRY_PREFIX = 'expire:';
+const expiryKey = (sessionId: string) => `${EXPIRY_PREFIX}${sessionId}`;
 const soonKey = (sub: Subscriber, sessionId: string) => `soon:${sub.id}:${sessionId}`;

@@ -1,7 +1,7 @@
 /**
  * Deadlines for many keys behind a single timer: a binary min-heap ordered by deadline, with the
  * one `setTimeout` armed for the earliest. Rescheduling or cancelling a key leaves its old heap
- * entry behind, recognised as stale by its generation. Waits longer than setTimeout's 2^31-1 ms
+ * entry behind, recognised as stale by no longer being the key's current entry. Waits longer than setTimeout's 2^31-1 ms
  * limit are split into shorter hops, and a deadline never fires before the clock reaches it.
  */
 export interface TimerClock {
@@ -19,16 +19,17 @@ export const systemClock: TimerClock = {
 /** setTimeout's largest delay; longer waits are re-armed in hops of this length. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** One object per deadline, in the heap and (while current) in `live`: every followed session has one. */
 interface Entry {
   key: string;
   at: number;
-  generation: number;
+  fire: (key: string) => void;
 }
 
 export class Scheduler {
   private heap: Entry[] = [];
-  private readonly live = new Map<string, { generation: number; at: number; fire: () => void }>();
-  private generation = 0;
+  /** The current entry of each key: any other entry of it in the heap is stale. */
+  private readonly live = new Map<string, Entry>();
   private timer: unknown = null;
   private timerAt = Infinity;
 
@@ -38,11 +39,14 @@ export class Scheduler {
     return this.live.size;
   }
 
-  /** Calls `fire` once, at `at` (ms since the epoch) or as soon after as possible; replaces any deadline of `key`. */
-  schedule(key: string, at: number, fire: () => void): void {
-    const generation = ++this.generation;
-    this.live.set(key, { generation, at, fire });
-    this.push({ key, at, generation });
+  /**
+   * Calls `fire` once (with the key, so that one function can serve many keys), at `at` (ms since
+   * the epoch) or as soon after as possible; replaces any deadline of `key`.
+   */
+  schedule(key: string, at: number, fire: (key: string) => void): void {
+    const entry: Entry = { key, at, fire };
+    this.live.set(key, entry);
+    this.push(entry);
     if (this.heap.length > 2 * this.live.size + 1024) this.compact();
     if (at < this.timerAt) this.arm();
   }
@@ -82,21 +86,21 @@ export class Scheduler {
     this.timer = null;
     this.timerAt = Infinity;
     const now = this.clock.now();
-    const due: Array<() => void> = [];
+    const due: Entry[] = [];
     for (let next = this.peekLive(); next && next.at <= now; next = this.peekLive()) {
       this.pop();
-      due.push(this.live.get(next.key)!.fire);
+      due.push(next);
       this.live.delete(next.key);
     }
     this.arm();
-    for (const fire of due) fire();
+    for (const { key, fire } of due) fire(key);
   }
 
   /** The earliest entry that is still current, dropping stale ones on the way. */
   private peekLive(): Entry | undefined {
     while (this.heap.length > 0) {
       const top = this.heap[0]!;
-      if (this.live.get(top.key)?.generation === top.generation) return top;
+      if (this.live.get(top.key) === top) return top;
       this.pop();
     }
     return undefined;
@@ -105,7 +109,7 @@ export class Scheduler {
   /** Rebuilds the heap from the current entries once stale ones outnumber them. */
   private compact(): void {
     this.heap = [];
-    for (const [key, { at, generation }] of this.live) this.push({ key, at, generation });
+    for (const entry of this.live.values()) this.push(entry);
   }
 
   private push(entry: Entry): void {

@@ -17,7 +17,7 @@ import type { SessionService } from '../sessions/service.js';
 import { TooManyTokenReads } from '../store/sessionStore.js';
 import { clientAddress, type TrustProxy } from './clientAddress.js';
 import { cookieOriginAllowed, upgradeRequestOrigin } from './origin.js';
-import { countOf, holds, itemsOf, withItem, withoutItem, type OneOrMore } from './oneOrMore.js';
+import { countOf, holds, itemsOf, withItem, withoutItem, type OneOrMore } from '../oneOrMore.js';
 import { Connection, DATABASE_UNAVAILABLE_CLOSE, serveGraphQLWs } from './ws/adapter.js';
 
 /** The graphql-ws close code for "your session is over": the graphql-ws client does not retry it. */
@@ -159,10 +159,11 @@ export function attachSessionSockets(options: {
       return conn;
     },
     graphql: {
-      schema,
       // A subscription set up while its session ends still gets the terminal event before the socket closes.
       subscribe: async (args) => {
         const conn = settingUpOn.get(args.contextValue as object);
+        // Needed no longer: the context lives as long as the subscription, and so would the entry.
+        settingUpOn.delete(args.contextValue as object);
         if (conn) {
           conn.settingUp++;
           conn.subscribed = true;
@@ -173,14 +174,14 @@ export function attachSessionSockets(options: {
           if (conn && --conn.settingUp === 0 && conn.sessionOver) setImmediate(closeEnded, conn);
         }
       },
-      onSubscribe: (ctx, id, payload) => {
-        if (holds(ctx.extra.operations, id)) {
+      onSubscribe: (conn, id, payload) => {
+        if (holds(conn.operations, id)) {
           // graphql-ws's own answer to an id it knows: it lets go of one on its complete, while it still runs.
           const message = `Subscriber for ${id} already exists`;
-          ctx.extra.close(CloseCode.SubscriberAlreadyExists, message);
+          conn.close(CloseCode.SubscriberAlreadyExists, message);
           return [new GraphQLError(message, { extensions: { code: 'BAD_REQUEST' } })];
         }
-        if (countOf(ctx.extra.operations) >= limits.operationsPerSocket) {
+        if (countOf(conn.operations) >= limits.operationsPerSocket) {
           return [apiError('TOO_MANY_OPERATIONS', `At most ${limits.operationsPerSocket} operations may run at once on one socket.`)];
         }
         const prepared = pipeline.prepare(payload.query);
@@ -193,9 +194,6 @@ export function attachSessionSockets(options: {
         }
         const variables = getVariableValues(schema, operation.variableDefinitions ?? [], payload.variables ?? {});
         if (variables.errors) return variables.errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'BAD_USER_INPUT' } }));
-        // graphql-ws keeps the message for the subscription's life: let it hold the cached document's text.
-        (payload as { query: string }).query = prepared.document.loc?.source.body ?? payload.query;
-        const conn = ctx.extra;
         const contextValue: GraphQLContext = {
           service,
           hub,
@@ -217,18 +215,17 @@ export function attachSessionSockets(options: {
           contextValue,
         };
       },
-      onNext: (_ctx, _id, _payload, _args, result) =>
+      onNext: (_conn, _id, result) =>
         result.errors ? { ...result, errors: pipeline.formatErrors(result.errors) } : undefined,
-      onError: (_ctx, _id, _payload, errors) => pipeline.formatErrors(errors),
+      onError: (_conn, _id, errors) => pipeline.formatErrors(errors),
       // Called once for every operation onSubscribe let through, however it ends (or the socket closes on an internal error).
-      onComplete: (ctx, id) => void (ctx.extra.operations = withoutItem(ctx.extra.operations, id)),
-      onConnect: async (ctx) => {
-        const conn = ctx.extra;
+      onComplete: (conn, id) => void (conn.operations = withoutItem(conn.operations, id)),
+      onConnect: async (conn, connectionParams) => {
         const request = conn.request!;
         conn.userAgent = request.headers['user-agent'] ?? null;
         conn.request = null;
         const { token, fromCookie } = readCredentials(
-          { cookieHeader: request.headers.cookie, connectionParams: ctx.connectionParams },
+          { cookieHeader: request.headers.cookie, connectionParams },
           settings.cookie.name,
         );
         if (fromCookie && !cookieOriginAllowed(upgradeRequestOrigin(request, trust), settings.allowedOrigins)) {

@@ -1,26 +1,35 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
-import { CloseCode, DEPRECATED_GRAPHQL_WS_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
+import { CloseCode, DEPRECATED_GRAPHQL_WS_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, handleProtocols } from 'graphql-ws';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Logger } from '../../logger.js';
 import { inSlices } from '../../slices.js';
 import { DATABASE_UNAVAILABLE_MESSAGE, isDatabaseUnreachable } from '../../store/databaseErrors.js';
+import { graphqlWsProtocol, type ProtocolHooks } from './protocol.js';
 
 /** A message could not be handled because the database is out of reach. */
 export const DATABASE_UNAVAILABLE_CLOSE = 1013;
 
 /**
- * One socket, kept small since an idle subscribed socket is mostly this: graphql-ws talks through
- * it (its `WebSocket` interface, with methods on the prototype rather than closures per socket)
- * and gets it back as `ctx.extra`. Whoever uses the adapter subclasses it with its own state.
+ * One socket, kept small since an idle subscribed socket is mostly this: it holds the protocol's
+ * state (./protocol.ts: what graphql-ws keeps in its context) and is what the protocol's hooks are
+ * given. Whoever uses the adapter subclasses it with its own state.
  */
 export class Connection {
-  /** graphql-ws's message handler, and what it wants called once the socket has closed. */
-  receive: ((data: string) => Promise<void>) | null = null;
-  closed: ((code?: number, reason?: string) => Promise<void>) | null = null;
-  initTimer: NodeJS.Timeout | null = null;
+  /** connection_init has come. */
+  initReceived = false;
+  /** connection_init has been acknowledged. */
+  acknowledged = false;
   /** A keep-alive ping went out and no pong has come back yet. */
   awaitingPong = false;
+  /**
+   * graphql-ws's operations by id (its context's `subscriptions`): an operation being set up (null)
+   * or its stream. Almost always one: held in two fields, any others in a Map.
+   */
+  private opId: string | null = null;
+  private opStream: AsyncIterable<unknown> | null = null;
+  private moreOps: Map<string, AsyncIterable<unknown> | null> | null = null;
+  initTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly socket: WebSocket,
@@ -55,8 +64,40 @@ export class Connection {
     this.socket.close(code, reason === undefined ? undefined : closeReason(reason));
   }
 
-  onMessage(cb: (data: string) => Promise<void>): void {
-    this.receive = cb;
+  hasOperation(id: string): boolean {
+    return this.opId === id || (this.moreOps?.has(id) ?? false);
+  }
+
+  operationStream(id: string): AsyncIterable<unknown> | null | undefined {
+    return this.opId === id ? this.opStream : this.moreOps?.get(id);
+  }
+
+  setOperation(id: string, stream: AsyncIterable<unknown> | null): void {
+    if (this.opId === id || (this.opId === null && !this.moreOps?.has(id))) {
+      this.opId = id;
+      this.opStream = stream;
+    } else {
+      (this.moreOps ??= new Map()).set(id, stream);
+    }
+  }
+
+  deleteOperation(id: string): void {
+    if (this.opId === id) {
+      this.opId = null;
+      this.opStream = null;
+    } else if (this.moreOps?.delete(id) && this.moreOps.size === 0) {
+      this.moreOps = null;
+    }
+  }
+
+  /** Forgets every operation; their streams. */
+  takeOperations(): Array<AsyncIterable<unknown> | null> {
+    const streams = this.opId === null ? [] : [this.opStream];
+    if (this.moreOps) streams.push(...this.moreOps.values());
+    this.opId = null;
+    this.opStream = null;
+    this.moreOps = null;
+    return streams;
   }
 }
 
@@ -77,8 +118,8 @@ export interface AdapterOptions<C extends Connection> {
   opened(socket: WebSocket, request: IncomingMessage): C;
   /** A socket closed, whatever its state. */
   closed(conn: C): void;
-  /** graphql-ws's server options (the connection init timeout is the adapter's). */
-  graphql: ServerOptions<Record<string, unknown>, C>;
+  /** What graphql-transport-ws asks of its user (./protocol.ts). */
+  graphql: ProtocolHooks<C>;
 }
 
 const CLIENT_MESSAGE_TYPES = new Set(['connection_init', 'ping', 'pong', 'subscribe', 'complete']);
@@ -108,6 +149,8 @@ export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>)
     server: options.httpServer,
     path: options.path,
     perMessageDeflate: false,
+    // The sockets are tracked in `connections` instead: ws's own set adds a closure per socket.
+    clientTracking: false,
     maxPayload: options.maxPayload,
     handleProtocols,
     verifyClient: ({ req }, done) => {
@@ -116,36 +159,46 @@ export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>)
       else done(true);
     },
   });
-  const server = makeServer<Record<string, unknown>, C>({
-    ...options.graphql,
-    // Timed here instead, so that no timer stays referenced for the socket's life.
-    connectionInitWaitTimeout: 0,
-    onConnect: (ctx) => {
-      clearInitTimer(ctx.extra);
-      return options.graphql.onConnect?.(ctx);
+  const protocol = graphqlWsProtocol<C>(
+    {
+      ...options.graphql,
+      onConnect: (conn, connectionParams) => {
+        clearInitTimer(conn);
+        return options.graphql.onConnect(conn, connectionParams);
+      },
     },
-  });
+    (conn, err) => failed(conn.socket, err),
+  );
   const connections = new Map<WebSocket, C>();
+  /** While disposing: called once the last socket has closed. */
+  let allClosed: (() => void) | null = null;
 
   const internalReason = (err: unknown) =>
     production ? 'Internal server error' : limitCloseReason(err instanceof Error ? err.message : String(err), 'Internal server error');
 
+  /** Handling a message from the client threw (maybe long after it came, in a subscription's results). */
+  function failed(socket: WebSocket, err: unknown) {
+    if (isDatabaseUnreachable(err)) {
+      // 1013 (Try Again Later), which clients retry: graphql-ws's client gives up for good on 4500.
+      socket.close(DATABASE_UNAVAILABLE_CLOSE, DATABASE_UNAVAILABLE_MESSAGE);
+      return;
+    }
+    logger.error({ err }, 'handling a websocket message failed');
+    socket.close(CloseCode.InternalServerError, internalReason(err));
+  }
   function onMessage(this: WebSocket, data: RawData) {
     const text = String(data);
-    connections.get(this)?.receive?.(text).catch((err: unknown) => {
+    const conn = connections.get(this);
+    // A socket of another subprotocol was closed on opening (4406): what it sends is not read.
+    if (!conn || this.protocol !== GRAPHQL_TRANSPORT_WS_PROTOCOL) return;
+    protocol.received(conn, text).catch((err: unknown) => {
       if (!isClientMessage(text)) {
         // A message only a server sends (graphql-ws throws on it): the client broke the protocol.
         logger.debug({ err }, 'websocket message of a type clients do not send');
         this.close(CloseCode.BadRequest, 'Invalid message received');
         return;
       }
-      if (isDatabaseUnreachable(err)) {
-        // 1013 (Try Again Later), which clients retry: graphql-ws's client gives up for good on 4500.
-        this.close(DATABASE_UNAVAILABLE_CLOSE, DATABASE_UNAVAILABLE_MESSAGE);
-        return;
-      }
-      logger.error({ err }, 'handling a websocket message failed');
-      this.close(CloseCode.InternalServerError, internalReason(err));
+      failed(this, err);
     });
   }
   function onPong(this: WebSocket) {
@@ -170,7 +223,8 @@ export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>)
       logger.warn(`Client provided the unsupported and deprecated subprotocol "${this.protocol}" used by subscriptions-transport-ws.`);
     }
     options.closed(conn);
-    void conn.closed?.(code, String(reason));
+    void protocol.closed(conn);
+    if (allClosed && connections.size === 0) process.nextTick(allClosed);
   }
   function initTimeout(conn: C) {
     conn.initTimer = null;
@@ -179,7 +233,7 @@ export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>)
 
   wss.once('error', (err) => {
     logger.error({ err }, 'the websocket server failed: closing every socket');
-    for (const client of wss.clients) client.close(CloseCode.InternalServerError, internalReason(err));
+    for (const client of connections.keys()) client.close(CloseCode.InternalServerError, internalReason(err));
   });
 
   wss.on('connection', (socket: WebSocket, request: IncomingMessage) => {
@@ -190,7 +244,7 @@ export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>)
     socket.on('message', onMessage);
     socket.on('close', onClose);
     if (socket.protocol === GRAPHQL_TRANSPORT_WS_PROTOCOL) conn.initTimer = setTimeout(initTimeout, options.connectionInitWaitMs, conn);
-    conn.closed = server.opened(conn, conn);
+    else conn.close(CloseCode.SubprotocolNotAcceptable, 'Subprotocol not acceptable');
   });
 
   let sweeping: Promise<void> | null = null;
@@ -209,9 +263,11 @@ export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>)
     /** Closes every socket with 1001 (clients reconnect, to another process if there is one) and stops listening. */
     async dispose() {
       if (heartbeat) clearInterval(heartbeat);
-      for (const client of wss.clients) client.close(1001, 'Going away');
+      for (const client of connections.keys()) client.close(1001, 'Going away');
       wss.removeAllListeners();
       await new Promise<void>((resolve, reject) => wss.close((err) => (err ? reject(err) : resolve())));
+      // As ws's close does when it tracks its clients: done once every socket has closed.
+      if (connections.size > 0) await new Promise<void>((resolve) => (allClosed = resolve));
     },
   };
 }
