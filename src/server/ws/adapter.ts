@@ -214,7 +214,7 @@ export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>)
     logger.debug({ err }, 'websocket protocol error');
     this.close(CloseCode.InternalServerError, internalReason(err));
   }
-  function onClose(this: WebSocket, code: number, reason: Buffer) {
+  function onClose(this: WebSocket, code: number) {
     const conn = connections.get(this);
     if (!conn) return;
     connections.delete(this);
