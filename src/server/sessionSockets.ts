@@ -35,7 +35,7 @@ const UNSUBSCRIBED_CLOSE_DELAY_MS = 1_000;
 
 type EventStream = AsyncGenerator<ExecutionResult>;
 
-/** A socket of this API: graphql-ws's connection plus the session it authenticated with. */
+/** A socket of this API: the protocol's connection plus the session it authenticated with. */
 class SessionSocket extends Connection implements StreamOwner {
   /** The upgrade request, only until connection_init: the cookie and Origin are read from it, then it is let go (it is large). */
   request: IncomingMessage | null;
@@ -52,9 +52,9 @@ class SessionSocket extends Connection implements StreamOwner {
   /** The session has ended: the socket closes once no subscription of it is being set up. */
   sessionOver = false;
   /**
-   * The ids of the operations accepted and not yet finished. Kept here rather than read from
-   * graphql-ws's map of operations, from which a client's `complete` removes an operation that is
-   * still running (and which a reused id then lets two operations share).
+   * The ids of the operations accepted and not yet finished. Kept here rather than read from the
+   * protocol's map of operations (graphql-ws's, ./ws/protocol.ts), from which a client's `complete`
+   * removes an operation that is still running (and which a reused id then lets two operations share).
    */
   operations: OneOrMore<string> = null;
   /** Its subscriptions' event streams, ended when the socket closes. */
@@ -81,7 +81,7 @@ class SessionSocket extends Connection implements StreamOwner {
   }
 
   /**
-   * graphql-ws ends the streams in its map of operations when the socket closes; one whose id a
+   * The protocol ends the streams in its map of operations when the socket closes; one whose id a
    * client reused after its `complete` is no longer there, and would follow its session until it ends.
    */
   endStreams(): void {
@@ -94,7 +94,7 @@ class SessionSocket extends Connection implements StreamOwner {
 const closeEnded = (socket: SessionSocket) => socket.close(SESSION_ENDED_CLOSE, 'Session ended');
 
 /**
- * The API's websockets: graphql-ws on the HTTP server's port and path (./ws/adapter.ts), where each
+ * The API's websockets: graphql-transport-ws on the HTTP server's port and path (./ws/adapter.ts), where each
  * socket belongs to the session it authenticated with in connection_init (a token in
  * connectionParams, or the session cookie of the upgrade request from an allowed Origin). Operations
  * go through the same pipeline as over HTTP. Once the session ends (and its subscribers have had

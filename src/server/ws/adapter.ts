@@ -138,10 +138,10 @@ const MAX_UNSENT_BYTES = 1024 * 1024;
 const limitCloseReason = (reason: string, whenTooLong: string) => (reason.length < 124 ? reason : whenTooLong);
 
 /**
- * graphql-ws over `ws` on the HTTP server's port and path: graphql-ws's own `use/ws` adapter,
- * adjusted (as its docs invite) to hold less per idle socket: one keep-alive timer for all sockets,
- * listeners shared by all sockets (`this` is the socket), no permessage-deflate (a zlib context per
- * socket for messages of a few hundred bytes). It knows nothing of sessions.
+ * graphql-transport-ws (./protocol.ts) over `ws` on the HTTP server's port and path, as graphql-ws's
+ * own `use/ws` adapter serves it, holding less per idle socket: one keep-alive timer for all
+ * sockets, listeners shared by all sockets (`this` is the socket), no permessage-deflate (a zlib
+ * context per socket for messages of a few hundred bytes). It knows nothing of sessions.
  */
 export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>) {
   const { logger, production } = options;
