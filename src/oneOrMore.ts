@@ -1,7 +1,7 @@
 /**
- * What a socket (or a session's sockets) holds is almost always one item: kept as the item itself
- * until a second comes, then as a Set, so that each idle socket does not pay for a Set. The items
- * are never null nor Sets themselves.
+ * What a session holds in a process (its sockets, its subscribers) is almost always one item: kept
+ * as the item itself until a second comes, then as a Set, so that each idle session does not pay
+ * for a Set. The items are never null nor Sets themselves.
  */
 export type OneOrMore<T> = T | Set<T> | null;
 

@@ -1,6 +1,6 @@
 import type { IncomingMessage, Server } from 'node:http';
 import { CloseCode } from 'graphql-ws';
-import { getOperationAST, getVariableValues, GraphQLError, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { getOperationAST, getVariableValues, GraphQLError, type GraphQLSchema } from 'graphql';
 import { WebSocket } from 'ws';
 import { addressBucket } from '../auth/attemptLimiter.js';
 import { readCredentials } from '../auth/credentials.js';
@@ -10,14 +10,14 @@ import type { EventHub } from '../engine/hub.js';
 import { apiError } from '../errors.js';
 import type { GraphQLContext } from '../graphql/context.js';
 import type { OperationPipeline } from '../graphql/operations.js';
-import { subscribe, type StreamOwner } from '../graphql/subscribe.js';
+import { subscribe } from '../graphql/subscribe.js';
 import type { Logger } from '../logger.js';
 import type { Session } from '../session.js';
 import type { SessionService } from '../sessions/service.js';
 import { TooManyTokenReads } from '../store/sessionStore.js';
 import { clientAddress, type TrustProxy } from './clientAddress.js';
 import { cookieOriginAllowed, upgradeRequestOrigin } from './origin.js';
-import { countOf, holds, itemsOf, withItem, withoutItem, type OneOrMore } from '../oneOrMore.js';
+import { countOf, itemsOf, withItem, withoutItem, type OneOrMore } from '../oneOrMore.js';
 import { Connection, DATABASE_UNAVAILABLE_CLOSE, serveGraphQLWs } from './ws/adapter.js';
 
 /** The graphql-ws close code for "your session is over": the graphql-ws client does not retry it. */
@@ -33,12 +33,11 @@ const CONNECTION_INIT_WAIT_MS = 3_000;
  */
 const UNSUBSCRIBED_CLOSE_DELAY_MS = 1_000;
 
-type EventStream = AsyncGenerator<ExecutionResult>;
-
 /** A socket of this API: the protocol's connection plus the session it authenticated with. */
-class SessionSocket extends Connection implements StreamOwner {
+class SessionSocket extends Connection {
   /** The upgrade request, only until connection_init: the cookie and Origin are read from it, then it is let go (it is large). */
   request: IncomingMessage | null;
+  userAgent: string | null = null;
   token: string | null = null;
   sessionId: string | null = null;
   /** Its session's user, once counted among the user's sockets. */
@@ -51,14 +50,8 @@ class SessionSocket extends Connection implements StreamOwner {
   subscribed = false;
   /** The session has ended: the socket closes once no subscription of it is being set up. */
   sessionOver = false;
-  /**
-   * The ids of the operations accepted and not yet finished. Kept here rather than read from the
-   * protocol's map of operations (graphql-ws's, ./ws/protocol.ts), from which a client's `complete`
-   * removes an operation that is still running (and which a reused id then lets two operations share).
-   */
-  operations: OneOrMore<string> = null;
-  /** Its subscriptions' event streams, ended when the socket closes. */
-  private streams: OneOrMore<EventStream> = null;
+  /** Operations accepted and not yet finished (a client's `complete` does not finish them at once). */
+  running = 0;
 
   constructor(
     socket: WebSocket,
@@ -67,27 +60,6 @@ class SessionSocket extends Connection implements StreamOwner {
   ) {
     super(socket, request.socket);
     this.request = request;
-  }
-
-  userAgent: string | null = null;
-
-  started(stream: EventStream): void {
-    if (this.socket.readyState === WebSocket.CLOSED) void stream.return(undefined);
-    else this.streams = withItem(this.streams, stream);
-  }
-
-  finished(stream: EventStream): void {
-    this.streams = withoutItem(this.streams, stream);
-  }
-
-  /**
-   * The protocol ends the streams in its map of operations when the socket closes; one whose id a
-   * client reused after its `complete` is no longer there, and would follow its session until it ends.
-   */
-  endStreams(): void {
-    const streams = itemsOf(this.streams);
-    this.streams = null;
-    for (const stream of streams) void stream.return(undefined);
   }
 }
 
@@ -169,19 +141,13 @@ export function attachSessionSockets(options: {
           conn.subscribed = true;
         }
         try {
-          return await subscribe(args, conn ?? null);
+          return await subscribe(args);
         } finally {
           if (conn && --conn.settingUp === 0 && conn.sessionOver) setImmediate(closeEnded, conn);
         }
       },
       onSubscribe: (conn, id, payload) => {
-        if (holds(conn.operations, id)) {
-          // graphql-ws's own answer to an id it knows: it lets go of one on its complete, while it still runs.
-          const message = `Subscriber for ${id} already exists`;
-          conn.close(CloseCode.SubscriberAlreadyExists, message);
-          return [new GraphQLError(message, { extensions: { code: 'BAD_REQUEST' } })];
-        }
-        if (countOf(conn.operations) >= limits.operationsPerSocket) {
+        if (conn.running >= limits.operationsPerSocket) {
           return [apiError('TOO_MANY_OPERATIONS', `At most ${limits.operationsPerSocket} operations may run at once on one socket.`)];
         }
         const prepared = pipeline.prepare(payload.query);
@@ -205,7 +171,7 @@ export function attachSessionSockets(options: {
           cookies: null,
         };
         settingUpOn.set(contextValue, conn);
-        conn.operations = withItem(conn.operations, id);
+        conn.running++;
         return {
           schema,
           document: prepared.document,
@@ -219,7 +185,7 @@ export function attachSessionSockets(options: {
         result.errors ? { ...result, errors: pipeline.formatErrors(result.errors) } : undefined,
       onError: (_conn, _id, errors) => pipeline.formatErrors(errors),
       // Called once for every operation onSubscribe let through, however it ends (or the socket closes on an internal error).
-      onComplete: (conn, id) => void (conn.operations = withoutItem(conn.operations, id)),
+      onComplete: (conn) => void conn.running--,
       onConnect: async (conn, connectionParams) => {
         const request = conn.request!;
         conn.userAgent = request.headers['user-agent'] ?? null;
@@ -267,7 +233,6 @@ export function attachSessionSockets(options: {
       },
     },
     closed(conn) {
-      conn.endStreams();
       authenticated(conn);
       if (conn.sessionId) forget(conn);
       if (conn.userId) socketsByUser.remove(conn.userId);

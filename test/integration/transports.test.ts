@@ -363,18 +363,56 @@ describe('websocket caps', () => {
     await closeAll([ws]);
   });
 
-  it("closes with 4409 a socket that reuses the id of an operation still running (after its complete), as graphql-ws does for an id it knows, and leaves nothing running", async () => {
-    const { token, session } = await newUserSession(server);
+  it('closes with 4409 a socket that subscribes with the id of an operation it has not completed', async () => {
+    const { token } = await newUserSession(server);
     const ws = rawSocket(server);
     await opened(ws);
     expect(await initAnswer(ws, { token })).toBe('connection_ack');
     const closed = closeOf(ws);
     const events = 'subscription { sessionEvents(expiringSoonLead: 0) { kind } }';
-    // graphql-ws forgets an id on its complete while its operation is still being set up.
     ws.send(JSON.stringify({ type: 'subscribe', id: 'x', payload: { query: events } }));
-    ws.send(JSON.stringify({ type: 'complete', id: 'x' }));
     ws.send(JSON.stringify({ type: 'subscribe', id: 'x', payload: { query: events } }));
     expect(await closed).toBe(4409);
+  });
+
+  it('lets a client reuse an id right after its complete: the new operation gets its results, the old one sends nothing more under it', async () => {
+    const { token, session } = await newUserSession(server);
+    const ws = rawSocket(server);
+    await opened(ws);
+    expect(await initAnswer(ws, { token })).toBe('connection_ack');
+    const closed = closeOf(ws);
+    const received: Array<{ type: string; id?: string; payload?: any }> = [];
+    ws.on('message', (data) => received.push(JSON.parse(String(data))));
+    const answers = async () => {
+      await sleep(300);
+      return received.splice(0).map((m) => `${m.id}:${m.type}`);
+    };
+    const subscribe = (query: string) => ws.send(JSON.stringify({ type: 'subscribe', id: 'x', payload: { query } }));
+    const complete = () => ws.send(JSON.stringify({ type: 'complete', id: 'x' }));
+    const events = 'subscription { sessionEvents(expiringSoonLead: 0) { kind } }';
+
+    // Completed while still being set up, and the id reused at once.
+    subscribe(events);
+    complete();
+    subscribe('{ session { id } }');
+    expect(await answers()).toEqual(['x:next', 'x:complete']);
+    // Completed while it runs, and the id reused at once.
+    subscribe(events);
+    await eventually(async () => server.hub.hasSubscribers(session.id), 2_000, 'the subscription is set up');
+    complete();
+    subscribe('{ session { id } }');
+    expect(await answers()).toEqual(['x:next', 'x:complete']);
+    // Both ways once more, this time reused by a subscription: only its own events come under the id.
+    subscribe(events);
+    complete();
+    subscribe(events);
+    await sleep(100);
+    complete();
+    subscribe(events);
+    expect(await answers()).toEqual([]);
+    expect((await server.gql('mutation { logout }', {}, { token })).data).toEqual({ logout: true });
+    expect(await closed).toBe(4401);
+    expect(received.map((m) => `${m.id}:${m.type}:${m.payload?.data?.sessionEvents?.kind ?? ''}`)).toEqual(['x:next:LOGGED_OUT', 'x:complete:']);
     await eventually(async () => !server.hub.hasSubscribers(session.id), 2_000, 'nothing of the socket runs on');
     expect(server.logs.filter((line) => line.includes(session.id) || /"level":50/.test(line))).toEqual([]);
   });

@@ -23,12 +23,12 @@ export class Connection {
   /** A keep-alive ping went out and no pong has come back yet. */
   awaitingPong = false;
   /**
-   * graphql-ws's operations by id (its context's `subscriptions`): an operation being set up (null)
-   * or its stream. Almost always one: held in two fields, any others in a Map.
+   * The operations by id (graphql-ws's context's `subscriptions`), each an entry that its operation
+   * recognises as its own (./protocol.ts). Almost always one: held in two fields, any others in a Map.
    */
   private opId: string | null = null;
-  private opStream: AsyncIterable<unknown> | null = null;
-  private moreOps: Map<string, AsyncIterable<unknown> | null> | null = null;
+  private opEntry: object | null = null;
+  private moreOps: Map<string, object> | null = null;
   initTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -64,41 +64,41 @@ export class Connection {
     this.socket.close(code, reason === undefined ? undefined : closeReason(reason));
   }
 
-  hasOperation(id: string): boolean {
-    return this.opId === id || (this.moreOps?.has(id) ?? false);
+  operation(id: string): object | undefined {
+    return this.opId === id ? this.opEntry! : this.moreOps?.get(id);
   }
 
-  operationStream(id: string): AsyncIterable<unknown> | null | undefined {
-    return this.opId === id ? this.opStream : this.moreOps?.get(id);
-  }
-
-  setOperation(id: string, stream: AsyncIterable<unknown> | null): void {
+  setOperation(id: string, entry: object): void {
     if (this.opId === id || (this.opId === null && !this.moreOps?.has(id))) {
       this.opId = id;
-      this.opStream = stream;
+      this.opEntry = entry;
     } else {
-      (this.moreOps ??= new Map()).set(id, stream);
+      (this.moreOps ??= new Map()).set(id, entry);
     }
   }
 
-  deleteOperation(id: string): void {
+  /** Forgets the operation under `id` if `entry` is still its entry. */
+  deleteOperation(id: string, entry: object): void {
     if (this.opId === id) {
+      if (this.opEntry !== entry) return;
       this.opId = null;
-      this.opStream = null;
-    } else if (this.moreOps?.delete(id) && this.moreOps.size === 0) {
-      this.moreOps = null;
+      this.opEntry = null;
+    } else if (this.moreOps?.get(id) === entry) {
+      this.moreOps.delete(id);
+      if (this.moreOps.size === 0) this.moreOps = null;
     }
   }
 
-  /** Forgets every operation; their streams. */
-  takeOperations(): Array<AsyncIterable<unknown> | null> {
-    const streams = this.opId === null ? [] : [this.opStream];
-    if (this.moreOps) streams.push(...this.moreOps.values());
+  /** Forgets every operation; their entries. */
+  takeOperations(): object[] {
+    const entries = this.opId === null ? [] : [this.opEntry!];
+    if (this.moreOps) entries.push(...this.moreOps.values());
     this.opId = null;
-    this.opStream = null;
+    this.opEntry = null;
     this.moreOps = null;
-    return streams;
+    return entries;
   }
+
 }
 
 export interface AdapterOptions<C extends Connection> {

@@ -24,7 +24,7 @@ export interface ProtocolHooks<C extends Connection> {
   onNext(conn: C, id: string, result: ExecutionResult): Awaitable<FormattedExecutionResult | ExecutionResult | void>;
   /** The errors' payload in place of the errors as they are, if it returns one. */
   onError(conn: C, id: string, errors: readonly GraphQLError[]): Awaitable<readonly GraphQLFormattedError[] | void>;
-  /** Called once for every operation that got through onSubscribe, however it ends (also when the socket closes under it). */
+  /** Called once for every operation that got through onSubscribe, when it has finished, however it ends (also when the client completed it, or the socket closed under it). */
   onComplete(conn: C, id: string): Awaitable<void>;
 }
 
@@ -32,6 +32,7 @@ const isObject = (val: unknown): val is Record<string, unknown> => typeof val ==
 const isAsyncIterable = (val: unknown): val is Stream => typeof (Object(val) as Partial<Stream>)[Symbol.asyncIterator] === 'function';
 const isAsyncGenerator = (val: unknown): val is AsyncGenerator =>
   isObject(val) && typeof (val as Partial<Stream>)[Symbol.asyncIterator] === 'function' && typeof val.return === 'function';
+const hasReturn = (entry: object): entry is Required<Pick<AsyncIterator<unknown>, 'return'>> => typeof (entry as AsyncIterator<unknown>).return === 'function';
 
 /**
  * The server side of graphql-transport-ws, as graphql-ws's `makeServer` (6.x) runs it, message for
@@ -40,11 +41,17 @@ const isAsyncGenerator = (val: unknown): val is AsyncGenerator =>
  * and a suspended async function per socket and per running subscription: an idle subscription
  * waits on its stream's `next` with a single pair of callbacks.
  *
+ * One difference: an operation acts only while the socket's map holds its own entry under its id (an
+ * object of its own while it is set up, then its stream's iterator). graphql-ws looks the id up, so
+ * an operation the client has completed, and whose id it has used again, would send its `complete`
+ * (or its last results) under the new operation's id and take that one out of the map.
+ *
  * `failed` is called with what a message's handling threw, as graphql-ws's message handler would
  * have rejected with (also when it comes from a subscription's results, long after the message).
  */
 export function graphqlWsProtocol<C extends Connection>(hooks: ProtocolHooks<C>, failed: (conn: C, err: unknown) => void) {
-  async function emitNext(conn: C, id: string, result: ExecutionResult): Promise<void> {
+  async function emitNext(conn: C, id: string, entry: object, result: ExecutionResult): Promise<void> {
+    if (conn.operation(id) !== entry) return;
     const { errors, ...resultWithoutErrors } = result;
     const maybeResult = await hooks.onNext(conn, id, result);
     await conn.send(
@@ -56,7 +63,8 @@ export function graphqlWsProtocol<C extends Connection>(hooks: ProtocolHooks<C>,
     );
   }
 
-  async function emitError(conn: C, id: string, errors: readonly GraphQLError[]): Promise<void> {
+  async function emitError(conn: C, id: string, entry: object, errors: readonly GraphQLError[]): Promise<void> {
+    if (conn.operation(id) !== entry) return;
     const maybeErrors = await hooks.onError(conn, id, errors);
     await conn.send(stringifyMessage({ id, type: MessageType.Error, payload: maybeErrors || errors.map((e) => e.toJSON()) }));
   }
@@ -76,75 +84,68 @@ export function graphqlWsProtocol<C extends Connection>(hooks: ProtocolHooks<C>,
     try {
       next = Promise.resolve(iterator.next());
     } catch (error) {
-      return ended(conn, id, { error });
+      return ended(conn, id, iterator, { error });
     }
     next.then(
       (result) => {
         if (!((typeof result === 'object' && result !== null) || typeof result === 'function')) {
-          return ended(conn, id, { error: new TypeError(`Iterator result ${String(result)} is not an object`) });
+          return ended(conn, id, iterator, { error: new TypeError(`Iterator result ${String(result)} is not an object`) });
         }
-        if (result.done) return ended(conn, id, null);
-        emitNext(conn, id, result.value as ExecutionResult).then(
+        if (result.done) return ended(conn, id, iterator, null);
+        emitNext(conn, id, iterator, result.value as ExecutionResult).then(
           () => relay(conn, id, iterator),
           // As a for-await loop left by an exception of its body: the stream is closed first (whatever that throws).
-          (error: unknown) => closeIgnoringErrors(iterator).then(() => ended(conn, id, { error })),
+          (error: unknown) => closeIgnoringErrors(iterator).then(() => ended(conn, id, iterator, { error })),
         );
       },
-      (error: unknown) => ended(conn, id, { error }),
+      (error: unknown) => ended(conn, id, iterator, { error }),
     );
   }
 
   /** The stream has ended, or `thrown` ended it. */
-  function ended(conn: C, id: string, thrown: { error: unknown } | null): void {
-    settle(conn, id, thrown).catch((err: unknown) => failed(conn, err));
+  function ended(conn: C, id: string, iterator: AsyncIterator<unknown>, thrown: { error: unknown } | null): void {
+    settle(conn, id, iterator, thrown).catch((err: unknown) => failed(conn, err));
   }
 
-  async function settle(conn: C, id: string, thrown: { error: unknown } | null): Promise<void> {
+  async function settle(conn: C, id: string, iterator: AsyncIterator<unknown>, thrown: { error: unknown } | null): Promise<void> {
     try {
       if (thrown) {
         const originalError = thrown.error instanceof Error ? thrown.error : new Error(String(thrown.error));
-        await emitError(conn, id, [new GraphQLError(originalError.message, { originalError })]);
-        conn.deleteOperation(id);
+        await emitError(conn, id, iterator, [new GraphQLError(originalError.message, { originalError })]);
+        conn.deleteOperation(id, iterator);
       }
-      await emitComplete(conn, id, conn.hasOperation(id));
+      await emitComplete(conn, id, conn.operation(id) === iterator);
     } finally {
-      conn.deleteOperation(id);
+      conn.deleteOperation(id, iterator);
     }
   }
 
   async function subscribe(conn: C, id: string, payload: SubscribePayload): Promise<void> {
-    conn.setOperation(id, null);
-    let relaying = false;
+    const settingUp = {};
+    conn.setOperation(id, settingUp);
     try {
       const argsOrErrors = await hooks.onSubscribe(conn, id, payload);
-      if (areGraphQLErrors(argsOrErrors)) {
-        if (conn.hasOperation(id)) await emitError(conn, id, argsOrErrors);
-        return;
-      }
+      if (areGraphQLErrors(argsOrErrors)) return await emitError(conn, id, settingUp, argsOrErrors);
       if (Array.isArray(argsOrErrors)) throw new Error('Invalid return value from onSubscribe hook, expected an array of GraphQLError objects');
       const args = argsOrErrors as ExecutionArgs;
       const operation = getOperationAST(args.document, args.operationName);
-      if (!operation) {
-        if (conn.hasOperation(id)) await emitError(conn, id, [new GraphQLError('Unable to identify operation')]);
-        return;
-      }
+      if (!operation) return await emitError(conn, id, settingUp, [new GraphQLError('Unable to identify operation')]);
       if (!('rootValue' in args)) args.rootValue = undefined;
       if (!('contextValue' in args)) args.contextValue = undefined;
       const result = operation.operation === 'subscription' ? await hooks.subscribe(args) : await execute(args);
       if (isAsyncIterable(result)) {
-        if (conn.hasOperation(id)) {
-          conn.setOperation(id, result);
-          relaying = true;
-          relay(conn, id, result[Symbol.asyncIterator]());
-          return;
+        if (conn.operation(id) === settingUp) {
+          const iterator = result[Symbol.asyncIterator]();
+          conn.setOperation(id, iterator);
+          return relay(conn, id, iterator);
         }
         if (isAsyncGenerator(result)) void result.return(undefined);
-      } else if (conn.hasOperation(id)) {
-        await emitNext(conn, id, result);
+      } else {
+        await emitNext(conn, id, settingUp, result);
       }
-      await emitComplete(conn, id, conn.hasOperation(id));
+      await emitComplete(conn, id, conn.operation(id) === settingUp);
     } finally {
-      if (!relaying) conn.deleteOperation(id);
+      conn.deleteOperation(id, settingUp);
     }
   }
 
@@ -179,13 +180,14 @@ export function graphqlWsProtocol<C extends Connection>(hooks: ProtocolHooks<C>,
         case MessageType.Subscribe: {
           if (!conn.acknowledged) return conn.close(CloseCode.Unauthorized, 'Unauthorized');
           const { id, payload } = message;
-          if (conn.hasOperation(id)) return conn.close(CloseCode.SubscriberAlreadyExists, `Subscriber for ${id} already exists`);
+          if (conn.operation(id) !== undefined) return conn.close(CloseCode.SubscriberAlreadyExists, `Subscriber for ${id} already exists`);
           return subscribe(conn, id, payload);
         }
         case MessageType.Complete: {
-          const stream = conn.operationStream(message.id);
-          conn.deleteOperation(message.id);
-          if (isAsyncGenerator(stream)) await stream.return(undefined);
+          const entry = conn.operation(message.id);
+          if (entry === undefined) return;
+          conn.deleteOperation(message.id, entry);
+          if (hasReturn(entry)) await entry.return(undefined);
           return;
         }
         default:
@@ -195,7 +197,7 @@ export function graphqlWsProtocol<C extends Connection>(hooks: ProtocolHooks<C>,
 
     /** The socket closed: its operations' streams are ended (graphql-ws's closed handler). */
     async closed(conn: C): Promise<void> {
-      await Promise.all(conn.takeOperations().filter(isAsyncGenerator).map((stream) => stream.return(undefined)));
+      await Promise.all(conn.takeOperations().filter(hasReturn).map((iterator) => iterator.return(undefined)));
     },
   };
 }
