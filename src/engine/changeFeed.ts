@@ -87,9 +87,10 @@ interface PendingIntent {
  */
 export class PollingFeed implements ChangeFeed {
   private timer: NodeJS.Timeout | null = null;
-  private since = new Date();
+  /** Set by start, as lastRead. */
+  private since!: Date;
   /** Every change made before it is delivered (or, after `missed`, is being read again): on the wall clock and on the monotonic one. */
-  private lastRead = { wall: Date.now(), monotonic: performance.now() };
+  private lastRead!: { wall: number; monotonic: number };
   /** On the monotonic clock. */
   private lastTrimAt = Number.NEGATIVE_INFINITY;
   private listener: FeedListener = { sessionChanged() {} };

@@ -40,4 +40,7 @@ export const wallLead = (wall: () => number): number => wall() - performance.now
 
 const CHECK_INTERVAL_MS = 1_000;
 /** Far more than NTP's slewing moves the wall clock between two checks (at most 0.5 ms a second). */
-export const STEP_TOLERANCE_MS = 250;
+const STEP_TOLERANCE_MS = 250;
+
+/** The wall clock was stepped between two readings of wallLead (`before` null: never read, as good as stepped). */
+export const steppedBetween = (before: number | null, after: number): boolean => before === null || Math.abs(after - before) > STEP_TOLERANCE_MS;

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from '../logger.js';
 import type { Holder, PresenceStore } from '../store/presenceStore.js';
-import { STEP_TOLERANCE_MS, wallLead } from './clockSteps.js';
+import { steppedBetween, wallLead } from './clockSteps.js';
 import type { Scheduler } from './scheduler.js';
 
 /** Ends a browser-close session whose browser has gone (SessionService). True for the one caller that ended it. */
@@ -178,7 +178,7 @@ export class Presence {
   }
 
   private async renewLease(): Promise<void> {
-    const lead = wallLead(() => this.deps.clock.now());
+    const lead = this.wallLead();
     const leaseUntil = this.deps.clock.now() + this.deps.leaseMs;
     await this.deps.store.renewLease(this.processId, new Date(leaseUntil));
     const answeredAt = this.deps.clock.now();
@@ -187,9 +187,8 @@ export class Presence {
     this.renewedAtLead = lead;
   }
 
-  /** The wall clock has not been stepped since `lead` was read (see renewedAtLead). */
-  private clockSteadySince(lead: number | null): boolean {
-    return lead !== null && Math.abs(wallLead(() => this.deps.clock.now()) - lead) <= STEP_TOLERANCE_MS;
+  private wallLead(): number {
+    return wallLead(() => this.deps.clock.now());
   }
 
   private async sweepWhileHealthy(): Promise<void> {
@@ -214,13 +213,13 @@ export class Presence {
   }
 
   private async endIfGone(sessionIds: string[]): Promise<void> {
-    if (!this.clockSteadySince(this.renewedAtLead)) return;
-    const lead = wallLead(() => this.deps.clock.now());
+    const lead = this.wallLead();
+    if (steppedBetween(this.renewedAtLead, lead)) return;
     const now = this.deps.clock.now();
     const holders = await this.deps.store.holdersOf(sessionIds);
     // Read after the holders: a process stores its lease before its first holder, so none is missed.
     const leases = await this.deps.store.leases();
-    if (!this.clockSteadySince(lead)) return;
+    if (steppedBetween(lead, this.wallLead())) return;
     const bySession = new Map<string, Holder[]>();
     for (const h of holders) bySession.set(h.sessionId, [...(bySession.get(h.sessionId) ?? []), h]);
     await Promise.all(
