@@ -11,7 +11,7 @@ import { buildOnceWithGo } from '../go-build.js';
 import type { DatabaseKind, ResolvedDatabase, StartOptions } from './index.js';
 import { CACHE, shortPath } from './paths.js';
 import { createPostgresDatabase, dropPostgresDatabase, postgresUrl, splitPassword, type PostgresBackend } from './postgres.js';
-import { canConnect, freePort, hasExited, message, once, run, supervise, type RunningProcess } from './process.js';
+import { canConnect, hasExited, message, once, run, supervise, type RunningProcess } from './process.js';
 import { DatabaseSetupError } from './setupError.js';
 import { redact } from './uri.js';
 
@@ -82,7 +82,8 @@ export function ensureFerretDB(log: (line: string) => void = console.log): Promi
 // Runs ferretdb under a tiny sh watchdog in its own process group: when our end of its stdin pipe closes
 // (stop(), or this process dying in any way, even SIGKILL) the watchdog kills ferretdb, so none is orphaned.
 // Its own process group keeps a terminal's Ctrl-C away from it while the app shuts down gracefully.
-// Only then (the owner is done: $STOP_FILE says so) does a temporary data dir ($REMOVE_DIR) go with it,
+// Only then (the owner is done: $STOP_FILE says so) does $REMOVE_DIR go with it (a temporary data dir, or a
+// persistent one's socket dir),
 // and so does a temporary PostgreSQL database ($DROP_PG_DATABASE, through psql to $DROP_PG_URL; WITH (FORCE)
 // needs PostgreSQL 13, hence the retry without). A ferretdb that dies by itself leaves its data for the
 // restart (supervise() in process.ts). The watchdog writes ferretdb's own pid to $PID_FILE.
@@ -114,67 +115,69 @@ export async function startFerretDB(o: StartOptions, pg?: PostgresBackend): Prom
       o.log(`could not drop the PostgreSQL database ${pg.database} (${message(err).replace(/\s+/g, ' ')}); drop it by hand`),
     );
   };
+  // Only this user may connect: no authentication is set up, so a TCP port on 127.0.0.1 would let any
+  // program on the machine read or change the data, or take the port while FerretDB restarts.
+  const socketDir = o.persistent ? await fsp.mkdtemp(path.join(os.tmpdir(), `sessions-${kind}-socket-`)) : dir;
+  const socket = path.join(socketDir, 'ferretdb.sock');
+  const uri = `mongodb://${encodeURIComponent(socket)}/${o.dbName}`;
+  const launch = () => {
+    fs.rmSync(socket, { force: true }); // left by one that died: FerretDB would not bind over it
+    return launchFerretDB(bin, dir, socket, o.persistent ? socketDir : dir, pg);
+  };
   try {
-    for (let attempt = 1; ; attempt++) {
-      const port = await freePort();
-      const uri = `mongodb://127.0.0.1:${port}/${o.dbName}`;
-      // Created on every attempt: the watchdog of a failed one drops a temporary database as it exits.
-      if (pg) await createPostgresDatabase(pg.database, pg.adminUrl);
-      const child = launchFerretDB(bin, dir, port, !o.persistent, pg);
-      const first = ferretdbProcess(child, dir);
-      try {
-        await waitUntilReady(child, port, uri, path.join(dir, 'ferretdb.log'));
-      } catch (err) {
-        await first.stop();
-        // Another process may grab the port between freePort() and ferretdb's bind.
-        if (attempt < 3 && /address already in use/.test(message(err))) continue;
-        throw err;
-      }
-      const where = o.persistent ? shortPath(dir) : `${dir}, deleted on stop`;
-      const storage = pg
-        ? `PostgreSQL database ${redact(postgresUrl(pg.adminUrl, pg.database))}${pg.temporary ? ', dropped on stop' : ''}; state in ${where}`
-        : `SQLite in ${where}`;
-      // Restarted on the same port and data when it dies; a restart that fails is abandoned without
-      // its watchdog's clean-up, which would delete the very data the next attempt needs.
-      const supervisor = supervise(
-        first,
-        async () => {
-          const again = launchFerretDB(bin, dir, port, !o.persistent, pg);
-          const restarted = ferretdbProcess(again, dir);
-          await waitUntilReady(again, port, uri, path.join(dir, 'ferretdb.log')).catch(async (err: unknown) => {
-            await abandonProcessGroup(again);
-            throw err;
-          });
-          return restarted;
-        },
-        { name: `embedded FerretDB on port ${port}`, log: o.log, minDelayMs: o.restartDelayMs },
-      );
-      return {
-        kind,
-        uri,
-        description: `FerretDB ${FERRETDB_VERSION.slice(1)} (${storage}) at ${uri}`,
-        dataDir: dir,
-        postgresDatabase: pg?.database,
-        supervisor,
-        stop: once(async () => {
-          await supervisor.stop(); // its watchdog drops a temporary database; this makes sure, had it been cut short
-          if (!o.persistent) await fsp.rm(dir, { recursive: true, force: true });
-          await dropTemporary();
-        }),
-      };
-    }
+    if (pg) await createPostgresDatabase(pg.database, pg.adminUrl);
+    const child = launch();
+    const first = ferretdbProcess(child, dir);
+    await waitUntilReady(child, socket, uri, path.join(dir, 'ferretdb.log')).catch(async (err: unknown) => {
+      await first.stop();
+      throw err;
+    });
+    const where = o.persistent ? shortPath(dir) : `${dir}, deleted on stop`;
+    const storage = pg
+      ? `PostgreSQL database ${redact(postgresUrl(pg.adminUrl, pg.database))}${pg.temporary ? ', dropped on stop' : ''}; state in ${where}`
+      : `SQLite in ${where}`;
+    // Restarted on the same socket and data when it dies; a restart that fails is abandoned without
+    // its watchdog's clean-up, which would delete the very data the next attempt needs.
+    const supervisor = supervise(
+      first,
+      async () => {
+        const again = launch();
+        const restarted = ferretdbProcess(again, dir);
+        await waitUntilReady(again, socket, uri, path.join(dir, 'ferretdb.log')).catch(async (err: unknown) => {
+          await abandonProcessGroup(again);
+          throw err;
+        });
+        return restarted;
+      },
+      { name: `embedded FerretDB on ${socket}`, log: o.log, minDelayMs: o.restartDelayMs },
+    );
+    return {
+      kind,
+      uri,
+      description: `FerretDB ${FERRETDB_VERSION.slice(1)} (${storage}) at ${uri}`,
+      dataDir: dir,
+      postgresDatabase: pg?.database,
+      supervisor,
+      stop: once(async () => {
+        await supervisor.stop(); // its watchdog drops a temporary database; this makes sure, had it been cut short
+        await fsp.rm(socketDir, { recursive: true, force: true });
+        await dropTemporary();
+      }),
+    };
   } catch (err) {
-    if (!o.persistent) await fsp.rm(dir, { recursive: true, force: true });
+    await fsp.rm(socketDir, { recursive: true, force: true });
     await dropTemporary();
     throw err;
   }
 }
 
-function launchFerretDB(bin: string, dir: string, port: number, temporary: boolean, pg?: PostgresBackend): ChildProcess {
+/** FerretDB on the data in `dir`, listening on `socket` alone; `removeDir` goes when it is stopped. */
+function launchFerretDB(bin: string, dir: string, socket: string, removeDir: string, pg?: PostgresBackend): ChildProcess {
   const logFd = fs.openSync(path.join(dir, 'ferretdb.log'), 'a');
   const args = [
     ...(pg ? ['--handler=postgresql'] : ['--handler=sqlite', `--sqlite-url=${pathToFileURL(dir).href}/`]),
-    `--listen-addr=127.0.0.1:${port}`,
+    '--listen-addr=',
+    `--listen-unix=${socket}`,
     `--state-dir=${dir}`,
     '--telemetry=disable',
     '--debug-addr=-', // its default 127.0.0.1:8088 would clash between instances
@@ -182,7 +185,7 @@ function launchFerretDB(bin: string, dir: string, port: number, temporary: boole
   ];
   const env: NodeJS.ProcessEnv = {
     ...process.env,
-    REMOVE_DIR: temporary ? dir : '',
+    REMOVE_DIR: removeDir,
     DROP_PG_DATABASE: '',
     PID_FILE: path.join(dir, 'ferretdb.pid'),
     STOP_FILE: path.join(dir, 'ferretdb.stopping'),
@@ -205,7 +208,7 @@ function launchFerretDB(bin: string, dir: string, port: number, temporary: boole
   return child;
 }
 
-async function waitUntilReady(child: ChildProcess, port: number, uri: string, logFile: string): Promise<void> {
+async function waitUntilReady(child: ChildProcess, socket: string, uri: string, logFile: string): Promise<void> {
   const deadline = Date.now() + 20_000;
   const fail = async (why: string) => {
     const log = await fsp.readFile(logFile, 'utf8').catch(() => '');
@@ -214,7 +217,7 @@ async function waitUntilReady(child: ChildProcess, port: number, uri: string, lo
   };
   for (;;) {
     if (hasExited(child)) throw await fail(`exited at start-up (code ${child.exitCode ?? child.signalCode})`);
-    if (await canConnect(port)) break;
+    if (await canConnect(socket)) break;
     if (Date.now() > deadline) throw await fail('did not accept connections within 20 s');
     await sleep(25);
   }

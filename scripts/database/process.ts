@@ -22,9 +22,10 @@ export function freePort(): Promise<number> {
   });
 }
 
-export function canConnect(port: number): Promise<boolean> {
+/** A TCP port on 127.0.0.1, or a Unix socket's path, accepts connections. */
+export function canConnect(portOrPath: number | string): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
+    const s = typeof portOrPath === 'number' ? net.connect(portOrPath, '127.0.0.1') : net.connect(portOrPath);
     s.once('connect', () => (s.destroy(), resolve(true)));
     s.once('error', () => resolve(false));
   });

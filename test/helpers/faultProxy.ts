@@ -54,19 +54,18 @@ export class FaultProxy {
   private refusing = false;
 
   private readonly server = net.createServer((client) => this.accept(client));
-  /** The database's URI with the proxy's port. */
+  /** The database's URI with the proxy's address. */
   uri = '';
 
-  private constructor(
-    private readonly databasePort: number,
-    private readonly databaseHost: string,
-  ) {}
+  private constructor(private readonly database: net.NetConnectOpts) {}
 
   static async start(databaseUri: string): Promise<FaultProxy> {
     const target = new URL(databaseUri);
-    const proxy = new FaultProxy(Number(target.port), target.hostname);
+    // The embedded FerretDB's host is its Unix socket's path.
+    const host = decodeURIComponent(target.host);
+    const proxy = new FaultProxy(host.startsWith('/') ? { path: host } : { port: Number(target.port), host: target.hostname });
     await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
-    target.port = String((proxy.server.address() as net.AddressInfo).port);
+    target.host = `127.0.0.1:${(proxy.server.address() as net.AddressInfo).port}`;
     proxy.uri = target.toString();
     return proxy;
   }
@@ -99,7 +98,7 @@ export class FaultProxy {
       client.resetAndDestroy();
       return;
     }
-    const upstream = net.connect(this.databasePort, this.databaseHost);
+    const upstream = net.connect(this.database);
     for (const s of [client, upstream]) {
       this.sockets.add(s);
       s.on('error', () => {});

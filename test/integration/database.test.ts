@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import fsp from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,6 +15,7 @@ import {
   resolveDatabase,
   type DatabaseKind,
 } from '../../scripts/database.js';
+import { canConnect } from '../../scripts/database/process.js';
 import { DatabaseSetupError } from '../../scripts/database/setupError.js';
 import { detectCapabilities } from '../../src/store/capabilities.js';
 
@@ -121,12 +122,32 @@ describe.skipIf(kind === 'external')(`an embedded ${kind} (skipped with MONGODB_
     }
   });
 
-  it('deletes a temporary data dir and frees its port on stop', async () => {
+  it.skipIf(kind !== 'ferretdb')('is reachable by this user alone: on a socket in a directory no other user may enter, on no TCP port', async () => {
+    // On 127.0.0.1 without authentication, any program on the machine could read or change what it
+    // holds (a session written there would be honoured), or take its port while it restarted.
+    for (const persistent of [false, true]) {
+      const db = await resolveDatabase({ persistent, kind, dataRoot, dbName: 'private', log: () => {} });
+      try {
+        const socket = socketPathOf(db.uri);
+        expect(socket, db.uri).toMatch(/^\//);
+        const dir = await fsp.stat(path.dirname(socket!));
+        expect(dir.uid).toBe(process.getuid!());
+        expect(dir.mode & 0o077).toBe(0);
+        expect(await canConnect(socket!)).toBe(true);
+        if (process.getuid!() === 0) expect(await connectionErrorAs(65534, socket!)).toBe('EACCES');
+        expect(listeningTcpPorts(db.supervisor!.pid()!)).toEqual([]);
+      } finally {
+        await db.stop();
+      }
+    }
+  });
+
+  it('deletes a temporary data dir and frees its port or socket on stop', async () => {
     const db = await resolveDatabase({ persistent: false, kind, log: () => {} });
-    const port = Number(new URL(db.uri.replace(/^mongodb:/, 'http:')).port);
-    expect(await canConnect(port)).toBe(true);
+    const endpoint = endpointOf(db.uri);
+    expect(await canConnect(endpoint)).toBe(true);
     await db.stop();
-    expect(await canConnect(port)).toBe(false);
+    expect(await canConnect(endpoint)).toBe(false);
     await expect(fsp.access(db.dataDir!)).rejects.toThrow();
   });
 
@@ -141,12 +162,12 @@ describe.skipIf(kind === 'external')(`an embedded ${kind} (skipped with MONGODB_
       child.stdout.once('data', (b: Buffer) => resolve(JSON.parse(b.toString())));
       child.once('exit', (code) => reject(new Error(`child exited early with ${code}`)));
     });
-    const port = Number(new URL(started.uri.replace(/^mongodb:/, 'http:')).port);
-    expect(await canConnect(port)).toBe(true);
+    const endpoint = endpointOf(started.uri);
+    expect(await canConnect(endpoint)).toBe(true);
     child.kill('SIGKILL');
-    const gone = async () => !(await canConnect(port)) && (await fsp.access(started.dataDir).then(() => false, () => true));
+    const gone = async () => !(await canConnect(endpoint)) && (await fsp.access(started.dataDir).then(() => false, () => true));
     for (let i = 0; i < 100 && !(await gone()); i++) await sleep(50);
-    expect(await canConnect(port)).toBe(false);
+    expect(await canConnect(endpoint)).toBe(false);
     await expect(fsp.access(started.dataDir), 'its temporary data dir is removed too').rejects.toThrow();
   });
 });
@@ -183,10 +204,10 @@ describe.skipIf(postgresSkip !== undefined)(`FerretDB on PostgreSQL${postgresSki
         await conn.close();
       }
 
-      const port = Number(new URL(db.uri.replace(/^mongodb:/, 'http:')).port);
+      const endpoint = endpointOf(db.uri);
       await db.stop();
       stopped = true;
-      expect(await canConnect(port)).toBe(false);
+      expect(await canConnect(endpoint)).toBe(false);
       expect(await postgresDatabaseExists(db.postgresDatabase!), 'its PostgreSQL database is dropped').toBe(false);
       await expect(fsp.access(db.dataDir!), 'its state dir is removed').rejects.toThrow();
     } finally {
@@ -235,13 +256,13 @@ describe.skipIf(postgresSkip !== undefined)(`FerretDB on PostgreSQL${postgresSki
       child.stdout.once('data', (b: Buffer) => resolve(JSON.parse(b.toString())));
       child.once('exit', (code) => reject(new Error(`child exited early with ${code}`)));
     });
-    const port = Number(new URL(started.uri.replace(/^mongodb:/, 'http:')).port);
+    const endpoint = endpointOf(started.uri);
     expect(await postgresDatabaseExists(started.postgresDatabase)).toBe(true);
     child.kill('SIGKILL');
     try {
-      const gone = async () => !(await canConnect(port)) && !(await postgresDatabaseExists(started.postgresDatabase));
+      const gone = async () => !(await canConnect(endpoint)) && !(await postgresDatabaseExists(started.postgresDatabase));
       for (let i = 0; i < 100 && !(await gone()); i++) await sleep(50);
-      expect(await canConnect(port)).toBe(false);
+      expect(await canConnect(endpoint)).toBe(false);
       expect(await postgresDatabaseExists(started.postgresDatabase), 'its PostgreSQL database is dropped').toBe(false);
       await expect(fsp.access(started.dataDir), 'its state dir is removed').rejects.toThrow();
     } finally {
@@ -250,10 +271,38 @@ describe.skipIf(postgresSkip !== undefined)(`FerretDB on PostgreSQL${postgresSki
   });
 });
 
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => (s.destroy(), resolve(true)));
-    s.once('error', () => resolve(false));
-  });
+/** The Unix socket a mongodb:// URI names, if it names one. */
+function socketPathOf(uri: string): string | null {
+  const host = decodeURIComponent(new URL(uri).host);
+  return host.startsWith('/') ? host : null;
+}
+
+/** Where a mongodb:// URI of an embedded database connects: its socket, or its port on 127.0.0.1. */
+const endpointOf = (uri: string): string | number => socketPathOf(uri) ?? Number(new URL(uri.replace(/^mongodb:/, 'http:')).port);
+
+/** The TCP ports process `pid` listens on (Linux: its socket inodes found among /proc/net/tcp's listeners). */
+function listeningTcpPorts(pid: number): number[] {
+  const inodes = new Set(
+    readdirSync(`/proc/${pid}/fd`)
+      .map((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ''; } })
+      .map((link) => /^socket:\[(\d+)\]$/.exec(link)?.[1])
+      .filter((inode) => inode !== undefined),
+  );
+  return ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((table) =>
+    readFileSync(table, 'utf8')
+      .split('\n')
+      .slice(1)
+      .map((line) => line.trim().split(/\s+/))
+      .filter((cols) => cols[3] === '0A' && inodes.has(cols[9]!))
+      .map((cols) => parseInt(cols[1]!.split(':')[1]!, 16)),
+  );
+}
+
+/** How connecting to the Unix socket fails for a process of user `uid` (its error code), or 'connected'. */
+function connectionErrorAs(uid: number, socket: string): Promise<string> {
+  const script = `require('node:net').connect(${JSON.stringify(socket)}).on('connect', () => { console.log('connected'); process.exit(0); }).on('error', (e) => console.log(e.code))`;
+  const child = spawn(process.execPath, ['-e', script], { uid, gid: uid, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => (out += b));
+  return new Promise((resolve) => child.once('close', () => resolve(out.trim())));
 }
