@@ -97,6 +97,9 @@ const WATCHDOG =
   'psql -X -q -d "$DROP_PG_URL" -c "DROP DATABASE IF EXISTS \\"$DROP_PG_DATABASE\\"" >/dev/null 2>&1; fi; ' +
   'exit $status';
 
+/** Linux keeps a Unix socket's path in 108 bytes, its terminating zero included. */
+const MAX_SOCKET_PATH_BYTES = 107;
+
 export async function startFerretDB(o: StartOptions, pg?: PostgresBackend): Promise<ResolvedDatabase> {
   const kind: DatabaseKind = pg ? 'ferretdb-postgresql' : 'ferretdb';
   const bin = await ensureFerretDB(o.log);
@@ -125,6 +128,9 @@ export async function startFerretDB(o: StartOptions, pg?: PostgresBackend): Prom
     return launchFerretDB(bin, dir, socket, o.persistent ? socketDir : dir, pg);
   };
   try {
+    if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
+      throw new DatabaseSetupError(`The embedded database's socket, ${socket}, has a longer path than a Unix socket may: set TMPDIR to a shorter directory.`);
+    }
     if (pg) await createPostgresDatabase(pg.database, pg.adminUrl);
     const child = launch();
     const first = ferretdbProcess(child, dir);

@@ -142,6 +142,22 @@ describe.skipIf(kind === 'external')(`an embedded ${kind} (skipped with MONGODB_
     }
   });
 
+  it.skipIf(kind !== 'ferretdb')('says so, and leaves nothing behind, when TMPDIR is too long a path for its socket', async () => {
+    const long = await fsp.mkdtemp(path.join(os.tmpdir(), `sessions-${'x'.repeat(90)}-`));
+    const tmpdir = process.env.TMPDIR;
+    process.env.TMPDIR = long;
+    try {
+      const failure = resolveDatabase({ persistent: false, kind, log: () => {} });
+      await expect(failure).rejects.toThrow(/has a longer path than a Unix socket may: set TMPDIR to a shorter directory/);
+      await expect(failure).rejects.toBeInstanceOf(DatabaseSetupError);
+      expect(await fsp.readdir(long)).toEqual([]);
+    } finally {
+      if (tmpdir === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = tmpdir;
+      await fsp.rm(long, { recursive: true, force: true });
+    }
+  });
+
   it('deletes a temporary data dir and frees its port or socket on stop', async () => {
     const db = await resolveDatabase({ persistent: false, kind, log: () => {} });
     const endpoint = endpointOf(db.uri);
