@@ -147,6 +147,12 @@ const schema = z.object({
    * refused (RATE_LIMITED, retryAfter 1) before they cost the database or a hash.
    */
   LOGIN_ADDRESS_CONCURRENCY: positiveCount.default(4),
+  /**
+   * Valid sessions one user may hold: a login beyond it ends the user's oldest others (REVOKED).
+   * Without it, logging in again and again grew the sessions without bound, and on FerretDB every
+   * listing scans them all.
+   */
+  MAX_SESSIONS_PER_USER: positiveCount.default(100),
   /** Registrations (each one expensive password hash, whatever its outcome) allowed per client address per window of seconds. */
   REGISTRATION_RATE_LIMIT: positiveCount.default(10),
   REGISTRATION_RATE_WINDOW: positiveSeconds.default(3600),
@@ -163,7 +169,7 @@ const schema = z.object({
   WS_MAX_OPERATIONS_PER_SOCKET: positiveCount.default(20),
   /** Websockets one session may hold open in one process. */
   WS_MAX_SOCKETS_PER_SESSION: positiveCount.default(20),
-  /** Websockets one user may hold open in one process, over all of its sessions (a user may log in any number of times). */
+  /** Websockets one user may hold open in one process, over all of its sessions. */
   WS_MAX_SOCKETS_PER_USER: positiveCount.default(100),
   /** Websockets from one client address that may wait for connection_init at once. */
   WS_MAX_UNAUTHENTICATED_PER_ADDRESS: positiveCount.default(20),
@@ -240,6 +246,8 @@ export interface Settings {
   registrationRateLimit: RateBudget;
   /** Logins and registrations of one client address handled at once by one process (LOGIN_ADDRESS_CONCURRENCY). */
   loginAddressConcurrency: number;
+  /** Valid sessions one user may hold (MAX_SESSIONS_PER_USER). */
+  maxSessionsPerUser: number;
   wsPingIntervalMs: number;
   httpRequestTimeoutMs: number;
   /** 0: no timeout. */
@@ -356,6 +364,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     },
     registrationRateLimit: { limit: e.REGISTRATION_RATE_LIMIT, windowSeconds: e.REGISTRATION_RATE_WINDOW },
     loginAddressConcurrency: e.LOGIN_ADDRESS_CONCURRENCY,
+    maxSessionsPerUser: e.MAX_SESSIONS_PER_USER,
     wsPingIntervalMs: e.WS_PING_INTERVAL * 1000,
     httpRequestTimeoutMs: e.HTTP_REQUEST_TIMEOUT * 1000,
     httpKeepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT * 1000,

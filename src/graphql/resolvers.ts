@@ -78,7 +78,7 @@ export class SessionResolver {
 
   @Mutation(() => LoginResult, {
     description:
-      'Logs in and creates a session with the given expiry (default: the global policy). Unknown user and wrong password give the same INVALID_CREDENTIALS error; repeated failures, or too many logins and registrations of one client address at once, give RATE_LIMITED (with retryAfter).',
+      'Logs in and creates a session with the given expiry (default: the global policy); beyond MAX_SESSIONS_PER_USER valid sessions of the user, the oldest others end REVOKED. Unknown user and wrong password give the same INVALID_CREDENTIALS error; repeated failures, or too many logins and registrations of one client address at once, give RATE_LIMITED (with retryAfter).',
   })
   async login(
     @Arg('username', () => String) username: string,

@@ -218,7 +218,7 @@ registerEnumType(SessionEventKindEnum, {
     EXPIRY_CHANGED: { description: 'The expiry moved (renewal, setExpiry, sliding request); expiresAt is the new one.' },
     EXPIRED: { description: 'Terminal: the session timed out (reason TIMEOUT) or its browser went away (reason BROWSER_CLOSED).' },
     LOGGED_OUT: { description: 'Terminal: the session was logged out.' },
-    REVOKED: { description: 'Terminal: the session was ended from another session of the same user (logoutAll, revokeSession).' },
+    REVOKED: { description: 'Terminal: the session was ended from another session of the same user (logoutAll, revokeSession), or by a login of that user beyond MAX_SESSIONS_PER_USER (the oldest end first).' },
   },
 });
 

@@ -120,7 +120,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     tokenReadsPerAddress: settings.tokenReadAddressConcurrency,
   });
   const attempts = await MongoAttemptStore.open(conn, capabilities);
-  const service = new SessionService(new UserStore(models), store, settings, clock, attempts);
+  const service = new SessionService(new UserStore(models), store, settings, logger, clock, attempts);
   const feed: ChangeFeed = capabilities.changeStreams
     ? new ChangeStreamFeed(store, logger)
     : new PollingFeed(store, settings.changePollIntervalMs, logger, { now });

@@ -1,4 +1,5 @@
 import type { Settings } from '../config.js';
+import type { Logger } from '../logger.js';
 import { apiError } from '../errors.js';
 import { AuthLimits } from '../auth/attemptLimiter.js';
 import { PasswordHasher } from '../auth/passwords.js';
@@ -83,6 +84,7 @@ export class SessionService {
     private readonly users: UserStore,
     readonly store: SessionStore,
     private readonly settings: Settings,
+    private readonly logger: Logger,
     readonly clock: Clock = () => new Date(),
     /** Where login and registration attempts are counted: the database (shared by all processes); memory only in unit tests. */
     attempts: AttemptStore = new MemoryAttemptStore(),
@@ -185,7 +187,27 @@ export class SessionService {
       this.limits.loginSucceeded(admission.attempt, username, input.clientAddress),
     ]);
     this.listener.sessionChanged(session);
+    await this.endOldestBeyondLimit(session);
     return { token, session };
+  }
+
+  /**
+   * Beyond MAX_SESSIONS_PER_USER valid sessions, the user's oldest others end REVOKED (the new one
+   * never), a few at a time as in logoutAll. Concurrent logins each keep their own and the newest
+   * others they see, so once all have answered no more than the limit are left. One that cannot be
+   * ended now (the database is out) is ended by the next login.
+   */
+  private async endOldestBeyondLimit(session: Session): Promise<void> {
+    const limit = this.settings.maxSessionsPerUser;
+    try {
+      if ((await this.store.countOpen(session.userId)) <= limit) return;
+      const now = this.clock();
+      const others = (await this.store.listOpen(session.userId)).filter((s) => s.id !== session.id && isValid(s.expiry.expiresAt, now));
+      const fewAtATime = pLimit(LOGOUT_ALL_CONCURRENCY);
+      await Promise.all(others.slice(limit - 1).map((s) => fewAtATime(() => this.end(s, 'REVOKED'))));
+    } catch (err) {
+      this.logger.warn({ err: String(err), userId: session.userId }, `could not end the sessions beyond MAX_SESSIONS_PER_USER (${limit}): the next login will`);
+    }
   }
 
   /**

@@ -1,3 +1,4 @@
+import { pino } from 'pino';
 import { describe, expect, inject, it } from 'vitest';
 import { loadSettings } from '../../src/config.js';
 import type { Session } from '../../src/session.js';
@@ -8,6 +9,8 @@ import { SessionStore } from '../../src/store/sessionStore.js';
 import { UserStore } from '../../src/store/userStore.js';
 import { AtomicUpdates, chooseVersionWriter, InsertedVersions, UnsafeDatabaseError, versionState, type VersionWriter } from '../../src/store/versionWriters.js';
 import { newStoredSession, scratchDatabase } from '../helpers/store.js';
+
+const quiet = pino({ enabled: false });
 
 const scratch = scratchDatabase();
 const ferretdb = inject('dbKind').startsWith('ferretdb');
@@ -148,7 +151,7 @@ describe('a renewal that waited for its turn', () => {
   it('is refused with EXPIRY_IN_PAST, changing nothing, when the date it asked for passed while it waited', async () => {
     const store = new SessionStore(scratch.models, new InsertedVersions(scratch.models));
     let now = Date.now();
-    const service = new SessionService(new UserStore(scratch.models), store, loadSettings({}), () => new Date(now));
+    const service = new SessionService(new UserStore(scratch.models), store, loadSettings({}), quiet, () => new Date(now));
     const session = await newStoredSession(store);
     // Another writer takes the next version first, and two seconds pass before this one reads it again.
     const commit = store.commit.bind(store);
@@ -171,7 +174,7 @@ describe('a renewal that waited for its turn', () => {
 describe('logoutAll', () => {
   it('ends the other sessions a few at a time; when one fails, tries every other and keeps the current one, so that a retry finishes', async () => {
     const store = new SessionStore(scratch.models, new InsertedVersions(scratch.models));
-    const service = new SessionService(new UserStore(scratch.models), store, loadSettings({}));
+    const service = new SessionService(new UserStore(scratch.models), store, loadSettings({}), quiet);
     const current = await newStoredSession(store);
     const others = await Promise.all(Array.from({ length: 20 }, () => newStoredSession(store, current.userId)));
     const commit = store.commit.bind(store);
