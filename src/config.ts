@@ -148,11 +148,11 @@ const schema = z.object({
    */
   LOGIN_ADDRESS_CONCURRENCY: positiveCount.default(4),
   /**
-   * Valid sessions one user may hold: a login beyond it ends the user's oldest others (REVOKED).
-   * Without it, logging in again and again grew the sessions without bound, and on FerretDB every
-   * listing scans them all.
+   * Valid sessions one user may hold: a login beyond it ends the user's oldest others (REVOKED);
+   * 0: no limit. Without it, logging in again and again grew the sessions without bound, and on
+   * FerretDB every listing scans them all.
    */
-  MAX_SESSIONS_PER_USER: positiveCount.default(100),
+  MAX_SESSIONS_PER_USER: number(z.number().int().nonnegative()).default(100),
   /** Registrations (each one expensive password hash, whatever its outcome) allowed per client address per window of seconds. */
   REGISTRATION_RATE_LIMIT: positiveCount.default(10),
   REGISTRATION_RATE_WINDOW: positiveSeconds.default(3600),
@@ -246,8 +246,8 @@ export interface Settings {
   registrationRateLimit: RateBudget;
   /** Logins and registrations of one client address handled at once by one process (LOGIN_ADDRESS_CONCURRENCY). */
   loginAddressConcurrency: number;
-  /** Valid sessions one user may hold (MAX_SESSIONS_PER_USER). */
-  maxSessionsPerUser: number;
+  /** Valid sessions one user may hold (MAX_SESSIONS_PER_USER); null: no limit. */
+  maxSessionsPerUser: number | null;
   wsPingIntervalMs: number;
   httpRequestTimeoutMs: number;
   /** 0: no timeout. */
@@ -364,7 +364,7 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
     },
     registrationRateLimit: { limit: e.REGISTRATION_RATE_LIMIT, windowSeconds: e.REGISTRATION_RATE_WINDOW },
     loginAddressConcurrency: e.LOGIN_ADDRESS_CONCURRENCY,
-    maxSessionsPerUser: e.MAX_SESSIONS_PER_USER,
+    maxSessionsPerUser: e.MAX_SESSIONS_PER_USER || null,
     wsPingIntervalMs: e.WS_PING_INTERVAL * 1000,
     httpRequestTimeoutMs: e.HTTP_REQUEST_TIMEOUT * 1000,
     httpKeepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT * 1000,

@@ -78,6 +78,7 @@ export class SessionService {
   private readonly limits: AuthLimits;
   private readonly turns = new WriteTurns<Session>();
   private readonly listings = new FreshReads<string, Session[]>();
+  private readonly openCounts = new FreshReads<string, number>();
   private listener: ChangeListener = { sessionChanged() {}, known: () => null };
 
   constructor(
@@ -195,12 +196,14 @@ export class SessionService {
    * Beyond MAX_SESSIONS_PER_USER valid sessions, the user's oldest others end REVOKED (the new one
    * never), a few at a time as in logoutAll. Concurrent logins each keep their own and the newest
    * others they see, so once all have answered no more than the limit are left. One that cannot be
-   * ended now (the database is out) is ended by the next login.
+   * ended now (the database is out) is ended by the next login. One user's logins at once share
+   * their counts, as listings do: on FerretDB each is a scan of every session.
    */
   private async endOldestBeyondLimit(session: Session): Promise<void> {
     const limit = this.settings.maxSessionsPerUser;
+    if (limit === null) return;
     try {
-      if ((await this.store.countOpen(session.userId)) <= limit) return;
+      if ((await this.openCounts.read(session.userId, () => this.store.countOpen(session.userId))) <= limit) return;
       const now = this.clock();
       const others = (await this.store.listOpen(session.userId)).filter((s) => s.id !== session.id && isValid(s.expiry.expiresAt, now));
       const fewAtATime = pLimit(LOGOUT_ALL_CONCURRENCY);

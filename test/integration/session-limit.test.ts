@@ -1,24 +1,38 @@
 // MAX_SESSIONS_PER_USER: a user logging in again and again (a script without logout, or anyone with
 // the password) keeps no more than that many valid sessions; each login beyond it ends the oldest.
+import mongoose from 'mongoose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventRecorder } from '../helpers/events.js';
-import { errorCode, newUserSession, startTestServer, type TestServer } from '../helpers/server.js';
+import { errorCode, newUserSession, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
 
 const LIMIT = 3;
 const LOGIN = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token session { id } } }';
 
 describe('MAX_SESSIONS_PER_USER', () => {
   let server: TestServer;
+  /** The counts of a user's sessions running in the database now, and the most at once. */
+  const counts = { running: new Set<number>(), most: 0 };
   beforeAll(async () => {
+    const uri = new URL(testDatabaseUri());
+    uri.searchParams.set('monitorCommands', 'true');
     // Behind a proxy on loopback, so that concurrent logins can come from addresses of their own.
-    server = await startTestServer({ MAX_SESSIONS_PER_USER: String(LIMIT), TRUST_PROXY: 'loopback' });
+    server = await startTestServer({ MAX_SESSIONS_PER_USER: String(LIMIT), TRUST_PROXY: 'loopback' }, uri.toString());
+    const client = mongoose.connections.find((c) => c.name === uri.pathname.slice(1))!.getClient();
+    client.on('commandStarted', (e) => {
+      if (e.commandName !== 'aggregate' || e.command.aggregate !== 'sessions' || !JSON.stringify(e.command.pipeline).includes('userId')) return;
+      counts.running.add(e.requestId);
+      counts.most = Math.max(counts.most, counts.running.size);
+    });
+    const done = (e: { requestId: number }) => counts.running.delete(e.requestId);
+    client.on('commandSucceeded', done);
+    client.on('commandFailed', done);
   });
   afterAll(async () => {
     await server?.stop();
   });
 
-  const logIn = async (username: string, password: string, address = '198.51.100.1') => {
-    const res = await server.gql(LOGIN, { u: username, p: password }, { headers: { 'x-forwarded-for': address } });
+  const logIn = async (username: string, password: string, address = '198.51.100.1', on = server) => {
+    const res = await on.gql(LOGIN, { u: username, p: password }, { headers: { 'x-forwarded-for': address } });
     if (res.errors) throw new Error(JSON.stringify(res.errors));
     return res.data.login.token as string;
   };
@@ -56,6 +70,20 @@ describe('MAX_SESSIONS_PER_USER', () => {
     const last = await logIn(first.username, first.password);
     const listed = await server.gql('{ sessions { id } }', {}, { token: last });
     expect(listed.data.sessions).toHaveLength(LIMIT);
+    // One user's logins at once counted its sessions one at a time (on FerretDB each count is a scan of every session).
+    expect(counts.most).toBe(1);
+  });
+
+  it('0 sets no limit', async () => {
+    const unlimited = await startTestServer({ MAX_SESSIONS_PER_USER: '0' });
+    try {
+      const first = await newUserSession(unlimited);
+      const tokens = [first.token];
+      for (let i = 0; i < LIMIT + 2; i++) tokens.push(await logIn(first.username, first.password, '198.51.100.1', unlimited));
+      for (const token of tokens) expect((await unlimited.gql('{ session { id } }', {}, { token })).data?.session.id).toBeTruthy();
+    } finally {
+      await unlimited.stop();
+    }
   });
 
   it('other users keep theirs', async () => {
