@@ -120,12 +120,13 @@ export async function startFerretDB(o: StartOptions, pg?: PostgresBackend): Prom
   };
   // Only this user may connect: no authentication is set up, so a TCP port on 127.0.0.1 would let any
   // program on the machine read or change the data, or take the port while FerretDB restarts.
+  // A temporary data dir is such a directory; it goes on stop with the socket.
   const socketDir = o.persistent ? await fsp.mkdtemp(path.join(os.tmpdir(), `sessions-${kind}-socket-`)) : dir;
   const socket = path.join(socketDir, 'ferretdb.sock');
   const uri = `mongodb://${encodeURIComponent(socket)}/${o.dbName}`;
   const launch = () => {
     fs.rmSync(socket, { force: true }); // left by one that died: FerretDB would not bind over it
-    return launchFerretDB(bin, dir, socket, o.persistent ? socketDir : dir, pg);
+    return launchFerretDB(bin, dir, socket, socketDir, pg);
   };
   try {
     if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
