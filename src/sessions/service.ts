@@ -78,7 +78,6 @@ export class SessionService {
   private readonly limits: AuthLimits;
   private readonly turns = new WriteTurns<Session>();
   private readonly listings = new FreshReads<string, Session[]>();
-  private readonly openCounts = new FreshReads<string, number>();
   private listener: ChangeListener = { sessionChanged() {}, known: () => null };
 
   constructor(
@@ -196,16 +195,17 @@ export class SessionService {
    * Beyond MAX_SESSIONS_PER_USER valid sessions, the user's oldest others end REVOKED (the new one
    * never), a few at a time as in logoutAll. Concurrent logins each keep their own and the newest
    * others they see, so once all have answered no more than the limit are left. One that cannot be
-   * ended now (the database is out) is ended by the next login. One user's logins at once share
-   * their counts, as listings do: on FerretDB each is a scan of every session.
+   * ended now (the database is out) is ended by the next login. The user's listing is read as
+   * `sessions` reads it, shared with that user's other logins and listings: on FerretDB each read
+   * is a scan of every session.
    */
   private async endOldestBeyondLimit(session: Session): Promise<void> {
     const limit = this.settings.maxSessionsPerUser;
     if (limit === null) return;
     try {
-      if ((await this.openCounts.read(session.userId, () => this.store.countOpen(session.userId))) <= limit) return;
-      const now = this.clock();
-      const others = (await this.store.listOpen(session.userId)).filter((s) => s.id !== session.id && isValid(s.expiry.expiresAt, now));
+      const valid = await this.listSessions(session);
+      if (valid.length <= limit) return;
+      const others = valid.filter((s) => s.id !== session.id);
       const fewAtATime = pLimit(LOGOUT_ALL_CONCURRENCY);
       await Promise.all(others.slice(limit - 1).map((s) => fewAtATime(() => this.end(s, 'REVOKED'))));
     } catch (err) {

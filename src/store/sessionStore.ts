@@ -292,11 +292,6 @@ export class SessionStore {
     return sessions;
   }
 
-  /** How many of the user's session documents say they have not ended (a timed-out one may still say so). */
-  countOpen(userId: string): Promise<number> {
-    return this.models.Session.countDocuments({ userId: oid(userId), endedAt: null });
-  }
-
   /** The user's sessions that have not ended, newest first (an ended session document is never stale: nothing follows an end). */
   async listOpen(userId: string): Promise<Session[]> {
     const heads = await this.models.Session.find({ userId: oid(userId), endedAt: null }).sort({ createdAt: -1 }).lean<SessionDoc[]>();
