@@ -12,3 +12,9 @@ export function withDbName(uri: string, dbName: string): string {
 export function redact(uri: string): string {
   return uri.replace(/\/\/[^/?#]*@/, '//').replace(/[?#].*$/, '');
 }
+
+/** The Unix socket a mongodb:// URI names as its host (the embedded FerretDB's), or null. */
+export function unixSocketOf(uri: string): string | null {
+  const host = decodeURIComponent(new URL(uri).host);
+  return host.startsWith('/') ? host : null;
+}

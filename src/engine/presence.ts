@@ -178,7 +178,7 @@ export class Presence {
   }
 
   private async renewLease(): Promise<void> {
-    const lead = this.wallLead();
+    const lead = this.clockLead();
     const leaseUntil = this.deps.clock.now() + this.deps.leaseMs;
     await this.deps.store.renewLease(this.processId, new Date(leaseUntil));
     const answeredAt = this.deps.clock.now();
@@ -187,7 +187,8 @@ export class Presence {
     this.renewedAtLead = lead;
   }
 
-  private wallLead(): number {
+  /** The wall clock's lead over the monotonic one now (clockSteps.ts). */
+  private clockLead(): number {
     return wallLead(() => this.deps.clock.now());
   }
 
@@ -213,13 +214,13 @@ export class Presence {
   }
 
   private async endIfGone(sessionIds: string[]): Promise<void> {
-    const lead = this.wallLead();
+    const lead = this.clockLead();
     if (steppedBetween(this.renewedAtLead, lead)) return;
     const now = this.deps.clock.now();
     const holders = await this.deps.store.holdersOf(sessionIds);
     // Read after the holders: a process stores its lease before its first holder, so none is missed.
     const leases = await this.deps.store.leases();
-    if (steppedBetween(lead, this.wallLead())) return;
+    if (steppedBetween(lead, this.clockLead())) return;
     const bySession = new Map<string, Holder[]>();
     for (const h of holders) bySession.set(h.sessionId, [...(bySession.get(h.sessionId) ?? []), h]);
     await Promise.all(

@@ -9,6 +9,7 @@
  *   const server = await startServerProcess({ mongoUri: proxy.uri });
  */
 import net from 'node:net';
+import { unixSocketOf } from '../../scripts/database/uri.js';
 
 export interface Command {
   command: string;
@@ -61,9 +62,8 @@ export class FaultProxy {
 
   static async start(databaseUri: string): Promise<FaultProxy> {
     const target = new URL(databaseUri);
-    // The embedded FerretDB's host is its Unix socket's path.
-    const host = decodeURIComponent(target.host);
-    const proxy = new FaultProxy(host.startsWith('/') ? { path: host } : { port: Number(target.port), host: target.hostname });
+    const socket = unixSocketOf(databaseUri);
+    const proxy = new FaultProxy(socket ? { path: socket } : { port: Number(target.port), host: target.hostname });
     await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
     target.host = `127.0.0.1:${(proxy.server.address() as net.AddressInfo).port}`;
     proxy.uri = target.toString();

@@ -6,6 +6,7 @@ import mongoose from 'mongoose';
 import { WebSocket } from 'ws';
 import { describe, expect, inject, it } from 'vitest';
 import { FERRETDB_BIN, postgresAdminUrl, postgresUnavailable, psql, resolveDatabase } from '../../scripts/database.js';
+import { unixSocketOf } from '../../scripts/database/uri.js';
 import { versionState } from '../../src/store/versionWriters.js';
 import { EventRecorder } from '../helpers/events.js';
 import { FaultProxy } from '../helpers/faultProxy.js';
@@ -48,7 +49,8 @@ describe.skipIf(inject('dbKind') === 'external')('while the database is unreacha
     const origin = new URL(server.url).origin;
     const address = new URL(db.uri);
     // Its host and port, or its socket's path (FerretDB), as the URI writes them and as the driver would.
-    const revealing = [address.host, address.hostname, decodeURIComponent(address.hostname), ...(address.port ? [`:${address.port}`] : [])];
+    const socket = unixSocketOf(db.uri);
+    const revealing = [address.host, address.hostname, ...(socket ? [socket] : []), ...(address.port ? [`:${address.port}`] : [])];
     const leaks = (text: string) => revealing.some((part) => text.includes(part));
     const load = new Load(server);
     const events: EventRecorder[] = [];

@@ -16,6 +16,7 @@ import {
   type DatabaseKind,
 } from '../../scripts/database.js';
 import { canConnect } from '../../scripts/database/process.js';
+import { unixSocketOf } from '../../scripts/database/uri.js';
 import { DatabaseSetupError } from '../../scripts/database/setupError.js';
 import { detectCapabilities } from '../../src/store/capabilities.js';
 
@@ -128,7 +129,7 @@ describe.skipIf(kind === 'external')(`an embedded ${kind} (skipped with MONGODB_
     for (const persistent of [false, true]) {
       const db = await resolveDatabase({ persistent, kind, dataRoot, dbName: 'private', log: () => {} });
       try {
-        const socket = socketPathOf(db.uri);
+        const socket = unixSocketOf(db.uri);
         expect(socket, db.uri).toMatch(/^\//);
         const dir = await fsp.stat(path.dirname(socket!));
         expect(dir.uid).toBe(process.getuid!());
@@ -287,14 +288,8 @@ describe.skipIf(postgresSkip !== undefined)(`FerretDB on PostgreSQL${postgresSki
   });
 });
 
-/** The Unix socket a mongodb:// URI names, if it names one. */
-function socketPathOf(uri: string): string | null {
-  const host = decodeURIComponent(new URL(uri).host);
-  return host.startsWith('/') ? host : null;
-}
-
 /** Where a mongodb:// URI of an embedded database connects: its socket, or its port on 127.0.0.1. */
-const endpointOf = (uri: string): string | number => socketPathOf(uri) ?? Number(new URL(uri.replace(/^mongodb:/, 'http:')).port);
+const endpointOf = (uri: string): string | number => unixSocketOf(uri) ?? Number(new URL(uri.replace(/^mongodb:/, 'http:')).port);
 
 /** The TCP ports process `pid` listens on (Linux: its socket inodes found among /proc/net/tcp's listeners). */
 function listeningTcpPorts(pid: number): number[] {

@@ -98,7 +98,6 @@ export class Connection {
     this.moreOps = null;
     return entries;
   }
-
 }
 
 export interface AdapterOptions<C extends Connection> {
