@@ -88,8 +88,6 @@ export function attachSessionSockets(options: {
   const socketsBySession = new Map<string, OneOrMore<SessionSocket>>();
   const socketsByUser = new CountsByKey();
   const unauthenticated = new CountsByKey();
-  /** The socket each subscription's context came from, while it is being set up. */
-  const settingUpOn = new WeakMap<object, SessionSocket>();
 
   /** Adds the socket to its session's; true when it is the session's first in this process. */
   const remember = (socket: SessionSocket) => {
@@ -132,18 +130,13 @@ export function attachSessionSockets(options: {
     },
     graphql: {
       // A subscription set up while its session ends still gets the terminal event before the socket closes.
-      subscribe: async (args) => {
-        const conn = settingUpOn.get(args.contextValue as object);
-        // Needed no longer: the context lives as long as the subscription, and so would the entry.
-        settingUpOn.delete(args.contextValue as object);
-        if (conn) {
-          conn.settingUp++;
-          conn.subscribed = true;
-        }
+      subscribe: async (conn, args) => {
+        conn.settingUp++;
+        conn.subscribed = true;
         try {
           return await subscribe(args);
         } finally {
-          if (conn && --conn.settingUp === 0 && conn.sessionOver) setImmediate(closeEnded, conn);
+          if (--conn.settingUp === 0 && conn.sessionOver) setImmediate(closeEnded, conn);
         }
       },
       onSubscribe: (conn, id, payload) => {
@@ -170,7 +163,6 @@ export function attachSessionSockets(options: {
           userAgent: conn.userAgent,
           cookies: null,
         };
-        settingUpOn.set(contextValue, conn);
         conn.running++;
         return {
           schema,

@@ -18,8 +18,8 @@ export interface ProtocolHooks<C extends Connection> {
   onConnect(conn: C, connectionParams: Record<string, unknown> | undefined): Awaitable<Record<string, unknown> | boolean | void>;
   /** The operation's execution arguments, or the errors that refuse it (an `error` message). */
   onSubscribe(conn: C, id: string, payload: SubscribePayload): Awaitable<ExecutionArgs | readonly GraphQLError[]>;
-  /** Runs a subscription operation (graphql-js's `subscribe` by default). */
-  subscribe(args: ExecutionArgs): Awaitable<AsyncGenerator<ExecutionResult> | ExecutionResult>;
+  /** Runs a subscription operation of the socket (graphql-ws's `subscribe` option, given the socket too). */
+  subscribe(conn: C, args: ExecutionArgs): Awaitable<AsyncGenerator<ExecutionResult> | ExecutionResult>;
   /** A result's payload in place of the result as it is, if it returns one. */
   onNext(conn: C, id: string, result: ExecutionResult): Awaitable<FormattedExecutionResult | ExecutionResult | void>;
   /** The errors' payload in place of the errors as they are, if it returns one. */
@@ -132,7 +132,7 @@ export function graphqlWsProtocol<C extends Connection>(hooks: ProtocolHooks<C>,
       if (!operation) return await emitError(conn, id, settingUp, [new GraphQLError('Unable to identify operation')]);
       if (!('rootValue' in args)) args.rootValue = undefined;
       if (!('contextValue' in args)) args.contextValue = undefined;
-      const result = operation.operation === 'subscription' ? await hooks.subscribe(args) : await execute(args);
+      const result = operation.operation === 'subscription' ? await hooks.subscribe(conn, args) : await execute(args);
       if (isAsyncIterable(result)) {
         if (conn.operation(id) === settingUp) {
           const iterator = result[Symbol.asyncIterator]();
