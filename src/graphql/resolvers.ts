@@ -139,7 +139,7 @@ export class SessionResolver {
 
   @Mutation(() => Int, {
     description:
-      "Ends all of the user's sessions: the others with REVOKED, this one with LOGGED_OUT unless keepCurrent. Returns how many ended. When one of the others cannot be ended (the database is out), the call fails and this session is left as it was: retry it.",
+      "Ends all of the user's sessions: the others with REVOKED, this one with LOGGED_OUT unless keepCurrent. Returns how many ended. When one of the others cannot be ended (the database is out), the call fails and this session is left as it was: retry it. Once this session has ended (a logout earlier in the same mutation, a revocation answered meanwhile), it ends no more and fails with SESSION_ENDED.",
   })
   async logoutAll(
     @Arg('keepCurrent', () => Boolean, { defaultValue: false }) keepCurrent: boolean,
@@ -150,7 +150,7 @@ export class SessionResolver {
     return count;
   }
 
-  @Mutation(() => Boolean, { description: "Ends one of the user's other sessions (REVOKED). False when there is no such open session." })
+  @Mutation(() => Boolean, { description: "Ends one of the user's other sessions (REVOKED). False when there is no such open session. Fails with SESSION_ENDED once this session has ended, also earlier in the same request (a logout before it in the mutation, a revocation answered meanwhile)." })
   async revokeSession(@Arg('id', () => ID) id: string, @Ctx() ctx: GraphQLContext): Promise<boolean> {
     return ctx.service.revoke(await currentSession(ctx), id);
   }

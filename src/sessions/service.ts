@@ -35,7 +35,7 @@ const USERNAME = /^[a-z0-9_.@-]{3,64}$/;
 const PASSWORD_MIN = 8;
 const PASSWORD_MAX = 1024;
 /** Sessions that logoutAll ends at once. */
-const LOGOUT_ALL_CONCURRENCY = 8;
+export const LOGOUT_ALL_CONCURRENCY = 8;
 /** Writers of one session that keep losing to others give up after this many tries. */
 const MAX_WRITE_ATTEMPTS = 50;
 
@@ -356,8 +356,13 @@ export class SessionService {
    */
   async logoutAll(session: Session, keepCurrent: boolean): Promise<number> {
     const others = (await this.store.listAll(session.userId)).filter((s) => s.id !== session.id && !s.endedAt);
+    await this.stillValid(session);
     const fewAtATime = pLimit(LOGOUT_ALL_CONCURRENCY);
-    const results = await Promise.allSettled(others.map((s) => fewAtATime(() => this.end(s, 'REVOKED'))));
+    const endOther = async (other: Session) => {
+      await this.stillValid(session);
+      return this.end(other, 'REVOKED');
+    };
+    const results = await Promise.allSettled(others.map((s) => fewAtATime(() => endOther(s))));
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
     const endedCurrent = !keepCurrent && (await this.end(session, 'LOGGED_OUT'));
@@ -367,8 +372,23 @@ export class SessionService {
   /** Ends another of the user's own sessions. False when there is no such valid session. */
   async revoke(session: Session, id: string): Promise<boolean> {
     const target = await this.store.findById(id);
+    await this.stillValid(session);
     if (!target || target.userId !== session.userId) return false;
     return this.end(target, id === session.id ? 'LOGGED_OUT' : 'REVOKED');
+  }
+
+  /**
+   * Checked by a session just before it ends others: refused as its next request would be once it
+   * has ended, although the request it acts in found it valid (a `logout` earlier in the same
+   * mutation; a revocation answered meanwhile, on this process at once, on another within the
+   * cache's staleness). The end of another still follows its check by one write: one that crosses
+   * the check (milliseconds) is not seen.
+   */
+  private async stillValid(session: Session): Promise<void> {
+    const latest = await this.store.findCurrent(session.id);
+    if (!latest) throw this.unknownSession();
+    const settled = await this.settle(latest);
+    if (settled.endedAt) throw this.endedError(settled);
   }
 
   /**

@@ -268,6 +268,11 @@ export class SessionStore {
     return read;
   }
 
+  /** The latest version of a session: from the cache while it is fresh (as `findByToken`), else read. */
+  async findCurrent(id: string): Promise<Session | null> {
+    return this.options.cache?.lookup(id)?.session ?? this.findById(id);
+  }
+
   async findById(id: string): Promise<Session | null> {
     if (!mongoose.isValidObjectId(id)) return null;
     const head = await this.models.Session.findById(id).lean<SessionDoc>();
