@@ -1,5 +1,4 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import mongoose from 'mongoose';
 
 /**
  * A session token is `<session id>.<secret>`, the secret being 32 random bytes (base64url). The id
@@ -11,13 +10,17 @@ export function newSessionToken(sessionId: string): { token: string; secretHash:
   return { token: `${sessionId}.${secret}`, secretHash: hashSecret(secret) };
 }
 
+/**
+ * A token as `newSessionToken` spells it, and no other way: the id names a session whatever the case
+ * of its hex digits, and a token spelled otherwise would be a second token for one session, which the
+ * cache (keyed by the id as issued) never answers.
+ */
+const TOKEN_SHAPE = /^([0-9a-f]{24})\.([A-Za-z0-9_-]{43})$/;
+
 /** The session id a token names, or null when the token is not shaped like one of ours. */
 export function parseSessionToken(token: string): { sessionId: string; secret: string } | null {
-  const dot = token.indexOf('.');
-  const sessionId = token.slice(0, dot);
-  const secret = token.slice(dot + 1);
-  if (dot < 0 || !mongoose.isObjectIdOrHexString(sessionId) || secret.length === 0) return null;
-  return { sessionId, secret };
+  const match = TOKEN_SHAPE.exec(token);
+  return match ? { sessionId: match[1]!, secret: match[2]! } : null;
 }
 
 export function secretMatches(secret: string, storedHash: string): boolean {

@@ -193,10 +193,10 @@ describe('subscribing', () => {
     expect(events.events[0]!.reason).toBe('TIMEOUT');
   });
 
-  it('without a token, with an unknown one or with a wrong secret is refused with 4401', async () => {
+  it('without a token, with an unknown one, with a wrong secret or with the token spelled otherwise than issued is refused with 4401', async () => {
     const { token } = await newUserSession(server);
-    const wrongSecret = `${token.split('.')[0]}.${'x'.repeat(43)}`;
-    for (const attempt of [null, 'x'.repeat(43), wrongSecret]) {
+    const [id, secret] = token.split('.') as [string, string];
+    for (const attempt of [null, 'x'.repeat(43), `${id}.${'x'.repeat(43)}`, `${id.toUpperCase()}.${secret}`]) {
       const client = record(server, attempt);
       await client.until(() => client.closeCode !== null, 2000, 'close');
       expect(client.closeCode).toBe(4401);
