@@ -149,7 +149,7 @@ export function attachSessionSockets(options: {
         const operation = getOperationAST(prepared.document, payload.operationName);
         if (!operation) {
           const message = payload.operationName ? `Unknown operation named "${payload.operationName}".` : 'Must provide operation name if query contains multiple operations.';
-          return [new GraphQLError(message, { extensions: { code: 'BAD_REQUEST' } })];
+          return [new GraphQLError(message, { extensions: { code: 'OPERATION_RESOLUTION_FAILURE' } })];
         }
         const variables = getVariableValues(schema, operation.variableDefinitions ?? [], payload.variables ?? {});
         if (variables.errors) return variables.errors.map((e) => new GraphQLError(e.message, { nodes: e.nodes, extensions: { code: 'BAD_USER_INPUT' } }));

@@ -120,10 +120,15 @@ describe.each([
   it('answers an unknown operation name and bad variables over graphql-ws as HTTP does', async () => {
     const unknown = await overSocket(client, 'query A { serverTime }', {});
     expect(unknown.data.serverTime).toBeTruthy();
-    const named = await new Promise<WsResult>((resolve) => {
-      client.subscribe({ query: 'query A { serverTime } query B { serverTime }', operationName: 'C' }, { next: (value) => resolve(value as WsResult), error: (errors) => resolve({ errors: errors as WsResult['errors'] }), complete() {} });
-    });
-    expect(wsCode(named)).toBe('BAD_REQUEST');
+    const TWO = 'query A { serverTime } query B { serverTime }';
+    for (const operationName of ['C', undefined]) {
+      const named = await new Promise<WsResult>((resolve) => {
+        client.subscribe({ query: TWO, operationName }, { next: (value) => resolve(value as WsResult), error: (errors) => resolve({ errors: errors as WsResult['errors'] }), complete() {} });
+      });
+      const http = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query: TWO, operationName }) });
+      const httpCode = ((await http.json()) as { errors: Array<{ extensions: { code: string } }> }).errors[0]!.extensions.code;
+      expect([http.status, httpCode, wsCode(named)]).toEqual([400, 'OPERATION_RESOLUTION_FAILURE', 'OPERATION_RESOLUTION_FAILURE']);
+    }
     const badVariable = await overSocket(client, 'mutation($s: Int) { setExpiry(seconds: $s) { id } }', { s: 'ten' });
     expect(wsCode(badVariable)).toBe('BAD_USER_INPUT');
   });
