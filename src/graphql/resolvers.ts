@@ -70,7 +70,7 @@ export class SessionResolver {
   @Mutation(() => UserType, { description: 'Creates a user (unless registration is switched off). Does not log in. Registrations per client address are limited, as are logins and registrations of one address at once (RATE_LIMITED with retryAfter).' })
   async register(
     @Arg('username', () => String) username: string,
-    @Arg('password', () => String, { description: 'At least 8 characters.' }) password: string,
+    @Arg('password', () => String, { description: '8 to 1 024 characters (UTF-16 code units; no lone surrogate).' }) password: string,
     @Ctx() ctx: GraphQLContext,
   ): Promise<UserType> {
     return toUserType(await ctx.service.register(username, password, ctx.clientAddress));

@@ -112,6 +112,10 @@ export class SessionService {
     if (password.length < PASSWORD_MIN || password.length > PASSWORD_MAX) {
       throw apiError('INVALID_PASSWORD', `A password is ${PASSWORD_MIN} to ${PASSWORD_MAX} characters long.`);
     }
+    // The hash reads it as UTF-8, where every lone surrogate becomes U+FFFD: two such passwords would be one.
+    if (/\p{Cs}/u.test(password)) {
+      throw apiError('INVALID_PASSWORD', 'A password may not hold half of a character (a lone UTF-16 surrogate).');
+    }
     return this.inHand(clientAddress, async () => {
       // Charged before the hash, whatever comes of it: the hash is what the limit protects.
       const admission = await this.limits.admitRegistration(clientAddress);

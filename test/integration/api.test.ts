@@ -20,6 +20,11 @@ describe('register and login', () => {
     expect(errorCode(taken)).toBe('USERNAME_TAKEN');
     expect(errorCode(await server.gql('mutation { register(username:"a b", password:"long enough pw"){ id } }'))).toBe('INVALID_USERNAME');
     expect(errorCode(await server.gql('mutation { register(username:"bob_01", password:"short"){ id } }'))).toBe('INVALID_PASSWORD');
+    // A lone surrogate is hashed as U+FFFD: two such passwords would be one.
+    const REGISTER = 'mutation($p: String!) { register(username: "bob_01", password: $p) { id } }';
+    const lone = await server.gql(REGISTER, { p: 'long enough \ud800 pw' });
+    expect(lone.errors?.[0]).toMatchObject({ message: 'A password may not hold half of a character (a lone UTF-16 surrogate).', extensions: { code: 'INVALID_PASSWORD' } });
+    expect(errorCode(await server.gql(REGISTER, { p: 'long enough \ud83d\ude00 pw' }))).toBeUndefined(); // a pair is one character
   });
 
   it('logs in with the global default expiry and returns a token of the session id and a 32-byte secret', async () => {
