@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOGOUT_ALL_CONCURRENCY } from '../../src/sessions/service.js';
-import { FaultProxy } from '../helpers/faultProxy.js';
+import { FaultProxy, type Command } from '../helpers/faultProxy.js';
 import { errorCode, login, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
 
 const STALENESS_MS = 300;
@@ -112,9 +112,12 @@ describe('a session that has ended acts no more', () => {
   it('a logoutAll under way when its session is revoked on another process ends no more of the others', async () => {
     const attacker = await newUserSession(a, { seconds: 600 });
     const others = await Promise.all(Array.from({ length: 3 * LOGOUT_ALL_CONCURRENCY }, () => login(a, attacker.username, attacker.password)));
-    // logoutAll ends LOGOUT_ALL_CONCURRENCY at a time: each round's commits answered ROUND_MS late.
+    // logoutAll ends LOGOUT_ALL_CONCURRENCY at a time: each round's commits (an insert of the
+    // version on FerretDB, a version-checked update on MongoDB: src/store/versionWriters.ts) answered ROUND_MS late.
     const ROUND_MS = 800;
-    proxy.delayAnswersTo((c) => c.command === 'insert' && c.collection === 'session_versions', ROUND_MS);
+    const commit = (c: Command) =>
+      (c.command === 'insert' && c.collection === 'session_versions') || (c.command === 'update' && c.collection === 'sessions');
+    proxy.delayAnswersTo(commit, ROUND_MS);
     try {
       const attack = a.gql('mutation { logoutAll(keepCurrent: true) }', {}, { token: attacker.token });
       await sleep(200);
