@@ -124,6 +124,8 @@ export class EventHub implements SessionListener {
   private readonly ended = new Map<string, { session: Session; until: number }>();
   private sockets: SessionSockets = { sessionEnded() {} };
   private readonly userFeeds = new Map<string, Set<Subscriber>>();
+  /** Per session, the callers of `unlessEnded` waiting for its end. */
+  private readonly endWaiters = new Map<string, Set<() => void>>();
   private nextSubscriberId = 1;
   private recheckBatch = new Set<string>();
   private recheckRunning = false;
@@ -192,6 +194,29 @@ export class EventHub implements SessionListener {
       this.userFeeds.set(sub.userId, feed);
     }
     return sub;
+  }
+
+  /**
+   * `work`'s result, or null as soon as this process learns that session `id` has ended (at once if
+   * it knows): a subscription set up for a session that ends meanwhile is owed its terminal event
+   * now, not once a slow read for its setup (a per-user feed's listing) has answered.
+   */
+  async unlessEnded<T>(id: string, work: Promise<T>): Promise<T | null> {
+    if (this.ended.has(id)) {
+      work.catch(() => {}); // not awaited: its failure is nobody's
+      return null;
+    }
+    let wake!: () => void;
+    const ended = new Promise<null>((resolve) => (wake = () => resolve(null)));
+    const waiters = this.endWaiters.get(id) ?? new Set();
+    waiters.add(wake);
+    this.endWaiters.set(id, waiters);
+    try {
+      return await Promise.race([work, ended]);
+    } finally {
+      waiters.delete(wake);
+      if (waiters.size === 0) this.endWaiters.delete(id);
+    }
   }
 
   /**
@@ -464,6 +489,7 @@ export class EventHub implements SessionListener {
     const now = this.deps.now();
     if (this.ended.has(session.id)) return;
     this.ended.set(session.id, { session, until: now + ENDED_MEMORY_MS });
+    for (const wake of this.endWaiters.get(session.id) ?? []) wake();
     // Oldest first (insertion order): forget what has been kept long enough.
     for (const [id, { until }] of this.ended) {
       if (until > now) break;

@@ -28,7 +28,7 @@ async function subscribeToSessionEvents({ args, context }: SubscribeResolverData
     throw apiError('UNAUTHENTICATED', 'Unknown session: log in again.', { loginUrl: settings.loginUrl });
   }
   const listedAt = service.clock().getTime();
-  const others = args.allSessions && !own.endedAt ? await service.listSessions(own) : [];
+  const others = args.allSessions && !own.endedAt ? ((await hub.unlessEnded(own.id, service.listSessions(own))) ?? []) : [];
   return hub.subscribe(own, { leadSeconds: lead, allSessions: args.allSessions }, others, listedAt);
 }
 

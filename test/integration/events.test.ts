@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import { EventRecorder } from '../helpers/events.js';
+import { FaultProxy } from '../helpers/faultProxy.js';
 import { errorCode, login, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
 
 const TERMINAL = ['EXPIRED', 'LOGGED_OUT', 'REVOKED'];
@@ -384,6 +385,34 @@ describe('restart and several processes', () => {
       expect(event.receivedAt - sent).toBeLessThan(1000);
     } finally {
       await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+});
+
+describe('a per-user feed whose listing is slow', () => {
+  it("gets its own session's terminal event as soon as the session ends while the feed is being set up, not once the listing answers", async () => {
+    const uri = testDatabaseUri();
+    const proxy = await FaultProxy.start(uri);
+    const slow = await startTestServer({}, proxy.uri);
+    try {
+      const { token } = await newUserSession(slow, { seconds: 600 });
+      // The feed lists the user's sessions while it is set up (on FerretDB, a scan of every session: seconds under load).
+      const LISTING_MS = 3_000;
+      proxy.delayAnswersTo((c) => c.command === 'find' && c.collection === 'sessions', LISTING_MS);
+      const feed = record(slow, token, { all: true });
+      await sleep(500);
+      const out = await slow.gql('mutation { logout }', {}, { token });
+      expect(out.data).toEqual({ logout: true });
+      const answeredAt = Date.now();
+      const event = await feed.untilEvent('LOGGED_OUT', LISTING_MS + 2_000);
+      expect(event.receivedAt - answeredAt).toBeLessThan(1_000);
+      await feed.until(() => feed.completed && feed.closeCode !== null, 2_000, 'completion and close');
+      expect(feed.kinds()).toEqual(['LOGGED_OUT']);
+      expect(feed.closeCode).toBe(4401);
+    } finally {
+      proxy.delayAnswersTo(() => false, 0);
+      await slow.stop();
+      await proxy.close();
     }
   });
 });

@@ -47,6 +47,21 @@ function hubOnManualClock(overrides: Partial<HubDeps> = {}) {
 }
 
 describe('the event hub', () => {
+  it("waits for a setup's read unless the session ends first; then it answers at once, and the read's failure is nobody's", async () => {
+    const { clock, hub } = hubOnManualClock();
+    const s = session(1, clock.time + 60_000);
+    expect(await hub.unlessEnded(s.id, Promise.resolve('listed'))).toBe('listed');
+
+    let fail!: (err: Error) => void;
+    const slowRead = new Promise<string>((_resolve, reject) => (fail = reject));
+    const waiting = hub.unlessEnded(s.id, slowRead);
+    hub.sessionChanged(ended(s, 'LOGGED_OUT', new Date(clock.time)));
+    expect(await waiting).toBeNull();
+    fail(new Error('the database went away')); // an unhandled rejection would fail the run
+    // Known to have ended: not waited for at all.
+    expect(await hub.unlessEnded(s.id, Promise.reject(new Error('the database went away')))).toBeNull();
+  });
+
   it('delivers a burst of expiries a slice at a time, letting the event loop turn in between, and each subscriber gets its one EXPIRED', async () => {
     const { clock, hub } = hubOnManualClock();
     const received: string[] = [];
