@@ -30,8 +30,10 @@ export interface SubscriptionPresence {
   forget(sessionId: string): void;
 }
 
-/** Whether the database is there at all (SessionStore). */
+/** Whether the database is there at all (store/databaseHealth.ts). */
 export interface DatabaseHealth {
+  /** False from when the database was found out of reach until it answers again. */
+  readonly reachable: boolean;
   /** True when the database answers a ping within `ms`. */
   answers(ms: number): Promise<boolean>;
 }
@@ -406,8 +408,9 @@ export class EventHub implements SessionListener {
    * committing its next version, which fails where another writer (a renewal or an end in another
    * process, not seen here yet) committed that version first; those are read again and their latest
    * version applies. Only then is anything announced. A database that is slow but there is waited
-   * for, up to `recheckMaxWaitMs`. One that is out of reach (the re-check fails, or takes over
-   * `recheckTimeoutMs` and a ping goes unanswered) or stuck (it answers pings but has not decided
+   * for, up to `recheckMaxWaitMs`. One that is out of reach (the re-check fails, or a ping goes
+   * unanswered: at once when the database was already found out of reach, else after
+   * `recheckTimeoutMs`) or stuck (it answers pings but has not decided
    * by then) cannot keep a session alive: the sessions end on what this process knows, never past
    * their last known expiry, and that end is made to stick once the database answers again.
    */
@@ -416,6 +419,9 @@ export class EventHub implements SessionListener {
     const latest = due.length > 0 ? this.deps.sessions.expireDue(due) : Promise.resolve([]);
     const giveUpAt = performance.now() + this.deps.recheckMaxWaitMs;
     try {
+      // Known to be out (a dropped connection, pings unanswered): one ping decides, not the commit's wait
+      // before it too. Not that knowledge alone: an event loop held by a burst makes pings look lost.
+      if (!this.deps.database.reachable && !(await this.deps.database.answers(PING_TIMEOUT_MS))) throw new Error('the database does not answer');
       while (!(await within(latest.then(() => true), this.deps.recheckTimeoutMs, false))) {
         if (!(await this.deps.database.answers(PING_TIMEOUT_MS))) throw new Error('the database does not answer');
         if (performance.now() >= giveUpAt) throw new Error(`the database answers but has not decided within ${this.deps.recheckMaxWaitMs} ms`);

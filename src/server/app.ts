@@ -134,9 +134,10 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     clock: { now },
     logger,
   });
+  const health = DatabaseHealth.monitor({ database: store, connection: conn, logger });
   const hub = new EventHub({
     sessions: service,
-    database: store,
+    database: health,
     presence,
     scheduler,
     now,
@@ -218,7 +219,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
   });
   await apollo.start();
 
-  mountHealth(app, DatabaseHealth.monitor({ database: store, connection: conn, logger }));
+  mountHealth(app, health);
   app.use(
     '/graphql',
     express.json({ limit: MAX_REQUEST_BYTES }),

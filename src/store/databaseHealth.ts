@@ -145,6 +145,11 @@ export class DatabaseHealth {
     return this.reachableNow;
   }
 
+  /** Asks the database now, for whoever cannot wait for the next ping (the expiry re-check). */
+  answers(ms: number): Promise<boolean> {
+    return this.options.database.answers(ms);
+  }
+
   status(): DatabaseStatus {
     return this.reachableNow
       ? { ok: true, database: 'reachable' }

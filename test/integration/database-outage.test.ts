@@ -19,6 +19,11 @@ const CACHE_STALENESS_MS = 300;
  * then for the server selection of the driver's one retry (and a loaded machine's event loops).
  */
 const FAILS_WITHIN_MS = 2 * SERVER_SELECTION_TIMEOUT_MS + 500;
+/**
+ * How late an expiry is told while the process knows the database is out: one ping (0.5 s) decides,
+ * where a re-check otherwise waits a second for its commit first (src/engine/hub.ts).
+ */
+const KNOWN_OUT_LATENESS_MS = 1_300;
 /** The driver's heartbeat comes within a second and gives up on a hung database after 10 s: src/store/databaseHealth.ts. */
 const HUNG_DATABASE_BOUND_MS = 13_000;
 const embeddedKind = () => inject('dbKind') as 'ferretdb' | 'mongod' | 'ferretdb-postgresql';
@@ -29,16 +34,17 @@ describe.skipIf(inject('dbKind') === 'external')('while the database is unreacha
     const db = await resolveDatabase({ persistent: false, kind: embeddedKind(), log: () => {} });
     const server = await startTestServer({}, db.uri);
     try {
-      const { token, session } = await newUserSession(server, { seconds: 2 });
+      const { token, session } = await newUserSession(server, { seconds: 6 });
+      const expiresAt = new Date(session.expiryDate).getTime();
       const events = new EventRecorder(server, token);
       await events.ready(server, session.id);
       await db.stop();
+      await eventually(async () => (await fetch(`${new URL(server.url).origin}/readyz`)).status === 503, 4_000, 'readiness 503');
+      expect(Date.now()).toBeLessThan(expiresAt - 500);
       const expired = await events.untilEvent('EXPIRED', 5000);
-      const expiresAt = new Date(session.expiryDate).getTime();
       expect(expired.reason).toBe('TIMEOUT');
       expect(expired.receivedAt).toBeGreaterThanOrEqual(expiresAt);
-      // The re-check waits at most a second for the database before deciding on what it knows.
-      expect(expired.receivedAt - expiresAt).toBeLessThan(2000);
+      expect(expired.receivedAt - expiresAt).toBeLessThan(KNOWN_OUT_LATENESS_MS);
       await events.dispose();
     } finally {
       await Promise.race([server.stop(), new Promise((r) => setTimeout(r, 5000))]);
@@ -204,8 +210,16 @@ describe.skipIf(inject('dbKind') === 'external')('while the database hangs (SIGS
     let stopped = false;
     try {
       const { token } = await newUserSession(server, { seconds: 600 });
+      // Expires once the hang is known (readiness 503 within about 3 s).
+      const expiring = await newUserSession(server, { seconds: 7 });
+      const expiringEvents = new EventRecorder(server, expiring.token);
+      await expiringEvents.ready(server, expiring.session.id);
       process.kill(pid, 'SIGSTOP');
       stopped = true;
+      const knownOutAt = (async () => {
+        while ((await fetch(`${new URL(server.url).origin}/readyz`)).status !== 503) await sleep(100);
+        return Date.now();
+      })();
       const read = async () => {
         const sentAt = Date.now();
         const res = await server.gql('{ session { id } }', {}, { token, timeoutMs: 60_000 });
@@ -222,6 +236,13 @@ describe.skipIf(inject('dbKind') === 'external')('while the database hangs (SIGS
         expect(result.waitedMs).toBeLessThan(HUNG_DATABASE_BOUND_MS);
       }
       expect((await fetch(`${new URL(server.url).origin}/readyz`)).status).toBe(503);
+      // The hang was known before the expiry: one ping decided it.
+      const expiresAt = Date.parse(expiring.session.expiryDate);
+      const expired = await expiringEvents.untilEvent('EXPIRED', 10_000);
+      expect(await knownOutAt).toBeLessThan(expiresAt - 500);
+      expect(expired.receivedAt).toBeGreaterThanOrEqual(expiresAt);
+      expect(expired.receivedAt - expiresAt).toBeLessThan(KNOWN_OUT_LATENESS_MS);
+      await expiringEvents.dispose();
       process.kill(pid, 'SIGCONT');
       stopped = false;
       await eventually(async () => !(await server.gql('{ session { id } }', {}, { token })).errors, 15_000, 'recovery');

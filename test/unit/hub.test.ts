@@ -32,7 +32,7 @@ function hubOnManualClock(overrides: Partial<HubDeps> = {}) {
       expireDue: async (due) => due.map((s) => ended(s, 'TIMEOUT', new Date(clock.time))),
       endAfterAnnouncedTimeout: async () => {},
     },
-    database: { answers: async () => true },
+    database: { reachable: true, answers: async () => true },
     presence: { attach() {}, detach() {}, forget() {} },
     scheduler: new Scheduler(clock),
     now: clock.now,
