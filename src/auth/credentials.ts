@@ -4,6 +4,24 @@ import { parse as parseCookies } from 'cookie';
 export interface Credentials {
   token: string | null;
   fromCookie: boolean;
+  /**
+   * The session cookie came more than once, so no token was taken from it: a page of another site
+   * on this host (another port, a sibling subdomain) can add one of the same name with a narrower
+   * path, which the browser sends first, and the user would act in that site's session (cookie
+   * tossing). The `__Host-` prefix (README) prevents it.
+   */
+  cookieSentTwice: boolean;
+}
+
+export const COOKIE_SENT_TWICE =
+  "The session cookie was sent more than once (a page of another site on this host may have set one): clear this site's cookies and log in again.";
+
+/** How many cookies named `name` a Cookie header carries (the `cookie` library keeps the first). */
+function cookiesNamed(header: string, name: string): number {
+  return header.split(';').filter((pair) => {
+    const eq = pair.indexOf('=');
+    return eq > 0 && pair.slice(0, eq).trim() === name;
+  }).length;
 }
 
 /** The token of an `Authorization` value: the Bearer scheme, case-insensitive (RFC 9110, section 11.1). */
@@ -28,9 +46,11 @@ export function readCredentials(
     nonEmpty(params?.token) ??
     nonEmpty(params?.authToken) ??
     bearerToken(params?.Authorization ?? params?.authorization);
-  if (explicit) return { token: explicit, fromCookie: false };
-  const cookie = sources.cookieHeader ? parseCookies(sources.cookieHeader)[cookieName] : undefined;
-  return cookie ? { token: cookie, fromCookie: true } : { token: null, fromCookie: false };
+  if (explicit) return { token: explicit, fromCookie: false, cookieSentTwice: false };
+  const header = sources.cookieHeader ?? '';
+  if (cookiesNamed(header, cookieName) > 1) return { token: null, fromCookie: false, cookieSentTwice: true };
+  const cookie = header ? parseCookies(header)[cookieName] : undefined;
+  return { token: cookie || null, fromCookie: Boolean(cookie), cookieSentTwice: false };
 }
 
 const nonEmpty = (value: unknown): string | null => (typeof value === 'string' && value.length > 0 ? value : null);

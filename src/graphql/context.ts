@@ -1,4 +1,5 @@
 import { serialize, type SerializeOptions } from 'cookie';
+import { COOKIE_SENT_TWICE } from '../auth/credentials.js';
 import type { CookieSettings, Settings } from '../config.js';
 import type { EventHub } from '../engine/hub.js';
 import { apiError } from '../errors.js';
@@ -19,6 +20,8 @@ export interface GraphQLContext {
   hub: EventHub;
   settings: Settings;
   token: string | null;
+  /** No token, because the session cookie came more than once (auth/credentials.ts). */
+  cookieSentTwice?: boolean;
   /** Over graphql-ws: the session the socket authenticated with (it may have ended since). */
   socketSessionId: string | null;
   clientAddress: string;
@@ -40,7 +43,7 @@ export function servedSession(ctx: GraphQLContext): Promise<Decided> {
         return served;
       })
     : Promise.reject(
-        apiError('UNAUTHENTICATED', 'Log in first: send the session token as a Bearer token or the session cookie.', {
+        apiError('UNAUTHENTICATED', ctx.cookieSentTwice ? COOKIE_SENT_TWICE : 'Log in first: send the session token as a Bearer token or the session cookie.', {
           loginUrl: ctx.settings.loginUrl,
         }),
       );

@@ -225,12 +225,13 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     express.json({ limit: MAX_REQUEST_BYTES }),
     expressMiddleware(apollo, {
       context: async ({ req, res }: { req: Request; res: Response }): Promise<GraphQLContext> => {
-        const { token, fromCookie } = readCredentials({ authorization: req.headers.authorization, cookieHeader: req.headers.cookie }, settings.cookie.name);
+        const { token, fromCookie, cookieSentTwice } = readCredentials({ authorization: req.headers.authorization, cookieHeader: req.headers.cookie }, settings.cookie.name);
         return {
           service,
           hub,
           settings,
           token,
+          cookieSentTwice,
           socketSessionId: null,
           clientAddress: clientAddress(req, trust),
           userAgent: req.headers['user-agent'] ?? null,

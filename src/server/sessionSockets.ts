@@ -182,10 +182,14 @@ export function attachSessionSockets(options: {
         const request = conn.request!;
         conn.userAgent = request.headers['user-agent'] ?? null;
         conn.request = null;
-        const { token, fromCookie } = readCredentials(
+        const { token, fromCookie, cookieSentTwice } = readCredentials(
           { cookieHeader: request.headers.cookie, connectionParams },
           settings.cookie.name,
         );
+        if (cookieSentTwice) {
+          conn.close(CloseCode.Unauthorized, 'The session cookie was sent more than once');
+          return false;
+        }
         if (fromCookie && !cookieOriginAllowed(upgradeRequestOrigin(request, trust), settings.allowedOrigins)) {
           conn.close(CloseCode.Forbidden, 'The session cookie may not be used from this Origin');
           return false;

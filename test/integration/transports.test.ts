@@ -623,6 +623,26 @@ describe('cross-site websocket hijacking', () => {
     expect((await initWithCookie(token)).result).toBe('connection_ack');
   });
 
+  // A page on another port of this host (or a sibling subdomain) may add a cookie of the same name
+  // with a narrower path, which the browser sends first: that session must not be taken for the user's.
+  it('refuses the session cookie sent more than once (cookie tossing), on both transports; an explicit token still wins', async () => {
+    const user = await newUserSession(server);
+    const attacker = await newUserSession(server);
+    const tossed = `sessionid=${attacker.token}; sessionid=${user.token}`;
+    const http = await server.gql('{ session { id } }', {}, { headers: { cookie: tossed } });
+    expect(http.errors?.[0]).toMatchObject({
+      message: 'The session cookie was sent more than once (a page of another site on this host may have set one): clear this site\'s cookies and log in again.',
+      extensions: { code: 'UNAUTHENTICATED' },
+    });
+    const ws = rawSocket(server, { cookie: tossed });
+    await opened(ws);
+    expect(await initAnswer(ws)).toBe(4401);
+    const withToken = await server.gql('{ session { id } }', {}, { token: user.token, headers: { cookie: tossed } });
+    expect(withToken.data.session.id).toBe(user.session.id);
+    // One cookie, among others of other names, is fine.
+    expect((await server.gql('{ session { id } }', {}, { headers: { cookie: `theme=dark; sessionid=${user.token}; lang=en` } })).data.session.id).toBe(user.session.id);
+  });
+
   it('accepts a token in connectionParams from any Origin', async () => {
     const { token } = await newUserSession(server);
     const ws = rawSocket(server, { origin: 'https://evil.example' });
