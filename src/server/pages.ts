@@ -72,7 +72,13 @@ export function mountPages(app: Express, settings: Settings): void {
       res.status(503).type('text/plain').send('The web pages are not built: run `npm run build:web` (npm start and npm test do it).');
       return;
     }
-    res.set({ 'Content-Security-Policy': CONTENT_SECURITY_POLICY, 'Cache-Control': 'no-cache' });
+    res.set({
+      'Content-Security-Policy': CONTENT_SECURITY_POLICY,
+      // frame-ancestors' older form, for browsers that predate it.
+      'X-Frame-Options': 'DENY',
+      'Referrer-Policy': 'no-referrer',
+      'Cache-Control': 'no-cache',
+    });
     res.type('html').send(page);
   };
 

@@ -44,6 +44,16 @@ describe('register and login', () => {
     expect(answers.map((res) => `${res.status} ${res.headers.get('x-content-type-options')}`)).toEqual(['200 nosniff', '200 nosniff', '200 nosniff', '404 nosniff']);
   });
 
+  it('serves its pages unframeable (CSP frame-ancestors, and X-Frame-Options for older browsers) and sending no Referer', async () => {
+    const origin = new URL(server.url).origin;
+    for (const page of ['/app', '/graphiql']) {
+      const res = await fetch(`${origin}${page}`);
+      expect(res.status, page).toBe(200);
+      expect(res.headers.get('content-security-policy'), page).toContain("frame-ancestors 'none'");
+      expect([res.headers.get('x-frame-options'), res.headers.get('referrer-policy')], page).toEqual(['DENY', 'no-referrer']);
+    }
+  });
+
   it('gives the same error for an unknown user and a wrong password', async () => {
     const { username } = await newUserSession(server);
     const wrong = await server.gql('mutation($u:String!){ login(username:$u, password:"wrong password"){ token } }', { u: username });
