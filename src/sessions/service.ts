@@ -197,7 +197,7 @@ export class SessionService {
 
   /**
    * Beyond MAX_SESSIONS_PER_USER valid sessions, the user's oldest others end REVOKED (the new one
-   * never), a few at a time as in logoutAll. Concurrent logins each keep their own and the newest
+   * never), a few at a time. Concurrent logins each keep their own and the newest
    * others they see, so once all have answered no more than the limit are left. One that cannot be
    * ended now (the database is out) is ended by the next login. The user's listing is read as
    * `sessions` reads it, shared with that user's other logins and listings: on FerretDB each read
@@ -209,9 +209,7 @@ export class SessionService {
     try {
       const valid = await this.listSessions(session);
       if (valid.length <= limit) return;
-      const others = valid.filter((s) => s.id !== session.id);
-      const fewAtATime = pLimit(LOGOUT_ALL_CONCURRENCY);
-      await Promise.all(others.slice(limit - 1).map((s) => fewAtATime(() => this.end(s, 'REVOKED'))));
+      await this.revokeFewAtATime(valid.filter((s) => s.id !== session.id).slice(limit - 1));
     } catch (err) {
       this.logger.warn({ err: String(err), userId: session.userId }, `could not end the sessions beyond MAX_SESSIONS_PER_USER (${limit}): the next login will`);
     }
@@ -361,16 +359,28 @@ export class SessionService {
   async logoutAll(session: Session, keepCurrent: boolean): Promise<number> {
     const others = (await this.store.listAll(session.userId)).filter((s) => s.id !== session.id && !s.endedAt);
     await this.stillValid(session);
+    const revoked = await this.revokeFewAtATime(others, () => this.stillValid(session));
+    const endedCurrent = !keepCurrent && (await this.end(session, 'LOGGED_OUT'));
+    return revoked + Number(endedCurrent);
+  }
+
+  /**
+   * Ends `sessions` with REVOKED, LOGOUT_ALL_CONCURRENCY at a time, each after `beforeEach`: all are
+   * tried, then the first failure is thrown. Returns how many this call ended.
+   */
+  private async revokeFewAtATime(sessions: Session[], beforeEach: () => Promise<void> = async () => {}): Promise<number> {
     const fewAtATime = pLimit(LOGOUT_ALL_CONCURRENCY);
-    const endOther = async (other: Session) => {
-      await this.stillValid(session);
-      return this.end(other, 'REVOKED');
-    };
-    const results = await Promise.allSettled(others.map((s) => fewAtATime(() => endOther(s))));
+    const results = await Promise.allSettled(
+      sessions.map((s) =>
+        fewAtATime(async () => {
+          await beforeEach();
+          return this.end(s, 'REVOKED');
+        }),
+      ),
+    );
     const failed = results.find((r) => r.status === 'rejected');
     if (failed) throw failed.reason;
-    const endedCurrent = !keepCurrent && (await this.end(session, 'LOGGED_OUT'));
-    return results.filter((r) => r.status === 'fulfilled' && r.value).length + Number(endedCurrent);
+    return results.filter((r) => r.status === 'fulfilled' && r.value).length;
   }
 
   /** Ends another of the user's own sessions. False when there is no such valid session. */
