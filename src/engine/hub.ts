@@ -418,13 +418,14 @@ export class EventHub implements SessionListener {
     const due = this.dueSessions(ids);
     const latest = due.length > 0 ? this.deps.sessions.expireDue(due) : Promise.resolve([]);
     const giveUpAt = performance.now() + this.deps.recheckMaxWaitMs;
+    // Known to be out (a dropped connection, pings unanswered): the first ping comes at once, not after
+    // a wait for the commit. Still a ping: an event loop held by a burst makes pings look lost.
+    let waitMs = this.deps.database.reachable ? this.deps.recheckTimeoutMs : 0;
     try {
-      // Known to be out (a dropped connection, pings unanswered): one ping decides, not the commit's wait
-      // before it too. Not that knowledge alone: an event loop held by a burst makes pings look lost.
-      if (!this.deps.database.reachable && !(await this.deps.database.answers(PING_TIMEOUT_MS))) throw new Error('the database does not answer');
-      while (!(await within(latest.then(() => true), this.deps.recheckTimeoutMs, false))) {
+      while (!(await within(latest.then(() => true), waitMs, false))) {
         if (!(await this.deps.database.answers(PING_TIMEOUT_MS))) throw new Error('the database does not answer');
         if (performance.now() >= giveUpAt) throw new Error(`the database answers but has not decided within ${this.deps.recheckMaxWaitMs} ms`);
+        waitMs = this.deps.recheckTimeoutMs;
       }
       await this.applyInSlices(await latest);
     } catch (err) {
