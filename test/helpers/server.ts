@@ -170,3 +170,27 @@ export async function eventually(condition: () => Promise<boolean>, ms: number, 
     await sleep(100);
   }
 }
+
+export interface WsResult {
+  data?: any;
+  errors?: Array<{ message: string; extensions?: Record<string, any> }>;
+}
+
+/** One operation over graphql-ws: its first result, or the errors of an `error` message. */
+export function overSocket(client: Client, query: string, variables: Record<string, unknown> = {}): Promise<WsResult> {
+  return new Promise((resolve, reject) => {
+    let first: WsResult | null = null;
+    const dispose = client.subscribe(
+      { query, variables },
+      {
+        next: (value) => {
+          first ??= value as WsResult;
+          dispose();
+          resolve(first);
+        },
+        error: (err) => (Array.isArray(err) ? resolve({ errors: err }) : reject(err instanceof Error ? err : new Error(String((err as { code?: number }).code)))),
+        complete: () => resolve(first ?? {}),
+      },
+    );
+  });
+}

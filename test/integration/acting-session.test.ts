@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOGOUT_ALL_CONCURRENCY } from '../../src/sessions/service.js';
 import { FaultProxy, type Command } from '../helpers/faultProxy.js';
-import { errorCode, login, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
+import { errorCode, login, newUserSession, overSocket, sleep, startTestServer, testDatabaseUri, type TestServer, type WsResult } from '../helpers/server.js';
 
 const STALENESS_MS = 300;
 /** How long the attacker's request is held, in the login in its middle (the users collection's reads answered late). */
@@ -40,20 +40,14 @@ async function twoSessions(server: TestServer) {
   return { victim, attacker };
 }
 
-/** Over a websocket authenticated by `token`, the result of one operation. */
-function overSocket(server: TestServer, token: string, query: string, variables: Record<string, unknown>): Promise<{ data?: any; errors?: any[] }> {
+/** Over a websocket of its own, authenticated by `token`, the result of one operation. */
+async function overOwnSocket(server: TestServer, token: string, query: string, variables: Record<string, unknown>): Promise<WsResult> {
   const client = server.wsClient(token);
-  return new Promise((resolve, reject) => {
-    let result: { data?: any; errors?: any[] } = {};
-    client.subscribe(
-      { query, variables },
-      {
-        next: (value) => (result = value as typeof result),
-        error: (err) => reject(err instanceof Error ? err : new Error(JSON.stringify(err))),
-        complete: () => resolve(result),
-      },
-    );
-  }).finally(() => client.dispose()) as Promise<{ data?: any; errors?: any[] }>;
+  try {
+    return await overSocket(client, query, variables);
+  } finally {
+    await client.dispose();
+  }
 }
 
 /** Each ends others: a non-null field, so its error nulls the whole answer (and stops the mutation). */
@@ -75,7 +69,7 @@ describe('a session that has ended acts no more', () => {
     const afterLogout = `mutation${declared([])} { logout ${field}: ${act} }`;
 
     it(`after \`logout\`, a later \`${field}\` of the same mutation ends nothing (HTTP and websocket)`, async () => {
-      for (const send of [(token: string, vars: Record<string, unknown>) => a.gql(afterLogout, vars, { token }), (token: string, vars: Record<string, unknown>) => overSocket(a, token, afterLogout, vars)]) {
+      for (const send of [(token: string, vars: Record<string, unknown>) => a.gql(afterLogout, vars, { token }), (token: string, vars: Record<string, unknown>) => overOwnSocket(a, token, afterLogout, vars)]) {
         const { victim, attacker } = await twoSessions(a);
         expectRefusedAt(await send(attacker.token, { victim: victim.session.id }), field);
         expect(await stillValid(a, attacker.token)).toBe('SESSION_ENDED');

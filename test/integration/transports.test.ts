@@ -3,35 +3,11 @@
 // per address).
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import type { Client } from 'graphql-ws';
 import mongoose from 'mongoose';
+import type { Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { errorCode, eventually, login, newUserSession, sleep, startTestServer, testDatabaseUri, type GqlResponse, type TestServer } from '../helpers/server.js';
-
-interface WsResult {
-  data?: any;
-  errors?: Array<{ message: string; extensions?: Record<string, any> }>;
-}
-
-/** One operation over graphql-ws: its first result, or the errors of an `error` message. */
-function overSocket(client: Client, query: string, variables: Record<string, unknown> = {}): Promise<WsResult> {
-  return new Promise((resolve, reject) => {
-    let first: WsResult | null = null;
-    const dispose = client.subscribe(
-      { query, variables },
-      {
-        next: (value) => {
-          first ??= value as WsResult;
-          dispose();
-          resolve(first);
-        },
-        error: (err) => (Array.isArray(err) ? resolve({ errors: err }) : reject(err instanceof Error ? err : new Error(String((err as { code?: number }).code)))),
-        complete: () => resolve(first ?? {}),
-      },
-    );
-  });
-}
+import { errorCode, eventually, login, newUserSession, overSocket, sleep, startTestServer, testDatabaseUri, type GqlResponse, type TestServer, type WsResult } from '../helpers/server.js';
 
 const wsCode = (res: WsResult) => res.errors?.[0]?.extensions?.code;
 
