@@ -1,5 +1,5 @@
-// Cross-site websocket hijacking (issue 9, item 2): a page of another origin must not be able to
-// open a websocket that the browser authenticates with the session cookie.
+// Cross-site attacks from a page of another origin (issue 9, item 2): it must not be able to open a
+// websocket that the browser authenticates with the session cookie, nor frame the pages.
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -51,6 +51,15 @@ window.result = (${PROBE})(${JSON.stringify(wsUrl)}, new URLSearchParams(locatio
 </script>
 </body></html>`;
 
+/** Clickjacking: the attacker's page frames the API's pages, and a page of its own as the control. */
+const FRAMED = ['/app', '/graphiql'];
+const framingPage = (apiOrigin: string) => `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>another origin</title></head><body>
+${FRAMED.map((p) => `<iframe name="${p.slice(1)}" src="${apiOrigin}${p}" width="800" height="600"></iframe>`).join('\n')}
+<iframe name="control" src="/control"></iframe>
+</body></html>`;
+const CONTROL_PAGE = '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>control</title></head><body><p id="loaded">framed</p></body></html>';
+
 let server: TestServer;
 /** The API's origin, e.g. http://127.0.0.1:41234, where /app is served. */
 let origin: string;
@@ -63,12 +72,14 @@ beforeAll(async () => {
   server = await startTestServer();
   origin = new URL(server.url).origin;
   wsUrl = server.url.replace(/^http/, 'ws');
+  const pages: Record<string, () => string> = { '/': () => attackPage(wsUrl), '/frames': () => framingPage(origin), '/control': () => CONTROL_PAGE };
   elsewhere = createServer((req, res) => {
-    if (req.url !== '/') {
+    const page = pages[req.url ?? ''];
+    if (!page) {
       res.writeHead(404).end();
       return;
     }
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(attackPage(wsUrl));
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(page());
   });
   await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
   elsewhereOrigin = `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}`;
@@ -221,6 +232,25 @@ describe.skipIf(browserMissing)('in Chromium: a page of another origin and the s
     // The session is untouched and still usable.
     const res = await server.gql('{ session { id } }', {}, { token });
     expect(res.data?.session?.id).toBe(sessionId);
+    await page.close();
+  });
+
+  it('a page of another origin cannot frame the app or GraphiQL (no clickjacking), though it frames its own page', async () => {
+    const page = await context.newPage();
+    const sockets: string[] = [];
+    page.on('websocket', (ws) => sockets.push(ws.url()));
+    await page.goto(`${elsewhereOrigin}/frames`, { waitUntil: 'load' });
+    const control = page.frame({ name: 'control' });
+    expect(await control?.locator('#loaded').textContent(), 'the way this test sees a framed page works').toBe('framed');
+    for (const framed of FRAMED) {
+      const frame = page.frame({ name: framed.slice(1) });
+      expect(frame, framed).toBeTruthy();
+      // Chromium shows its own error page in place of a refused frame.
+      expect(frame!.url(), `${framed} framed by ${elsewhereOrigin}`).not.toContain(origin);
+      expect(await frame!.locator('#status, #register, .graphiql-container').count(), framed).toBe(0);
+    }
+    // Nothing in a frame came alive with the user's cookie.
+    expect(sockets).toEqual([]);
     await page.close();
   });
 
