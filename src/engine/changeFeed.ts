@@ -3,7 +3,7 @@ import pLimit from 'p-limit';
 import type { Logger } from '../logger.js';
 import type { SessionDoc } from '../store/models.js';
 import type { ChangeFeed, FeedListener, Session } from '../session.js';
-import { CHANGE_FEED_OVERLAP_MS, toSession, type LoggedChange, type SessionStore } from '../store/sessionStore.js';
+import { CHANGE_FEED_OVERLAP_MS, type LoggedChange, type SessionStore } from '../store/sessionStore.js';
 
 /** MongoDB change streams; after an error the stream is reopened after the last change it delivered. */
 export class ChangeStreamFeed implements ChangeFeed {
@@ -22,7 +22,7 @@ export class ChangeStreamFeed implements ChangeFeed {
     this.stream = stream;
     stream.on('change', (change) => {
       this.resumeToken = change._id;
-      if ('fullDocument' in change && change.fullDocument) listener.sessionChanged(toSession(change.fullDocument));
+      if ('fullDocument' in change && change.fullDocument) listener.sessionChanged(this.store.toSession(change.fullDocument));
     });
     stream.on('error', (err) => {
       if (this.stopped) return;

@@ -105,7 +105,8 @@ export function expiresAtBrowserClose(spec: ExpirySpec, settings: ExpirySettings
 export function idlePeriodSeconds(spec: ExpirySpec, settings: ExpirySettings): number | null {
   switch (spec.policy) {
     case 'SECONDS':
-      return spec.seconds!;
+      // Asked for under a SESSION_MAX_EXPIRY since lowered: renewed within the current one.
+      return Math.min(spec.seconds!, settings.maxExpiry);
     case 'BROWSER_CLOSE':
       return settings.browserCloseAge;
     case 'DEFAULT':
@@ -123,15 +124,19 @@ export function computeExpiry(
   settings: ExpirySettings,
 ): ExpiryState {
   const idle = idlePeriodSeconds(spec, settings);
-  const byPolicy = idle === null ? spec.date!.getTime() : savedAt.getTime() + idle * 1000;
-  const cap = settings.maxLifetime === null ? Infinity : createdAt.getTime() + settings.maxLifetime * 1000;
-  return {
-    spec,
-    createdAt,
-    lastSavedAt: savedAt,
-    expiresAt: new Date(Math.min(byPolicy, cap)),
-    limitedBy: cap < byPolicy ? 'MAX_LIFETIME' : 'POLICY',
-  };
+  const byPolicy = idle === null ? spec.date! : new Date(savedAt.getTime() + idle * 1000);
+  return withLifetimeCap({ spec, createdAt, lastSavedAt: savedAt, expiresAt: byPolicy, limitedBy: 'POLICY' }, settings.maxLifetime);
+}
+
+/**
+ * SESSION_MAX_LIFETIME (seconds, or null for none) over an expiry: at most createdAt + max. Applied
+ * to every session as it is read, not only as it is saved, so that a cap set or lowered at a
+ * restart ends the sessions saved before it at once (a raised one lets them renew further).
+ */
+export function withLifetimeCap(expiry: ExpiryState, maxLifetime: number | null): ExpiryState {
+  if (maxLifetime === null) return expiry;
+  const cap = expiry.createdAt.getTime() + maxLifetime * 1000;
+  return cap < expiry.expiresAt.getTime() ? { ...expiry, expiresAt: new Date(cap), limitedBy: 'MAX_LIFETIME' } : expiry;
 }
 
 export function isValid(expiresAt: Date, now: Date): boolean {
@@ -164,7 +169,8 @@ export function expiryPeriod(spec: ExpirySpec, now: Date, settings: ExpirySettin
 /**
  * Sliding renewal on a request (SESSION_SAVE_EVERY_REQUEST): the renewed state when it is worth a
  * write, else null. Writes are throttled like connect-mongo's touchAfter: only when the expiry
- * would move by more than `touchFraction` of the idle period.
+ * would move later by more than `touchFraction` of the idle period. One that would move it earlier
+ * (an age lowered since the last save) is written, as Django's save on every request would.
  */
 export function slideOnRequest(state: ExpiryState, now: Date, settings: ExpirySettings): ExpiryState | null {
   if (!settings.saveEveryRequest) return null;
@@ -172,5 +178,5 @@ export function slideOnRequest(state: ExpiryState, now: Date, settings: ExpirySe
   if (idle === null) return null;
   const renewed = computeExpiry(state.spec, state.createdAt, now, settings);
   const gainMs = renewed.expiresAt.getTime() - state.expiresAt.getTime();
-  return gainMs > settings.touchFraction * idle * 1000 ? renewed : null;
+  return gainMs < 0 || gainMs > settings.touchFraction * idle * 1000 ? renewed : null;
 }

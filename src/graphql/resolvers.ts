@@ -24,7 +24,7 @@ function clearCookie(ctx: GraphQLContext): void {
 
 @Resolver()
 export class SessionResolver {
-  @Query(() => SessionType, { description: 'The session that makes this request. Reading it does not move its expiry.' })
+  @Query(() => SessionType, { description: 'The session that makes this request. Reading it does not move its expiry (with SESSION_SAVE_EVERY_REQUEST, every request renews it, this one too).' })
   async session(@Ctx() ctx: GraphQLContext): Promise<SessionType> {
     const { session, at } = await servedSession(ctx);
     return describe(ctx, session, session, at);

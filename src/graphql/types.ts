@@ -52,7 +52,7 @@ export function toUserType(user: User): UserType {
   return Object.assign(new UserType(), user);
 }
 
-@ObjectType('Session', { description: 'A login session and its expiry, as Django reports it. Reading it never moves the expiry.' })
+@ObjectType('Session', { description: 'A login session and its expiry, as Django reports it. Reading it never moves the expiry (with SESSION_SAVE_EVERY_REQUEST, the request that reads it does).' })
 export class SessionType {
   @Field(() => ID, { description: 'Public id of the session (not its token).' })
   id!: string;

@@ -114,6 +114,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
       : null;
   const store = new SessionStore(models, writer, {
     recordChanges: !capabilities.changeStreams,
+    maxLifetime: settings.expiry.maxLifetime,
     now,
     cache,
     maxConcurrentTokenReads: settings.maxConcurrentTokenReads,

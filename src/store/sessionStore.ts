@@ -1,7 +1,7 @@
 import mongoose, { type mongo } from 'mongoose';
 import { addressBucket } from '../auth/attemptLimiter.js';
 import { parseSessionToken, secretMatches } from '../auth/tokens.js';
-import type { ExpiryState } from '../expiry/rules.js';
+import { withLifetimeCap, type ExpiryState } from '../expiry/rules.js';
 import type { EndReason, Session } from '../session.js';
 import type { Models, SessionChangeDoc, SessionDoc, SessionState } from './models.js';
 import { within } from '../timeLimit.js';
@@ -12,18 +12,20 @@ import type { SessionCache } from './sessionCache.js';
 /** An id as one flat string: bson's toHexString() builds it from concatenated pieces, which the hub would keep for each followed session. */
 const flatHex = (id: mongoose.Types.ObjectId) => Buffer.from(id.id).toString('hex');
 
-export function toSession(doc: SessionDoc): Session {
+/** A session as stored, under today's SESSION_MAX_LIFETIME (`maxLifetime`) if it has not ended. */
+function sessionFromDoc(doc: SessionDoc, maxLifetime: number | null): Session {
+  const expiry: ExpiryState = {
+    spec: { policy: doc.policy, seconds: doc.policySeconds ?? null, date: doc.policyDate ?? null },
+    createdAt: doc.createdAt,
+    lastSavedAt: doc.lastSavedAt,
+    expiresAt: doc.expiresAt,
+    limitedBy: doc.limitedBy,
+  };
   return {
     id: flatHex(doc._id),
     userId: flatHex(doc.userId),
     createdAt: doc.createdAt,
-    expiry: {
-      spec: { policy: doc.policy, seconds: doc.policySeconds ?? null, date: doc.policyDate ?? null },
-      createdAt: doc.createdAt,
-      lastSavedAt: doc.lastSavedAt,
-      expiresAt: doc.expiresAt,
-      limitedBy: doc.limitedBy,
-    },
+    expiry: doc.endedAt ? expiry : withLifetimeCap(expiry, maxLifetime),
     endedAt: doc.endedAt ?? null,
     endReason: (doc.endReason as EndReason | null) ?? null,
     version: doc.version,
@@ -78,6 +80,8 @@ export interface SessionStoreOptions {
    * than a timeout at its expiry an intent, so that a write whose record is lost still reaches them.
    */
   recordChanges: boolean;
+  /** SESSION_MAX_LIFETIME in seconds (null: none): every session is read under today's, whatever it was saved under. */
+  maxLifetime?: number | null;
   /** The wall clock that stamps the change records (ms since the epoch). */
   now?: () => number;
   /** Where `findByToken` may answer from memory (store/sessionCache.ts); this store's writes go into it as they are committed. */
@@ -159,6 +163,11 @@ export class SessionStore {
     }
   }
 
+  /** A session document as the rest of the server sees it. */
+  toSession(doc: SessionDoc): Session {
+    return sessionFromDoc(doc, this.options.maxLifetime ?? null);
+  }
+
   /** A MongoDB change stream of the session documents as written, after `resumeAfter` when given. */
   watchChanges(resumeAfter?: mongo.ResumeToken): mongo.ChangeStream<SessionDoc> {
     return this.models.Session.collection.watch<SessionDoc>(
@@ -171,7 +180,7 @@ export class SessionStore {
   async changesSince(from: Date): Promise<LoggedChange[]> {
     const docs = await this.models.SessionChange.find({ at: { $gte: from } }).sort({ at: 1 }).lean<SessionChangeDoc[]>();
     return docs.map((d) =>
-      d.intent ? { at: d.at, intent: { sessionId: flatHex(d.intent.sessionId), version: d.intent.version } } : { at: d.at, session: toSession(d.session!) },
+      d.intent ? { at: d.at, intent: { sessionId: flatHex(d.intent.sessionId), version: d.intent.version } } : { at: d.at, session: this.toSession(d.session!) },
     );
   }
 
@@ -260,7 +269,7 @@ export class SessionStore {
       const head = await this.models.Session.findById(parsed.sessionId).lean<SessionDoc>();
       if (!head) cache?.forget(parsed.sessionId);
       if (!head || !secretMatches(parsed.secret, head.secretHash)) return null;
-      const session = toSession(await this.writer.latest(head));
+      const session = this.toSession(await this.writer.latest(head));
       cache?.remember(session, head.secretHash, readToken);
       return session;
     });
@@ -280,7 +289,7 @@ export class SessionStore {
       this.options.cache?.forget(id);
       return null;
     }
-    const session = toSession(await this.writer.latest(head));
+    const session = this.toSession(await this.writer.latest(head));
     this.options.cache?.sessionChanged(session);
     return session;
   }
@@ -331,6 +340,6 @@ export class SessionStore {
   }
 
   private async latestOf(heads: SessionDoc[]): Promise<Session[]> {
-    return (await Promise.all(heads.map((h) => this.writer.latest(h)))).map(toSession);
+    return (await Promise.all(heads.map((h) => this.writer.latest(h)))).map((doc) => this.toSession(doc));
   }
 }

@@ -239,3 +239,68 @@ describe("expiryAge (seconds left) and expiryPeriod (Django's get_expiry_age)", 
     expect(dated.expiryAge).toBe(Math.ceil(seconds(dated.serverTime, at)));
   });
 });
+
+describe('a restart with other settings, on the sessions saved before it', () => {
+  const TOUCH = `mutation { touch { ${FIELDS} } }`;
+  /** Sessions saved under the defaults; then the same database is served under `settings` (the first server stopped, as in a restart). */
+  async function restartWith(settings: Record<string, string>, save: (before: TestServer) => Promise<void>): Promise<TestServer> {
+    const before = await startTestServer();
+    try {
+      await save(before);
+    } finally {
+      await before.stop();
+    }
+    return startTestServer(settings, before.mongoUri);
+  }
+
+  it('a new SESSION_MAX_LIFETIME ends the sessions older than it at once and the others at the cap, with EXPIRED then', async () => {
+    let old!: Awaited<ReturnType<typeof newUserSession>>;
+    let young!: Awaited<ReturnType<typeof newUserSession>>;
+    const server = await restartWith({ SESSION_MAX_LIFETIME: '4' }, async (before) => {
+      old = await newUserSession(before);
+      await sleep(4100);
+      young = await newUserSession(before);
+    });
+    try {
+      for (const query of [SESSION, TOUCH]) {
+        const res = await server.gql(query, {}, { token: old.token });
+        expect(errorCode(res), `${query}: ${JSON.stringify(res.errors)}`).toBe('SESSION_EXPIRED');
+      }
+      const cap = Date.parse(young.session.lastSavedAt) + 4000;
+      const res = await server.gql(`{ session { expiryDate limitedBy } }`, {}, { token: young.token });
+      expect(res.data?.session).toEqual({ expiryDate: new Date(cap).toISOString(), limitedBy: 'MAX_LIFETIME' });
+      const events = new EventRecorder(server, young.token);
+      await events.ready(server, young.session.id);
+      const expired = await events.untilEvent('EXPIRED', 6000);
+      expect(expired).toMatchObject({ reason: 'TIMEOUT', expiresAt: new Date(cap).toISOString() });
+      expect(expired.receivedAt).toBeGreaterThanOrEqual(cap);
+      await events.dispose();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('under SESSION_SAVE_EVERY_REQUEST, a request saves the shorter expiry of a lowered SESSION_COOKIE_AGE or SESSION_MAX_EXPIRY, and subscribers hear of it', async () => {
+    let byDefault!: Awaited<ReturnType<typeof newUserSession>>;
+    let hour!: Awaited<ReturnType<typeof newUserSession>>;
+    const server = await restartWith({ SESSION_SAVE_EVERY_REQUEST: 'true', SESSION_COOKIE_AGE: '40', SESSION_MAX_EXPIRY: '100' }, async (before) => {
+      byDefault = await newUserSession(before);
+      hour = await newUserSession(before, { seconds: 3600 });
+    });
+    try {
+      for (const [user, age] of [[byDefault, 40], [hour, 100]] as const) {
+        const events = new EventRecorder(server, user.token);
+        await events.ready(server, user.session.id);
+        const res = await server.gql(SESSION, {}, { token: user.token });
+        const session = res.data?.session;
+        expect(seconds(session.serverTime, session.expiryDate), JSON.stringify(session)).toBeLessThanOrEqual(age);
+        expect(session.expiryPeriod).toBe(age);
+        const changed = await events.untilEvent('EXPIRY_CHANGED');
+        expect(changed.expiresAt).toBe(session.expiryDate);
+        await events.dispose();
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+});

@@ -9,6 +9,7 @@ import {
   isValid,
   parseExpiry,
   slideOnRequest,
+  withLifetimeCap,
   type ExpiryState,
 } from '../../src/expiry/rules.js';
 
@@ -140,6 +141,39 @@ describe('maximum lifetime (idle and absolute limits together)', () => {
   it('caps dates and the default too', () => {
     expect(loginWith({ date: at(5000) }, capped).expiresAt).toEqual(at(1000));
     expect(loginWith({}, capped).limitedBy).toBe('MAX_LIFETIME');
+  });
+});
+
+describe('settings changed since a session was saved (a restart with other settings)', () => {
+  const saved = loginWith({ seconds: 300 });
+
+  it('a new or lowered SESSION_MAX_LIFETIME caps a saved session at once, not at its next save', () => {
+    expect(withLifetimeCap(saved, 100)).toEqual({ ...saved, expiresAt: at(100), limitedBy: 'MAX_LIFETIME' });
+    const earlierCap = computeExpiry(saved.spec, T0, T0, { ...settings, maxLifetime: 200 });
+    expect(withLifetimeCap(earlierCap, 100).expiresAt).toEqual(at(100));
+  });
+
+  it('a cap beyond the saved expiry, or none, leaves it as saved (a raised cap applies at the next save)', () => {
+    expect(withLifetimeCap(saved, 1000)).toBe(saved);
+    expect(withLifetimeCap(saved, null)).toBe(saved);
+    const earlierCap = computeExpiry(saved.spec, T0, T0, { ...settings, maxLifetime: 200 });
+    expect(withLifetimeCap(earlierCap, 1000)).toBe(earlierCap);
+  });
+
+  it('a lowered SESSION_MAX_EXPIRY shortens the renewals of a number of seconds asked for under the old one', () => {
+    const lowered = { ...settings, maxExpiry: 100 };
+    expect(computeExpiry(saved.spec, T0, at(10), lowered).expiresAt).toEqual(at(110));
+    expect(expiryPeriod(saved.spec, at(10), lowered)).toBe(100);
+  });
+
+  it("under SESSION_SAVE_EVERY_REQUEST, a request saves a shorter expiry than the saved one, as Django's save on every request does", () => {
+    const sliding = { ...settings, saveEveryRequest: true };
+    const defaultPolicy = loginWith({});
+    const shorter = slideOnRequest(defaultPolicy, at(1), { ...sliding, cookieAge: 40 });
+    expect(shorter?.expiresAt).toEqual(at(41));
+    // Then the shorter age slides as usual, by more than the touch fraction only.
+    expect(slideOnRequest(shorter!, at(2), { ...sliding, cookieAge: 40 })).toBeNull();
+    expect(slideOnRequest(saved, at(1), { ...sliding, maxExpiry: 100 })?.expiresAt).toEqual(at(101));
   });
 });
 
