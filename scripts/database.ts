@@ -2,7 +2,7 @@
 // embedded database binary ahead of time, as .ci/run does.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { embeddedChoice, ensureFerretDB, postgresAdminUrl, postgresUnavailable, redact } from './database/index.js';
+import { embeddedChoice, ensureFerretDB, externalUri, postgresAdminUrl, postgresUnavailable, redact } from './database/index.js';
 import { mongodBinary } from './database/mongod.js';
 import { shortPath } from './database/paths.js';
 import { message } from './database/process.js';
@@ -29,7 +29,7 @@ export {
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
     if (!process.argv.includes('--ensure')) throw new Error('usage: tsx scripts/database.ts --ensure');
-    const choice = process.env.MONGODB_URI ? 'external' : embeddedChoice();
+    const choice = externalUri() ? 'external' : embeddedChoice();
     if (choice === 'external') console.log('MONGODB_URI is set: no embedded database needed');
     else if (choice === 'ferretdb-postgresql') {
       const unavailable = await postgresUnavailable();

@@ -57,7 +57,7 @@ const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   HOST: text.default('127.0.0.1'),
   PORT: number(z.number().int().min(0).max(65535)).default(4000),
-  MONGODB_URI: z.string().optional(),
+  MONGODB_URI: text.optional(),
   /** Express "trust proxy": which proxies may set X-Forwarded-For (the client address used for rate limits). */
   TRUST_PROXY: z
     .string()

@@ -72,7 +72,7 @@ export async function resolveDatabase(opts: ResolveOptions): Promise<ResolvedDat
     dataRoot: opts.dataRoot ?? path.join(REPO, '.data'),
     restartDelayMs: opts.restartDelayMs ?? 100,
   };
-  const kind = opts.kind ?? (process.env.MONGODB_URI ? 'external' : embeddedChoice());
+  const kind = opts.kind ?? (externalUri() ? 'external' : embeddedChoice());
   if (kind === 'external') return external(o.dbName);
   if (kind === 'mongod') return startMongod(o);
   if (kind === 'ferretdb') return startFerretDB(o);
@@ -107,15 +107,30 @@ export async function resolveDatabase(opts: ResolveOptions): Promise<ResolvedDat
   }
 }
 
+/**
+ * MONGODB_URI, or undefined when it is unset. Set but empty is refused, not taken for unset: a
+ * compose file's `MONGODB_URI=${MONGO_URL}` with MONGO_URL missing would give each replica a
+ * private embedded database of its own, where no logout reaches the others.
+ */
+export function externalUri(): string | undefined {
+  return setOrUnset('MONGODB_URI');
+}
+
+function setOrUnset(name: string): string | undefined {
+  const value = process.env[name];
+  if (value !== undefined && value.trim() === '') throw new DatabaseSetupError(`${name} is empty: unset it for the default, or give it a value.`);
+  return value;
+}
+
 export function embeddedChoice(): (typeof EMBEDDED_KINDS)[number] | 'auto' {
-  const v = process.env.SESSIONS_EMBEDDED_DB;
-  if (!v) return 'auto';
+  const v = setOrUnset('SESSIONS_EMBEDDED_DB');
+  if (v === undefined) return 'auto';
   const kind = EMBEDDED_KINDS.find((k) => k === v);
   if (kind) return kind;
   throw new DatabaseSetupError(`SESSIONS_EMBEDDED_DB must be one of ${EMBEDDED_KINDS.map((k) => `"${k}"`).join(', ')}, got "${v}"`);
 }
 
 function external(dbName: string): ResolvedDatabase {
-  const uri = withDbName(process.env.MONGODB_URI!, dbName);
+  const uri = withDbName(externalUri()!, dbName);
   return { kind: 'external', uri, description: `MongoDB at ${redact(uri)} (MONGODB_URI)`, stop: async () => {} };
 }

@@ -31,11 +31,14 @@ function start(env: Record<string, string | undefined>): Promise<Outcome> {
 }
 
 const STACK_FRAME = /^\s+at .+[(:]\d+/m;
+/** A stack inside a JSON log line, its newlines escaped. */
+const LOGGED_STACK_FRAME = /\\n\s+at .+[(:]\d+/;
 
 function expectClearFailure({ code, output }: Outcome, says: RegExp): void {
   expect(code, output).toBe(1);
   expect(output).toMatch(says);
   expect(output, 'no stack trace').not.toMatch(STACK_FRAME);
+  expect(output, 'no stack trace in the log').not.toMatch(LOGGED_STACK_FRAME);
   expect(output.trim().split('\n').length, output).toBeLessThanOrEqual(6);
 }
 
@@ -55,6 +58,12 @@ describe('npm start that cannot start', { timeout: 60_000 }, () => {
 
   it('says that its port is in use', async () => {
     expectClearFailure(await start({ MONGODB_URI: testDatabaseUri(), HOST: '127.0.0.1', PORT: String(takenPort) }), new RegExp(`127\\.0\\.0\\.1:${takenPort}.*in use.*PORT`));
+  });
+
+  it('refuses an empty MONGODB_URI or SESSIONS_EMBEDDED_DB rather than taking it for unset (a missing variable in a compose file)', async () => {
+    expectClearFailure(await start({ MONGODB_URI: '' }), /MONGODB_URI: empty/);
+    expectClearFailure(await start({ MONGODB_URI: ' ' }), /MONGODB_URI: empty/);
+    expectClearFailure(await start({ SESSIONS_EMBEDDED_DB: '' }), /SESSIONS_EMBEDDED_DB is empty/);
   });
 
   it('says that HOST is not an address of this machine', async () => {

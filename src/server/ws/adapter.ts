@@ -230,7 +230,9 @@ export function serveGraphQLWs<C extends Connection>(options: AdapterOptions<C>)
     conn.socket.close(CloseCode.ConnectionInitialisationTimeout, 'Connection initialisation timeout');
   }
 
-  wss.once('error', (err) => {
+  wss.on('error', (err) => {
+    // ws re-emits the HTTP server's errors; one of its listen (a port in use) is startServer's to report.
+    if (!options.httpServer.listening) return;
     logger.error({ err }, 'the websocket server failed: closing every socket');
     for (const client of connections.keys()) client.close(CloseCode.InternalServerError, internalReason(err));
   });
