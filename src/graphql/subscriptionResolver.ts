@@ -18,9 +18,8 @@ async function subscribeToSessionEvents({ args, context }: SubscribeResolverData
     });
   }
   const lead = args.expiringSoonLead ?? settings.expiringSoonLeadSeconds;
-  if (!Number.isInteger(lead) || lead < 0 || lead > settings.expiry.maxExpiry) {
-    throw apiError('INVALID_ARGUMENT', `expiringSoonLead must be 0 to ${settings.expiry.maxExpiry} seconds.`);
-  }
+  // No upper bound: a lead longer than the time left sends EXPIRING_SOON at once.
+  if (!Number.isInteger(lead) || lead < 0) throw apiError('INVALID_ARGUMENT', 'expiringSoonLead must be 0 or more seconds.');
   // The hub has followed the socket's session since connection_init read it: reading it again would
   // only load the database, which counts when a process dies and its clients all reconnect at once.
   const own = hub.known(context.socketSessionId) ?? (await service.current(context.socketSessionId));
@@ -43,7 +42,7 @@ export class SessionEventsResolver {
     @Root() event: SessionEvent,
     @Arg('expiringSoonLead', () => Int, {
       nullable: true,
-      description: 'Seconds before expiry at which EXPIRING_SOON is sent (default: the server setting, 60 s); 0 for none.',
+      description: 'Seconds before expiry at which EXPIRING_SOON is sent (default: the server setting, 60 s); 0 for none. One longer than the time left sends it at once.',
     })
     _expiringSoonLead: number | null,
     @Arg('allSessions', () => Boolean, {

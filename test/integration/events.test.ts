@@ -120,6 +120,22 @@ describe('EXPIRING_SOON', () => {
     await events.untilEvent('EXPIRED', 3000);
     expect(events.kinds()).toEqual(['EXPIRING_SOON', 'EXPIRED']);
   });
+
+  it('at once for a lead longer than the time left, whatever SESSION_MAX_EXPIRY allows clients to ask for; a negative lead is refused', async () => {
+    const short = await startTestServer({ SESSION_MAX_EXPIRY: '30', SESSION_COOKIE_AGE: '30' }, server.mongoUri);
+    try {
+      const { token, session } = await newUserSession(short);
+      const events = record(short, token, { lead: 60 });
+      const soon = await events.untilEvent('EXPIRING_SOON', 3000);
+      expect(soon.secondsLeft).toBeLessThanOrEqual(30);
+      const refused = record(short, token, { lead: -1 });
+      await refused.until(() => refused.error !== null, 3000, 'the refusal');
+      expect(JSON.stringify(refused.error)).toContain('INVALID_ARGUMENT');
+      await events.ready(short, session.id);
+    } finally {
+      await short.stop();
+    }
+  });
 });
 
 describe('logout and revocation', () => {
