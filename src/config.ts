@@ -24,7 +24,9 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A duration in seconds or ms that the server waits with a timer (`secondsWithinTimer`: seconds, by a rule of its own). */
 const secondsWithinTimer = (rule: z.ZodNumber) => number(rule.max(Math.floor(MAX_TIMER_MS / 1000), 'at most 2147483 s (24.8 days), the longest timer Node runs'));
 const timerSeconds = secondsWithinTimer(z.number().int().positive());
-const timerMs = (max = MAX_TIMER_MS) => number(z.number().int().positive().max(max, `at most ${max} ms, the longest timer Node runs`));
+/** A timer's wait in ms, from `min`: below it, the value is taken for seconds written as ms (a heartbeat of 5 ms loads the database). */
+const timerMs = (min: number, max = MAX_TIMER_MS) =>
+  number(z.number().int().min(min, `at least ${min} (milliseconds, not seconds)`).max(max, `at most ${max} ms, the longest timer Node runs`));
 /** Heartbeats a presence lease lasts: a process that misses two in a row still keeps it. */
 const PRESENCE_LEASE_HEARTBEATS = 3;
 /** Not empty (an empty value is not a way to ask for the default: leave the variable unset). */
@@ -107,15 +109,18 @@ const schema = z.object({
   /** How long a browser-close session survives with no live subscription before it ends. */
   SESSION_BROWSER_CLOSE_GRACE: seconds.default(30),
   /** How often each process renews its browser-close presence lease, in ms; a lease lasts three of these. */
-  PRESENCE_HEARTBEAT_MS: timerMs(Math.floor(MAX_TIMER_MS / PRESENCE_LEASE_HEARTBEATS)).default(5000),
+  PRESENCE_HEARTBEAT_MS: timerMs(100, Math.floor(MAX_TIMER_MS / PRESENCE_LEASE_HEARTBEATS)).default(5000),
   /** With sliding renewal, skip the write unless the expiry moves by more than this fraction of the idle period. */
-  SESSION_TOUCH_FRACTION: number(z.number().min(0).max(1)).default(0.05),
+  SESSION_TOUCH_FRACTION: number(z.number().min(0).lt(1, 'below 1: at 1 no renewal is written before the session expires')).default(0.05),
   /** How long an ended session's record is kept (so a returning client learns how it ended) before the TTL index removes it. */
   SESSION_RETENTION: seconds.default(86_400),
   /** Default lead time of EXPIRING_SOON events, in seconds. */
   SESSION_EXPIRING_SOON_LEAD: seconds.default(60),
 
-  LOGIN_URL: text.default('/app/login'),
+  /** Where clients send a user whose session ended (the frontend's location.assign): a path of this site or an http(s) URL. */
+  LOGIN_URL: text
+    .regex(/^(\/(?![/\\])|https?:\/\/)[\x21-\x7E]*$/i, "a path ('/login') or an http(s) URL, without spaces")
+    .default('/app/login'),
   REGISTRATION_ENABLED: bool.default(true),
   GRAPHIQL_ENABLED: bool.optional(),
   /** Django's session cookie settings. Unset: Django's defaults (ALIASES names the older names still read). */
@@ -194,7 +199,7 @@ const schema = z.object({
    */
   DATABASE_OPERATION_TIMEOUT: timerSeconds.default(30),
   /** Polling interval of the change feed when the database has no change streams, in ms. */
-  CHANGE_POLL_INTERVAL_MS: timerMs().default(100),
+  CHANGE_POLL_INTERVAL_MS: timerMs(10).default(100),
   /**
    * With a polling change feed, requests are authenticated from memory while the feed has read the
    * change log within this many ms (store/sessionCache.ts): a logout or revocation answered by

@@ -43,6 +43,12 @@ describe('loadSettings', () => {
     expect(s.registrationRateLimit).toEqual({ limit: 2, windowSeconds: 86400 });
   });
 
+  it('takes a login URL that is a path or an http(s) URL', () => {
+    for (const url of ['/login', '/app/login?next=1', 'https://accounts.example.com/login', 'HTTP://sso.example/x']) {
+      expect(loadSettings({ LOGIN_URL: url }).loginUrl).toBe(url);
+    }
+  });
+
   it('reads booleans and numbers from the environment', () => {
     const s = loadSettings({ SESSION_SAVE_EVERY_REQUEST: 'true', SESSION_MAX_LIFETIME: '3600', NODE_ENV: 'production' });
     expect(s.expiry.saveEveryRequest).toBe(true);
@@ -84,6 +90,16 @@ describe('loadSettings', () => {
     [{ WS_PING_INTERVAL: '3000000' }, 'WS_PING_INTERVAL'],
     [{ HTTP_KEEP_ALIVE_TIMEOUT: '3000000' }, 'HTTP_KEEP_ALIVE_TIMEOUT'],
     [{ HTTP_KEEP_ALIVE_TIMEOUT: '-1' }, 'HTTP_KEEP_ALIVE_TIMEOUT'],
+    // Accepted, and then sliding renewal never wrote a renewal before the session expired.
+    [{ SESSION_TOUCH_FRACTION: '1' }, 'SESSION_TOUCH_FRACTION'],
+    // Milliseconds written as seconds: an idle server wrote a presence heartbeat every 5 ms.
+    [{ PRESENCE_HEARTBEAT_MS: '5' }, 'PRESENCE_HEARTBEAT_MS'],
+    [{ CHANGE_POLL_INTERVAL_MS: '1' }, 'CHANGE_POLL_INTERVAL_MS'],
+    // The login URL goes to the frontend's location.assign: a path or an http(s) URL only.
+    [{ LOGIN_URL: 'javascript:alert(1)' }, 'LOGIN_URL'],
+    [{ LOGIN_URL: 'data:text/html,x' }, 'LOGIN_URL'],
+    [{ LOGIN_URL: '//evil.example/login' }, 'LOGIN_URL'],
+    [{ LOGIN_URL: 'login' }, 'LOGIN_URL'],
     // Crashed the server at start-up with proxy-addr's stack trace, after the database had started.
     [{ TRUST_PROXY: 'garbage' }, 'TRUST_PROXY'],
     [{ TRUST_PROXY: '' }, 'TRUST_PROXY'],
