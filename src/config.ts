@@ -174,7 +174,7 @@ const schema = z.object({
   WS_MAX_OPERATIONS_PER_SOCKET: positiveCount.default(20),
   /** Websockets one session may hold open in one process. */
   WS_MAX_SOCKETS_PER_SESSION: positiveCount.default(20),
-  /** Websockets one user may hold open in one process, over all of its sessions. */
+  /** Websockets one user may hold open in one process, over all of its sessions; and as many allSessions subscriptions. */
   WS_MAX_SOCKETS_PER_USER: positiveCount.default(100),
   /** Websockets from one client address that may wait for connection_init at once. */
   WS_MAX_UNAUTHENTICATED_PER_ADDRESS: positiveCount.default(20),

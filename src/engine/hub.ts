@@ -164,6 +164,11 @@ export class EventHub implements SessionListener {
     return count;
   }
 
+  /** Per-user feeds (allSessions subscriptions) of the user in this process. */
+  feedCount(userId: string): number {
+    return this.userFeeds.get(userId)?.size ?? 0;
+  }
+
   hasSubscribers(sessionId: string): boolean {
     return (this.watched.get(sessionId)?.subscribers ?? null) !== null;
   }

@@ -28,6 +28,11 @@ async function subscribeToSessionEvents({ args, context }: SubscribeResolverData
   }
   const listedAt = service.clock().getTime();
   const others = args.allSessions && !own.endedAt ? ((await hub.unlessEnded(own.id, service.listSessions(own))) ?? []) : [];
+  // Every event of the user reaches each of its feeds: as many as it may hold sockets.
+  const { socketsPerUser } = settings.websocket;
+  if (args.allSessions && hub.feedCount(own.userId) >= socketsPerUser) {
+    throw apiError('TOO_MANY_OPERATIONS', `At most ${socketsPerUser} subscriptions with allSessions may be open at once for one user (WS_MAX_SOCKETS_PER_USER).`);
+  }
   return hub.subscribe(own, { leadSeconds: lead, allSessions: args.allSessions }, others, listedAt);
 }
 

@@ -1,9 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
-import { EventRecorder } from '../helpers/events.js';
+import { EVENTS_QUERY, EventRecorder } from '../helpers/events.js';
 import { FaultProxy } from '../helpers/faultProxy.js';
-import { errorCode, login, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
+import { errorCode, eventually, login, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
 
 const TERMINAL = ['EXPIRED', 'LOGGED_OUT', 'REVOKED'];
 const SESSION = '{ session { id expiryDate } }';
@@ -191,6 +191,56 @@ describe('logout and revocation', () => {
 });
 
 describe('subscribing', () => {
+  it('per-user feeds (allSessions) are bounded per user and process by WS_MAX_SOCKETS_PER_USER, on one socket or several: each of them multiplies every event of the user', async () => {
+    const bounded = await startTestServer({ WS_MAX_SOCKETS_PER_USER: '3' }, server.mongoUri);
+    try {
+      const a = await newUserSession(bounded);
+      const b = await login(bounded, a.username, a.password);
+      const onB = bounded.wsClient(b.token);
+      /** A subscription on `on`: the kinds of its events, or its error's code. */
+      const subscribe = (on: typeof onB, all: boolean) => {
+        const seen = { kinds: [] as string[], error: null as string | null };
+        on.subscribe<{ sessionEvents: { kind: string } }>(
+          { query: EVENTS_QUERY, variables: { lead: 0, all } },
+          {
+            next: (r) => (r.data ? seen.kinds.push(r.data.sessionEvents.kind) : (seen.error = String(r.errors?.[0]?.extensions?.code))),
+            error: (e) => (seen.error = Array.isArray(e) ? String(e[0]?.extensions?.code) : 'closed'),
+            complete: () => {},
+          },
+        );
+        return seen;
+      };
+      const setExpiry = (seconds: number) => bounded.gql('mutation($s:Int){ setExpiry(seconds:$s){ id } }', { s: seconds }, { token: a.token });
+      const aClient = bounded.wsClient(a.token);
+      const feeds = [subscribe(aClient, true), subscribe(onB, true), subscribe(onB, true)];
+      await eventually(async () => {
+        await setExpiry(500);
+        return feeds.every((f) => f.kinds.includes('EXPIRY_CHANGED'));
+      }, 3000, 'three live feeds');
+      const fourth = subscribe(onB, true);
+      await eventually(async () => fourth.error !== null, 3000, 'the refusal');
+      expect(fourth.error).toBe('TOO_MANY_OPERATIONS');
+      // A subscription to the socket's own session alone is not a feed.
+      const own = subscribe(onB, false);
+      await eventually(async () => {
+        await bounded.gql('mutation { touch { id } }', {}, { token: b.token });
+        return own.kinds.includes('EXPIRY_CHANGED');
+      }, 3000, 'the own-session subscription');
+      expect(feeds.map((f) => f.error)).toEqual([null, null, null]);
+      await aClient.dispose();
+      // One feed gone, another may come.
+      const fifth = subscribe(onB, true);
+      await eventually(async () => {
+        await setExpiry(600);
+        return fifth.kinds.includes('EXPIRY_CHANGED') || fifth.error !== null;
+      }, 3000, 'the fifth feed');
+      expect(fifth.error).toBeNull();
+      await onB.dispose();
+    } finally {
+      await bounded.stop();
+    }
+  });
+
   it('with a session that has already ended yields its terminal event at once, then completion and 4401', async () => {
     const { token } = await newUserSession(server);
     await server.gql('mutation { logout }', {}, { token });
