@@ -563,6 +563,33 @@ describe('a client that does not read its answers', () => {
     await eventually(async () => pongs === 300, 10_000, 'every pong arrives once the client reads');
     await closeAll([ws]);
   });
+
+  it('is dropped once the events pushed to it on top of that pass 2 MiB unsent, rather than held in memory until its pings time out', async () => {
+    const { token } = await newUserSession(server);
+    const serverSide = new Promise<Socket>((resolve) => server.httpServer.once('connection', resolve));
+    const ws = rawSocket(server);
+    await opened(ws);
+    const unsent = (await serverSide) as Socket;
+    expect(await initAnswer(ws, { token })).toBe('connection_ack');
+    for (let id = 0; id < 20; id++) ws.send(JSON.stringify({ id: String(id), type: 'subscribe', payload: { query: 'subscription { sessionEvents(expiringSoonLead: 0) { kind expiresAt } }' } }));
+    await sleep(300);
+    ws.pause();
+    // Answers fill the buffers between the two ends (up to tens of MB on loopback) until this process stops reading the client.
+    const ping = JSON.stringify({ type: 'ping', payload: { padding: 'p'.repeat(60_000) } });
+    for (let i = 0; i < 1_000 && unsent.writableLength <= 1024 * 1024; i++) {
+      ws.send(ping);
+      if (i % 50 === 49) await sleep(50);
+    }
+    expect(unsent.writableLength, 'the client is no longer read from').toBeGreaterThan(1024 * 1024);
+    // Each renewal pushes an EXPIRY_CHANGED to each of the 20 subscriptions, whether the client reads or not.
+    let most = 0;
+    for (let i = 0; i < 1_000 && !unsent.destroyed; i++) {
+      await server.gql('mutation { touch { id } }', {}, { token });
+      most = Math.max(most, unsent.writableLength);
+    }
+    expect(unsent.destroyed, `dropped (at most ${most} bytes unsent)`).toBe(true);
+    expect(most).toBeLessThan(2 * 1024 * 1024 + 20_000);
+  });
 });
 
 /** Closes the sockets and waits until they have closed (and no longer count against a limit). */

@@ -46,13 +46,18 @@ export class Connection {
    * and its completion are both queued before the socket closes; a socket that fails to write
    * closes anyway. A client that does not read its answers is not read from until they have gone
    * (as Node's HTTP server stops reading pipelined requests): its pings and queries would otherwise
-   * pile answers up in this process's memory.
+   * pile answers up in this process's memory. Events go on being pushed to it; once they have
+   * piled up another MAX_UNSENT_BYTES, it is dropped (its client reconnects, and learns the state
+   * of its session afresh, when it reads again).
    */
   send(data: string): Promise<void> {
     if (this.socket.readyState === WebSocket.OPEN) {
       writeWithinTurn(this.raw);
       this.socket.send(data);
-      if (this.raw.writableLength > MAX_UNSENT_BYTES && !this.socket.isPaused) {
+      const unsent = this.raw.writableLength;
+      if (unsent > 2 * MAX_UNSENT_BYTES) {
+        this.socket.terminate();
+      } else if (unsent > MAX_UNSENT_BYTES && !this.socket.isPaused) {
         this.socket.pause();
         this.raw.once('drain', () => this.socket.resume());
       }
