@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import mongoose from 'mongoose';
 import { buildOnceWithGo } from '../go-build.js';
 import type { DatabaseKind, ResolvedDatabase, StartOptions } from './index.js';
+import { claimDirectory } from './owner.js';
 import { CACHE, shortPath } from './paths.js';
 import { createPostgresDatabase, dropPostgresDatabase, postgresUrl, splitPassword, type PostgresBackend } from './postgres.js';
 import { canConnect, hasExited, message, once, run, supervise, type RunningProcess } from './process.js';
@@ -105,12 +106,18 @@ export async function startFerretDB(o: StartOptions, pg?: PostgresBackend): Prom
   const bin = await ensureFerretDB(o.log);
   const dir = o.persistent ? path.join(o.dataRoot, kind) : await fsp.mkdtemp(path.join(os.tmpdir(), `sessions-${kind}-`));
   await fsp.mkdir(dir, { recursive: true });
+  const inUse = (by: string) =>
+    new DatabaseSetupError(
+      `The embedded database's data (${shortPath(dir)}) is in use by ${by}: stop that server, or give this one a database of its own (MONGODB_URI).`,
+    );
+  // Held for this server's whole life, restarts of its FerretDB included.
+  const claim = await claimDirectory(dir);
+  if (!claim.ok) throw inUse(`another server${claim.owner ? ` (pid ${claim.owner})` : ''}`);
+  // One whose server was killed a moment ago, and which its watchdog is stopping.
   const other = runningOn(dir);
   if (other !== null) {
-    throw new DatabaseSetupError(
-      `The embedded database's data (${shortPath(dir)}) is in use by the FerretDB of another server (pid ${other}): ` +
-        'stop that server, or give this one a database of its own (MONGODB_URI).',
-    );
+    await claim.release();
+    throw inUse(`the FerretDB of another server (pid ${other})`);
   }
   const dropTemporary = async () => {
     if (!pg?.temporary) return;
@@ -169,11 +176,13 @@ export async function startFerretDB(o: StartOptions, pg?: PostgresBackend): Prom
         await supervisor.stop(); // its watchdog drops a temporary database; this makes sure, had it been cut short
         await fsp.rm(socketDir, { recursive: true, force: true });
         await dropTemporary();
+        await claim.release();
       }),
     };
   } catch (err) {
     await fsp.rm(socketDir, { recursive: true, force: true });
     await dropTemporary();
+    await claim.release();
     throw err;
   }
 }

@@ -104,16 +104,22 @@ describe.skipIf(kind === 'external')(`an embedded ${kind} (skipped with MONGODB_
     }
   });
 
-  it.skipIf(kind !== 'ferretdb')('refuses a second FerretDB on the data of one that runs, and starts once that one has stopped', async () => {
-    // Two `npm start` on other ports ran two FerretDBs on one SQLite directory, neither knowing of the other.
+  it.skipIf(kind !== 'ferretdb')('refuses a second FerretDB on the data of a server that runs, even while it restarts its FerretDB, naming that server', async () => {
+    // Two `npm start` on other ports ran two FerretDBs on one SQLite directory, neither knowing of the other;
+    // and the check read FerretDB's pid file, which names a dead process while the owner waits to restart it.
     const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'sessions-shared-'));
     const opts = { persistent: true, kind, dataRoot: root, log: () => {} };
+    const inUse = new RegExp(`is in use by another server \\(pid ${process.pid}\\)`);
     try {
-      const first = await resolveDatabase(opts);
+      const first = await resolveDatabase({ ...opts, restartDelayMs: 60_000 });
       try {
         const second = resolveDatabase(opts);
-        await expect(second).rejects.toThrow(/is in use by the FerretDB of another server \(pid \d+\)/);
+        await expect(second).rejects.toThrow(inUse);
         await expect(second).rejects.toBeInstanceOf(DatabaseSetupError);
+
+        expect(first.supervisor!.kill('SIGKILL')).toBe(true);
+        await expect.poll(() => first.supervisor!.restarts()).toBe(1); // waiting 60 s before it restarts FerretDB
+        await expect(resolveDatabase(opts)).rejects.toThrow(inUse);
       } finally {
         await first.stop();
       }
