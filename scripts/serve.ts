@@ -1,6 +1,7 @@
 /** What the commands that serve the API share: the lines they print when ready, how signals stop them, and how they fail to start. */
 import { ConfigError, type Settings } from '../src/config.js';
 import type { Logger } from '../src/logger.js';
+import { ClusterStartError } from './cluster/cluster.js';
 import { DatabaseSetupError } from './database/setupError.js';
 import { redact } from './database/uri.js';
 
@@ -51,7 +52,7 @@ export function stopOnSignals(logger: Logger, stop: () => Promise<void>): (why: 
  * `database`: the one the server was given, and whether MONGODB_URI named it.
  */
 function startupFailure(err: unknown, database?: { uri: string; external: boolean }): string | null {
-  if (err instanceof ConfigError || err instanceof DatabaseSetupError) return err.message;
+  if (err instanceof ConfigError || err instanceof DatabaseSetupError || err instanceof ClusterStartError) return err.message;
   const e = err as { code?: unknown; name?: unknown; message?: unknown; syscall?: unknown; address?: unknown; port?: unknown; hostname?: unknown };
   const firstLine = String(e.message ?? '').split('\n')[0];
   if (e.code === 'EADDRINUSE') return `Cannot listen on ${String(e.address)}:${String(e.port)}: the port is in use (set PORT to a free one, or stop what holds it).`;

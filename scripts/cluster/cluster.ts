@@ -14,6 +14,8 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { claimDirectory } from '../database/owner.js';
+import { shortPath } from '../database/paths.js';
 import { exitOf, freePort, hasExited, runningPid, supervise, type RunningProcess, type Supervisor } from '../database/process.js';
 import { API_PROCESS_ENV, findHaproxy, haproxyConfig } from './haproxy.js';
 
@@ -62,6 +64,9 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
+/** The cluster cannot start for a reason outside the code (a setting, the machine): its message alone says why. */
+export class ClusterStartError extends Error {}
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 const WORKER_ENTRY = path.join(here, fileURLToPath(import.meta.url).endsWith('.ts') ? 'worker.ts' : 'worker.js');
 const START_TIMEOUT_MS = 60_000;
@@ -75,6 +80,14 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const output = options.output ?? ((_source: string, line: string) => void process.stdout.write(`${line}\n`));
 
   mkdirSync(options.runtimeDir, { recursive: true });
+  // Held until stop(): another cluster here would overwrite the config and stop this one's HAProxy.
+  const claim = await claimDirectory(options.runtimeDir);
+  if (!claim.ok) {
+    throw new ClusterStartError(
+      `CLUSTER_DIR (${shortPath(options.runtimeDir)}) is in use by another cluster${claim.owner ? ` (pid ${claim.owner})` : ''}: ` +
+        'stop it, or set CLUSTER_DIR to a directory of this one\'s own.',
+    );
+  }
   const configPath = path.join(options.runtimeDir, 'haproxy.cfg');
   stopOrphanedHaproxy(options.runtimeDir, configPath); // before PORT is needed again
 
@@ -129,12 +142,14 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
           await stopWorkers();
           await haproxy!.stop();
           process.removeListener('exit', killHaproxy);
+          await claim.release();
         })()),
     };
   } catch (err) {
     await haproxy?.stop();
     process.removeListener('exit', killHaproxy);
     await stopWorkers();
+    await claim.release();
     throw err;
   }
 }
