@@ -12,6 +12,7 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { claimDirectory } from '../database/owner.js';
@@ -87,6 +88,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       `CLUSTER_DIR (${shortPath(options.runtimeDir)}) is in use by another cluster${claim.owner ? ` (pid ${claim.owner})` : ''}: ` +
         'stop it, or set CLUSTER_DIR to a directory of this one\'s own.',
     );
+  }
+  try {
+    await checkListenable(options.host, options.port);
+  } catch (err) {
+    await claim.release();
+    throw err;
   }
   const configPath = path.join(options.runtimeDir, 'haproxy.cfg');
   stopOrphanedHaproxy(options.runtimeDir, configPath); // before PORT is needed again
@@ -200,6 +207,19 @@ function stopOrphanedHaproxy(runtimeDir: string, configPath: string): void {
   } catch {
     // none recorded, or not running any more (or no /proc)
   }
+}
+
+/**
+ * Throws the error of listening on HOST:PORT (EADDRINUSE: another program holds the port), before
+ * anything starts: HAProxy would fail to bind, and be restarted for good, while the check of the
+ * port took the other program's answers for the cluster's.
+ */
+function checkListenable(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()));
+  });
 }
 
 /** Resolves once `url` answers with a status that `accept`s; throws with what `failure()` says, or after START_TIMEOUT_MS. */

@@ -3,6 +3,8 @@
 // HAProxy outliving the command. Needs HAProxy: skipped with a warning without it, except under CI=true.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -84,5 +86,20 @@ runIf('npm run start:cluster', { timeout: 90_000 }, () => {
     expect(readFileSync(path.join(dir, 'haproxy.cfg'), 'utf8')).toBe(config);
     expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
     expect(first.output()).not.toMatch(/HAProxy .* restarting it/);
+  });
+
+  it('refuses a PORT another program holds, at once, before starting anything', async () => {
+    // HAProxy could not bind and was restarted every 5 s for good, while the start-up check, asking
+    // the port, took this program's answers for the cluster's and printed it ready.
+    const other = http.createServer((_req, res) => res.end('{"ok":true,"database":"reachable"}'));
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    const { port } = other.address() as AddressInfo;
+    try {
+      const command = cluster({ CLUSTER_DIR: tempDir(), PORT: String(port) });
+      await expectRefusal(command, new RegExp(`^Cannot listen on 127\\.0\\.0\\.1:${port}: the port is in use`), 15_000);
+      expect(command.output(), 'no API process started').not.toMatch(/^\{/m);
+    } finally {
+      await new Promise((resolve) => other.close(resolve));
+    }
   });
 });
