@@ -11,7 +11,7 @@
  * graphql-ws clients that retry come back.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,7 +96,6 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     throw err;
   }
   const configPath = path.join(options.runtimeDir, 'haproxy.cfg');
-  stopOrphanedHaproxy(options.runtimeDir, configPath); // before PORT is needed again
 
   const ports: number[] = [];
   for (let i = 0; i < options.workers; i++) ports.push(await freePort());
@@ -107,7 +106,6 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const supervisors: Supervisor[] = [];
   const stopWorkers = () => Promise.all(supervisors.map((s) => s.stop()));
   let haproxy: Supervisor | null = null;
-  const killHaproxy = () => haproxy?.kill('SIGKILL');
   try {
     const started = await Promise.allSettled(ports.map((_, i) => startWorker(i)));
     const failed = started.find((r) => r.status === 'rejected');
@@ -131,10 +129,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     );
     const host = options.host.includes(':') ? `[${options.host}]` : options.host;
     const origin = `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${options.port}`;
-    const startHaproxy = () => startHaproxyProcess(haproxyBin, configPath, options.runtimeDir, `${origin}/livez`, output);
+    const startHaproxy = () => startHaproxyProcess(haproxyBin, configPath, `${origin}/livez`, output);
     const firstHaproxy = await startHaproxy();
     haproxy = supervise(firstHaproxy, startHaproxy, { name: `HAProxy (port ${options.port})`, log: options.log, minDelayMs: options.restartDelayMs });
-    process.once('exit', killHaproxy);
     await waitForAnswer(`${origin}/readyz`, (status) => status === 200, () => null); // at least one API process healthy behind it
 
     const supervised = (s: Supervisor): Supervised => ({ pid: () => s.pid(), restarts: () => s.restarts(), kill: (signal = 'SIGKILL') => s.kill(signal) });
@@ -148,18 +145,22 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         (stopped ??= (async () => {
           await stopWorkers();
           await haproxy!.stop();
-          process.removeListener('exit', killHaproxy);
           await claim.release();
         })()),
     };
   } catch (err) {
     await haproxy?.stop();
-    process.removeListener('exit', killHaproxy);
     await stopWorkers();
     await claim.release();
     throw err;
   }
 }
+
+// HAProxy never reads its stdin: a reader in the background waits for this process's end of the pipe
+// to close (stop(), or this process dying in any way, even SIGKILL) and then stops HAProxy, which
+// `exec` has given the shell's pid ($$). As the embedded FerretDB's watchdog (scripts/database/ferretdb.ts),
+// it reads a copy of stdin: a background job's own stdin is /dev/null.
+const HAPROXY_WATCHDOG = 'exec 3<&0; (read _ <&3; kill $$ 2>/dev/null) & exec "$@" </dev/null 3<&-';
 
 /**
  * HAProxy on the generated config, resolved once it accepts connections (`GET /livez` through it
@@ -171,15 +172,14 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
 async function startHaproxyProcess(
   bin: string,
   configPath: string,
-  runtimeDir: string,
   livez: string,
   output: (source: string, line: string) => void,
 ): Promise<RunningProcess> {
-  const proc = spawn(bin, ['-db', '-f', configPath], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  writeFileSync(path.join(runtimeDir, 'haproxy.pid'), `${proc.pid}\n`);
+  const proc = spawn('/bin/sh', ['-c', HAPROXY_WATCHDOG, 'haproxy-watchdog', bin, '-db', '-f', configPath], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   pipeLines(proc, 'haproxy', output);
   let exitedHow: string | null = null;
   const exited = exitOf(proc);
+  void exited.then(() => proc.stdin!.destroy()); // the watchdog's reader ends; HAProxy's pid is not signalled again
   void exited.then((how) => (exitedHow = how));
   await waitForAnswer(livez, () => true, () => exitedHow && `HAProxy exited (${exitedHow}) at start; see its output above`).catch((err: unknown) => {
     proc.kill('SIGKILL');
@@ -193,20 +193,6 @@ async function startHaproxyProcess(
       await exited;
     },
   };
-}
-
-/**
- * An HAProxy left running by a cluster command that was killed (SIGKILL: no chance to stop it) still
- * holds PORT: stopped here, if the pid recorded in the runtime dir is an HAProxy on this config.
- */
-function stopOrphanedHaproxy(runtimeDir: string, configPath: string): void {
-  try {
-    const pid = Number(readFileSync(path.join(runtimeDir, 'haproxy.pid'), 'utf8'));
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    if (cmdline.some((arg) => arg.endsWith('haproxy')) && cmdline.includes(configPath)) process.kill(pid, 'SIGTERM');
-  } catch {
-    // none recorded, or not running any more (or no /proc)
-  }
 }
 
 /**

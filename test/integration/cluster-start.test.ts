@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findHaproxy } from '../../scripts/cluster/haproxy.js';
-import { freePort } from '../../scripts/database/process.js';
+import { canConnect, freePort } from '../../scripts/database/process.js';
 import { sleep, testDatabaseUri } from '../helpers/server.js';
 import { SERVER_PROCESS_TEST_ENV } from '../helpers/serverProcess.js';
 
@@ -101,5 +101,15 @@ runIf('npm run start:cluster', { timeout: 90_000 }, () => {
     } finally {
       await new Promise((resolve) => other.close(resolve));
     }
+  });
+
+  it('leaves no HAProxy behind when the command is killed by SIGKILL', async () => {
+    // It kept the port, answering 503 for good, after the API processes and the database had gone.
+    const port = await freePort();
+    const command = cluster({ CLUSTER_DIR: tempDir(), PORT: String(port) });
+    expect(await command.ready, command.output()).toBe(true);
+    command.child.kill('SIGKILL');
+    await command.exited;
+    await expect.poll(() => canConnect(port), { timeout: 5_000 }).toBe(false);
   });
 });
