@@ -75,7 +75,7 @@ const STOP_GRACE_MS = 10_000;
 
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const haproxyBin = findHaproxy();
-  if (!haproxyBin) throw new Error('HAProxy is not installed (Debian: `apt-get install haproxy`; or set HAPROXY_BIN)');
+  if (!haproxyBin) throw new ClusterStartError('HAProxy is not installed (Debian: `apt-get install haproxy`; or set HAPROXY_BIN)');
   if (!Number.isInteger(options.workers) || options.workers < 1) throw new Error(`WORKERS must be a positive integer, got ${options.workers}`);
   // Default: the API processes' JSON logs and HAProxy's warnings on this process's stdout, as `npm start` logs.
   const output = options.output ?? ((_source: string, line: string) => void process.stdout.write(`${line}\n`));
@@ -213,10 +213,10 @@ async function waitForAnswer(url: string, accept: (status: number) => boolean, f
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
     const why = failure();
-    if (why) throw new Error(why);
+    if (why) throw new ClusterStartError(why);
     const status = await fetch(url, { signal: AbortSignal.timeout(2000) }).then((res) => res.status, () => 0); // 0: not listening yet
     if (status && accept(status)) return;
-    if (Date.now() > deadline) throw new Error(`${url} did not answer ${status ? 'as expected' : 'at all'} within ${START_TIMEOUT_MS / 1000} s`);
+    if (Date.now() > deadline) throw new ClusterStartError(`${url} did not answer ${status ? 'as expected' : 'at all'} within ${START_TIMEOUT_MS / 1000} s`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -256,10 +256,10 @@ function startWorkerProcess(
   return new Promise<RunningProcess>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${name} did not start within ${START_TIMEOUT_MS / 1000} s`));
+      reject(new ClusterStartError(`${name} did not start within ${START_TIMEOUT_MS / 1000} s`));
     }, START_TIMEOUT_MS);
     child.once('error', (err) => (clearTimeout(timer), reject(err)));
-    void exited.then((how) => (clearTimeout(timer), reject(new Error(`${name} exited (${how}) before it was ready`))));
+    void exited.then((how) => (clearTimeout(timer), reject(new ClusterStartError(`${name} exited (${how}) before it was ready`))));
     child.on('message', (msg: { ready?: boolean }) => {
       if (!msg?.ready) return;
       clearTimeout(timer);

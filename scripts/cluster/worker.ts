@@ -7,7 +7,7 @@
 import { ConfigError, loadSettings } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startServer } from '../../src/server/app.js';
-import { stopOnSignals } from '../serve.js';
+import { exitOnStartupFailure, stopOnSignals } from '../serve.js';
 
 async function main() {
   const settings = loadSettings();
@@ -21,7 +21,4 @@ async function main() {
 
 process.on('disconnect', () => process.exit(1));
 
-main().catch((err: unknown) => {
-  console.error(err instanceof ConfigError ? err.message : err);
-  process.exit(1);
-});
+main().catch((err: unknown) => exitOnStartupFailure(err, process.env.MONGODB_URI ? { uri: process.env.MONGODB_URI, external: true } : undefined));

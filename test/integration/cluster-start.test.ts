@@ -64,12 +64,12 @@ runIf('npm run start:cluster', { timeout: 90_000 }, () => {
     return command;
   }
 
-  /** Exits 1 within `ms`, having printed one line that matches `says` (and nothing else but the API processes' JSON logs). */
-  async function expectRefusal(command: Command, says: RegExp, ms = 30_000): Promise<void> {
+  /** Exits 1 within `ms`, having printed lines that match `says` (and nothing else but the API processes' JSON logs). */
+  async function expectRefusal(command: Command, says: RegExp | RegExp[], ms = 30_000): Promise<void> {
     const code = await Promise.race([command.exited, sleep(ms).then(() => 'still running')]);
     const lines = command.output().trim().split('\n').filter((line) => !line.startsWith('{'));
     expect(code, command.output()).toBe(1);
-    expect(lines, command.output()).toEqual([expect.stringMatching(says)]);
+    expect(lines, command.output()).toEqual([says].flat().map((line) => expect.stringMatching(line)));
     expect(command.output(), 'no stack trace').not.toMatch(STACK_FRAME);
   }
 
@@ -111,5 +111,17 @@ runIf('npm run start:cluster', { timeout: 90_000 }, () => {
     command.child.kill('SIGKILL');
     await command.exited;
     await expect.poll(() => canConnect(port), { timeout: 5_000 }).toBe(false);
+  });
+
+  it('refuses PORT=0 and an empty CLUSTER_DIR, naming the variable', async () => {
+    // HAProxy failed on "invalid port '0'" and mkdir on '', each followed by a stack trace.
+    await expectRefusal(cluster({ CLUSTER_DIR: tempDir(), PORT: '0' }), /^PORT=0 .*set PORT to a port number/);
+    await expectRefusal(cluster({ CLUSTER_DIR: '', PORT: String(await freePort()) }), /^CLUSTER_DIR is empty/);
+  });
+
+  it('says which API process did not start, and why, without a stack trace', async () => {
+    // As with too many WORKERS for the machine ("api1 did not start within 60 s"), it printed a stack.
+    const command = cluster({ CLUSTER_DIR: tempDir(), PORT: String(await freePort()), MONGODB_URI: 'mongodb://127.0.0.1:1/x?serverSelectionTimeoutMS=500' });
+    await expectRefusal(command, [/^Cannot reach the database at mongodb:\/\/127\.0\.0\.1:1\/x \(MONGODB_URI\)/, /^api1 exited \(exit code 1\) before it was ready$/]);
   });
 });
