@@ -59,7 +59,9 @@ function startupFailure(err: unknown, database?: { uri: string; external: boolea
   if (e.code === 'EADDRNOTAVAIL') return `Cannot listen on HOST=${String(e.address)}: not an address of this machine.`;
   if (e.syscall === 'getaddrinfo') return `Cannot listen on HOST=${String(e.hostname)}: no such host (${String(e.code)}).`;
   const where = database ? ` at ${redact(database.uri)} (${database.external ? 'MONGODB_URI' : 'the embedded database'})` : '';
-  if (e.name === 'MongooseServerSelectionError' || e.name === 'MongoServerSelectionError' || e.name === 'MongoNetworkError') {
+  // querySrv, queryTxt: the DNS records a mongodb+srv:// URI names, looked up before any connection.
+  const dnsOfSrvUri = e.syscall === 'querySrv' || e.syscall === 'queryTxt';
+  if (e.name === 'MongooseServerSelectionError' || e.name === 'MongoServerSelectionError' || e.name === 'MongoNetworkError' || dnsOfSrvUri) {
     return `Cannot reach the database${where}: ${firstLine}`;
   }
   // AuthenticationFailed, Unauthorized.

@@ -4,6 +4,7 @@ import type { MongoMemoryServer } from 'mongodb-memory-server';
 import type { ResolvedDatabase, StartOptions } from './index.js';
 import { CACHE, shortPath } from './paths.js';
 import { exitOf, freePort, hasExited, message, once, runningPid, supervise, type RunningProcess } from './process.js';
+import { DatabaseSetupError } from './setupError.js';
 import { redact, withDbName } from './uri.js';
 
 const MONGOD_UNAVAILABLE = path.join(CACHE, 'mongod-unavailable');
@@ -38,7 +39,7 @@ export async function startMongod(o: StartOptions): Promise<ResolvedDatabase> {
   const { MongoBinary, MongoMemoryReplSet } = await import('mongodb-memory-server');
   // Fail with one clear line rather than the stack trace mongodb-memory-server prints when the download fails.
   await MongoBinary.getPath().catch((err) => {
-    throw new Error(`no mongod binary (${message(err).replace(/\s+/g, ' ')}); set MONGOMS_SYSTEM_BINARY to a local mongod`);
+    throw new DatabaseSetupError(`no mongod binary (${message(err).replace(/\s+/g, ' ')}); set MONGOMS_SYSTEM_BINARY to a local mongod`);
   });
   const dbPath = o.persistent ? path.join(o.dataRoot, 'mongod') : undefined;
   let port: number | undefined;

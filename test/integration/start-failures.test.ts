@@ -75,6 +75,15 @@ describe('npm start that cannot start', { timeout: 60_000 }, () => {
     expectClearFailure(await start({ MONGODB_URI: 'mongodb://127.0.0.1:1/x?serverSelectionTimeoutMS=2000' }), /Cannot reach the database at mongodb:\/\/127\.0\.0\.1:1\/x \(MONGODB_URI\)/);
   });
 
+  it('says that a mongodb+srv:// MONGODB_URI names no host that resolves', async () => {
+    // It printed the resolver's querySrv ENOTFOUND error with its stack, and no "Cannot reach" line.
+    expectClearFailure(await start({ MONGODB_URI: 'mongodb+srv://nonexistent.invalid/x' }), /^Cannot reach the database at mongodb\+srv:\/\/nonexistent\.invalid\/x \(MONGODB_URI\): querySrv ENOTFOUND/m);
+  });
+
+  it('says that SESSIONS_EMBEDDED_DB=mongod has no mongod binary', async () => {
+    expectClearFailure(await start({ SESSIONS_EMBEDDED_DB: 'mongod', MONGOMS_SYSTEM_BINARY: '/nonexistent/mongod' }), /no mongod binary .*set MONGOMS_SYSTEM_BINARY/);
+  });
+
   it('names SESSIONS_EMBEDDED_DB when it is not a kind it knows', async () => {
     expectClearFailure(await start({ SESSIONS_EMBEDDED_DB: 'bogus' }), /SESSIONS_EMBEDDED_DB must be one of/);
   });
