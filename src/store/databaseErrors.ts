@@ -31,8 +31,24 @@ const MONGOOSE_UNREACHABLE = /buffering timed out|Connection was force closed|be
  */
 const FERRETDB_BACKEND_UNREACHABLE = /failed to connect to|SQLSTATE 57P0[1-3]|SQLSTATE 08\d{3}|conn closed|unexpected EOF|\(SQLITE_BUSY\)/;
 
+/**
+ * FerretDB on SQLite refuses a write with an InternalError (code 1) quoting SQLite's SQLITE_FULL
+ * when the disk holding its files is full; reads and pings are answered meanwhile. A dependency
+ * that fails, as above, not a bug: the write changed nothing and goes through once there is space.
+ */
+const FERRETDB_STORAGE_FULL = /database or disk is full \(13\)/;
+
 /** A command's error answer, as such or as insertMany reports it (the driver copies its code and message). */
 const SERVER_ERRORS = new Set(['MongoServerError', 'MongoBulkWriteError']);
+
+/** FerretDB's InternalError (code 1) whose message, which quotes its backend, matches `pattern`. */
+const ferretdbInternal = (err: Error, pattern: RegExp) => SERVER_ERRORS.has(err.name) && (err as { code?: unknown }).code === 1 && pattern.test(err.message);
+
+/** The errors `err` wraps: a GraphQLError's originalError, an error's cause, the driver error a MongoBulkWriteError (insertMany) wraps in its errorResponse. */
+const wrappedIn = (err: Error): unknown[] => {
+  const wrapped = err as { originalError?: unknown; cause?: unknown; errorResponse?: unknown };
+  return [wrapped.originalError, wrapped.cause, wrapped.errorResponse].filter((inner) => inner !== err);
+};
 
 /** Thrown by code that knows the database is out of reach before asking it. */
 export class DatabaseUnavailableError extends Error {
@@ -43,18 +59,24 @@ export class DatabaseUnavailableError extends Error {
 }
 
 /**
- * True when `err`, or an error it wraps, says that the database could not be reached: a
- * GraphQLError's originalError, an error's cause, and the driver error a MongoBulkWriteError
- * (insertMany) wraps in its errorResponse. By name, since mongoose may bring a copy of the driver of its own.
+ * True when `err`, or an error it wraps (`wrappedIn`), says that the database could not be reached,
+ * or could not take the write for now (SQLite's write lock held past its timeout, its storage
+ * full): what clients are told as DATABASE_UNAVAILABLE. By name, since mongoose may bring a copy
+ * of the driver of its own.
  */
 export function isDatabaseUnreachable(err: unknown, depth = 0): boolean {
   if (!(err instanceof Error) || depth > 4) return false;
   if (UNREACHABLE.has(err.name)) return true;
   if (err.name === 'MongooseError' && MONGOOSE_UNREACHABLE.test(err.message)) return true;
-  if (SERVER_ERRORS.has(err.name) && (err as { code?: unknown }).code === 1 && FERRETDB_BACKEND_UNREACHABLE.test(err.message)) return true;
+  if (ferretdbInternal(err, FERRETDB_BACKEND_UNREACHABLE) || ferretdbInternal(err, FERRETDB_STORAGE_FULL)) return true;
   if (NETWORK_CODES.has(String((err as { code?: unknown }).code))) return true;
-  const wrapped = err as { originalError?: unknown; cause?: unknown; errorResponse?: unknown };
-  return [wrapped.originalError, wrapped.cause, wrapped.errorResponse].some((inner) => inner !== err && isDatabaseUnreachable(inner, depth + 1));
+  return wrappedIn(err).some((inner) => isDatabaseUnreachable(inner, depth + 1));
+}
+
+/** True when `err`, or an error it wraps, is a write the database refused because its storage is full. */
+export function isStorageFull(err: unknown, depth = 0): boolean {
+  if (!(err instanceof Error) || depth > 4) return false;
+  return ferretdbInternal(err, FERRETDB_STORAGE_FULL) || wrappedIn(err).some((inner) => isStorageFull(inner, depth + 1));
 }
 
 /**

@@ -9,9 +9,11 @@ import { FERRETDB_BIN, postgresAdminUrl, postgresUnavailable, psql, resolveDatab
 import { unixSocketOf } from '../../scripts/database/uri.js';
 import { SERVER_SELECTION_TIMEOUT_MS } from '../../src/store/databaseHealth.js';
 import { versionState } from '../../src/store/versionWriters.js';
+import { DATABASE_UNAVAILABLE_MESSAGE } from '../../src/store/databaseErrors.js';
 import { EventRecorder } from '../helpers/events.js';
 import { FaultProxy } from '../helpers/faultProxy.js';
 import { errorCode, eventually, login, newUserSession, sleep, startTestServer, testDatabaseUri, type TestServer } from '../helpers/server.js';
+import { mountTmpfs } from '../helpers/tmpfs.js';
 
 const CACHE_STALENESS_MS = 300;
 /**
@@ -297,6 +299,39 @@ describe.skipIf(inject('dbKind') !== 'ferretdb')('while the database answers pin
       await db.stop();
     }
   }, 60_000);
+});
+
+describe.skipIf(inject('dbKind') !== 'ferretdb')("while the disk holding the database is full (FerretDB on SQLite, on a tmpfs of its own)", () => {
+  it('a write fails with DATABASE_UNAVAILABLE (503), not INTERNAL_SERVER_ERROR, and changes nothing; reads go on; writes go through again once there is space, without a restart', async (ctx) => {
+    const disk = await mountTmpfs('8m');
+    if (typeof disk === 'string') return ctx.skip(disk);
+    let server: TestServer | undefined;
+    let db: Awaited<ReturnType<typeof resolveDatabase>> | undefined;
+    try {
+      db = await resolveDatabase({ persistent: true, dataRoot: disk.dir, kind: 'ferretdb', log: () => {} });
+      server = await startTestServer({}, db.uri);
+      const { token } = await newUserSession(server, { seconds: 600 });
+      await disk.fill();
+
+      const refused = await server.gql('mutation { logout }', {}, { token });
+      expect({ status: refused.status, code: errorCode(refused), message: refused.errors?.[0]?.message }).toEqual({
+        status: 503,
+        code: 'DATABASE_UNAVAILABLE',
+        message: DATABASE_UNAVAILABLE_MESSAGE,
+      });
+      expect((await server.gql('{ session { id } }', {}, { token })).errors).toBeUndefined();
+
+      await disk.free();
+      const logout = await server.gql('mutation { logout }', {}, { token });
+      expect(logout.errors).toBeUndefined();
+      expect(errorCode(await server.gql('{ session { id } }', {}, { token }))).toBe('SESSION_ENDED');
+      expect(server.logs.filter((line) => line.includes('unexpected error'))).toEqual([]);
+    } finally {
+      if (server) await Promise.race([server.stop(), sleep(5000)]);
+      await db?.stop();
+      await disk.unmount();
+    }
+  });
 });
 
 /** A server whose connections to the test database go through a fault proxy, for `body`; both stopped after. */

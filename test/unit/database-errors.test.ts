@@ -1,7 +1,7 @@
 import { GraphQLError } from 'graphql';
 import mongoose from 'mongoose';
 import { describe, expect, it } from 'vitest';
-import { asDatabaseUnavailable, DatabaseUnavailableError, isDatabaseUnreachable } from '../../src/store/databaseErrors.js';
+import { asDatabaseUnavailable, DatabaseUnavailableError, isDatabaseUnreachable, isStorageFull } from '../../src/store/databaseErrors.js';
 
 const { mongo } = mongoose;
 
@@ -26,6 +26,8 @@ describe('database errors', () => {
       // FerretDB on SQLite, another process holding the write lock past the busy timeout
       ferretdbInternal('[msg_update.go:133 handler.(*Handler).updateDocument] [collection.go:177 sqlite.(*collection).UpdateAll.func1] database is locked (5) (SQLITE_BUSY)'),
       new mongo.MongoBulkWriteError(ferretdbInternal('[msg_insert.go:168 handler.(*Handler).MsgInsert] [collection.go:135 sqlite.(*collection).InsertAll.func1] database is locked (5) (SQLITE_BUSY)') as never, {} as never),
+      // FerretDB on SQLite, the disk holding its files full (SQLITE_FULL), as a write on a full tmpfs got them
+      ...storageFull,
     ];
     for (const err of unreachable) expect([err.name, isDatabaseUnreachable(err)]).toEqual([err.name, true]);
   });
@@ -44,6 +46,15 @@ describe('database errors', () => {
     for (const err of others) expect(isDatabaseUnreachable(err)).toBe(false);
   });
 
+  it("tells a write refused for the database's full storage from other errors", () => {
+    for (const err of storageFull) expect([err.name, isStorageFull(err)]).toEqual([err.name, true]);
+    expect(isStorageFull(new GraphQLError('wrapped', { originalError: storageFull[0] }))).toBe(true);
+    expect(isStorageFull(new mongo.MongoNetworkError('reset'))).toBe(false);
+    expect(isStorageFull(ferretdbInternal('[msg_update.go:133 handler.(*Handler).updateDocument] database is locked (5) (SQLITE_BUSY)'))).toBe(false);
+    // The words alone, in an error that is not the database's answer (a user's input, say), are not it.
+    expect(isStorageFull(new Error('database or disk is full (13)'))).toBe(false);
+  });
+
   it('tells the client DATABASE_UNAVAILABLE without the address', () => {
     const err = asDatabaseUnavailable(new mongo.MongoNetworkError('connect ECONNREFUSED 10.1.2.3:27017'))!;
     expect(err.extensions.code).toBe('DATABASE_UNAVAILABLE');
@@ -51,6 +62,16 @@ describe('database errors', () => {
     expect(asDatabaseUnavailable(new Error('boom'))).toBeNull();
   });
 });
+
+const storageFull = [
+  ferretdbInternal('[msg_insert.go:168 handler.(*Handler).MsgInsert] [db.go:167 fsql.(*DB).InTransaction] database or disk is full (13)'),
+  ferretdbInternal(
+    '[msg_update.go:133 handler.(*Handler).updateDocument] [update.go:114 common.UpdateDocument] [collection.go:191 sqlite.(*collection).UpdateAll] [db.go:167 fsql.(*DB).InTransaction] database or disk is full (13)',
+  ),
+  ferretdbInternal('[msg_delete.go:95 handler.(*Handler).MsgDelete] [msg_delete.go:169 handler.(*Handler).execDelete] [collection.go:241 sqlite.(*collection).DeleteAll] database or disk is full (13)'),
+  // insertMany
+  new mongo.MongoBulkWriteError(ferretdbInternal('[msg_insert.go:168 handler.(*Handler).MsgInsert] [db.go:167 fsql.(*DB).InTransaction] database or disk is full (13)') as never, {} as never),
+];
 
 function ferretdbInternal(message: string) {
   return new mongo.MongoServerError({ message, code: 1, codeName: 'InternalError' });
