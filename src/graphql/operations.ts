@@ -120,7 +120,12 @@ export class OperationPipeline {
 
   constructor(
     private readonly schema: GraphQLSchema,
-    private readonly options: { env: 'development' | 'production' | 'test'; logger: Logger },
+    private readonly options: {
+      env: 'development' | 'production' | 'test';
+      logger: Logger;
+      /** Told of each error answered as DATABASE_UNAVAILABLE (DatabaseHealth.refused). */
+      databaseRefused?: (err: unknown) => void;
+    },
   ) {
     this.production = options.env === 'production';
     const armor = new ApolloArmor({
@@ -197,6 +202,7 @@ export class OperationPipeline {
   readonly formatError = (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const original = unwrapResolverError(error);
     if (isDatabaseUnreachable(original)) {
+      this.options.databaseRefused?.(original);
       return { message: DATABASE_UNAVAILABLE_MESSAGE, locations: formatted.locations, path: formatted.path, extensions: { code: 'DATABASE_UNAVAILABLE' } };
     }
     // graphql-js refuses some arguments only as it executes (a null given through a variable with a

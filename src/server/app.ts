@@ -183,7 +183,7 @@ export async function startServer({ settings, mongoUri, logger, clock = () => ne
     app,
   );
   const schema = await createSchema();
-  const pipeline = new OperationPipeline(schema, { env: settings.env, logger });
+  const pipeline = new OperationPipeline(schema, { env: settings.env, logger, databaseRefused: (err) => health.refused(err) });
   const sockets = attachSessionSockets({
     httpServer,
     schema,

@@ -4,8 +4,8 @@ import type { DatabaseHealth } from '../store/databaseHealth.js';
 /**
  * Liveness and readiness, for orchestrators and load balancers that look at status codes:
  * - GET /livez: 200 while the process runs and serves HTTP (restart it when this fails);
- * - GET /readyz: 200 while the database answers, 503 while it is out of reach (send no traffic
- *   meanwhile; the process recovers by itself when the database is back);
+ * - GET /readyz: 200 while the database answers, 503 while it is out of reach or refuses writes
+ *   for lack of space (send no traffic meanwhile; the process recovers by itself when the database is back);
  * - GET /healthz: the same as /readyz, for balancers already configured with it.
  * Bodies are JSON and name no address.
  */

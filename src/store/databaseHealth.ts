@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import mongoose from 'mongoose';
 import type { Logger } from '../logger.js';
-import { isDatabaseUnreachable } from './databaseErrors.js';
+import { isDatabaseUnreachable, isStorageFull } from './databaseErrors.js';
 
 /**
  * How long an operation waits for a reachable server before it fails. The driver's default (30 s)
@@ -90,12 +90,15 @@ export function reconnectWhenMonitorHangs(conn: mongoose.Connection, logger: Log
 export interface Pingable {
   /** True when the database answers a ping within `ms`. */
   answers(ms: number): Promise<boolean>;
+  /** True when a write goes through within `ms`. */
+  takesWrites(ms: number): Promise<boolean>;
 }
 
 export interface DatabaseStatus {
   ok: boolean;
-  database: 'reachable' | 'unreachable';
-  /** When the database was last found out of reach (ISO 8601), while it is. */
+  /** 'full': its storage is full, it refuses writes. */
+  database: 'reachable' | 'unreachable' | 'full';
+  /** When the database was last found out of reach or full (ISO 8601), while it is. */
   since?: string;
 }
 
@@ -116,9 +119,12 @@ export interface DatabaseHealthOptions {
  * Tracks whether the database can be reached, for readiness (server/health.ts): a ping every
  * `intervalMs` (every `downIntervalMs` while out of reach), and the driver's word at once when it
  * loses the server. Logs one line when the database goes out of reach and one when it is back.
+ * A database whose storage is full answers pings but refuses writes: a request's write refused so
+ * (`refused`) makes it unready, and the checks try a write instead of a ping until one goes through.
  */
 export class DatabaseHealth {
   private reachableNow = true;
+  private storageFull = false;
   private downSince = 0;
   private timer: NodeJS.Timeout | null = null;
   private checking = false;
@@ -153,7 +159,16 @@ export class DatabaseHealth {
   status(): DatabaseStatus {
     return this.reachableNow
       ? { ok: true, database: 'reachable' }
-      : { ok: false, database: 'unreachable', since: new Date(this.downSince).toISOString() };
+      : { ok: false, database: this.storageFull ? 'full' : 'unreachable', since: new Date(this.downSince).toISOString() };
+  }
+
+  /** Told of the error a request failed with: a write refused because the database's storage is full makes it unready. */
+  refused(err: unknown): void {
+    if (this.storageFull || this.stopped || !isStorageFull(err)) return;
+    this.storageFull = true;
+    // The database's own words, without FerretDB's Go source locations ("[file.go:12 function] ").
+    const words = err instanceof Error ? err.message : String(err);
+    this.markDown(`a write was refused: ${words.replace(/\[[^\]]*\]\s*/g, '')}`, 'database storage full');
   }
 
   start(): void {
@@ -196,24 +211,27 @@ export class DatabaseHealth {
     this.timer = null;
     this.checking = true;
     this.checkAgain = false;
-    const answered = await this.options.database.answers(this.pingTimeoutMs);
+    const writing = this.storageFull;
+    const answered = await (writing ? this.options.database.takesWrites(this.pingTimeoutMs) : this.options.database.answers(this.pingTimeoutMs));
     this.checking = false;
     if (this.stopped) return;
-    if (answered) this.markUp();
-    else this.markDown(`a ping went unanswered for ${this.pingTimeoutMs} ms or failed`);
+    // A ping answered while a write was refused for full storage does not say the writes go through.
+    if (answered && (writing || !this.storageFull)) this.markUp();
+    else if (!answered) this.markDown(`a ping went unanswered for ${this.pingTimeoutMs} ms or failed`);
     this.schedule(this.checkAgain ? 0 : this.reachableNow ? this.intervalMs : this.downIntervalMs);
   }
 
-  private markDown(why: string): void {
+  private markDown(why: string, what = 'database unreachable'): void {
     if (!this.reachableNow || this.stopped) return;
     this.reachableNow = false;
     this.downSince = Date.now();
-    this.options.logger.warn({ why }, 'database unreachable: not ready (HTTP 503) and answering DATABASE_UNAVAILABLE until it is back');
+    this.options.logger.warn({ why }, `${what}: not ready (HTTP 503) and answering DATABASE_UNAVAILABLE until it is back`);
   }
 
   private markUp(): void {
     if (this.reachableNow) return;
     this.reachableNow = true;
-    this.options.logger.info({ outageMs: Date.now() - this.downSince }, 'database reachable again: ready');
+    this.options.logger.info({ outageMs: Date.now() - this.downSince }, this.storageFull ? 'database takes writes again: ready' : 'database reachable again: ready');
+    this.storageFull = false;
   }
 }

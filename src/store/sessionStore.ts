@@ -334,6 +334,16 @@ export class SessionStore {
     return within(ping, ms, false);
   }
 
+  /**
+   * True when a write goes through within `ms`: the upsert of one document of the collection
+   * `write_probes`, written only while the database's storage is full (DatabaseHealth).
+   */
+  takesWrites(ms: number): Promise<boolean> {
+    const probes = this.models.Session.db.db!.collection<{ _id: string; at: Date }>('write_probes');
+    const write = probes.updateOne({ _id: 'probe' }, { $set: { at: new Date() } }, { upsert: true }).then(() => true, () => false);
+    return within(write, ms, false);
+  }
+
   /** Waits for the writes still in flight (at shutdown). */
   drain(): Promise<void> {
     return this.writer.drain();

@@ -302,7 +302,7 @@ describe.skipIf(inject('dbKind') !== 'ferretdb')('while the database answers pin
 });
 
 describe.skipIf(inject('dbKind') !== 'ferretdb')("while the disk holding the database is full (FerretDB on SQLite, on a tmpfs of its own)", () => {
-  it('a write fails with DATABASE_UNAVAILABLE (503), not INTERNAL_SERVER_ERROR, and changes nothing; reads go on; writes go through again once there is space, without a restart', async (ctx) => {
+  it('a write fails with DATABASE_UNAVAILABLE (503), not INTERNAL_SERVER_ERROR, and changes nothing; reads go on; not ready (503) until a write goes through; all recover once there is space, without a restart; the cause logged once', async (ctx) => {
     const disk = await mountTmpfs('8m');
     if (typeof disk === 'string') return ctx.skip(disk);
     let server: TestServer | undefined;
@@ -320,12 +320,25 @@ describe.skipIf(inject('dbKind') !== 'ferretdb')("while the disk holding the dat
         message: DATABASE_UNAVAILABLE_MESSAGE,
       });
       expect((await server.gql('{ session { id } }', {}, { token })).errors).toBeUndefined();
+      // Not ready from the refused write on, and still not after the health checks' probe writes
+      // (every 250 ms) have had time to be refused too.
+      const readyz = () => fetch(`${new URL(server!.url).origin}/readyz`);
+      expect((await readyz()).status).toBe(503);
+      await sleep(1_500);
+      const unready = await readyz();
+      expect({ status: unready.status, body: await unready.json() }).toMatchObject({ status: 503, body: { ok: false, database: 'full' } });
+      expect(errorCode(await server.gql('mutation { logout }', {}, { token }))).toBe('DATABASE_UNAVAILABLE');
 
       await disk.free();
+      await eventually(async () => (await readyz()).status === 200, 3_000, '/readyz 200 again');
       const logout = await server.gql('mutation { logout }', {}, { token });
       expect(logout.errors).toBeUndefined();
       expect(errorCode(await server.gql('{ session { id } }', {}, { token }))).toBe('SESSION_ENDED');
       expect(server.logs.filter((line) => line.includes('unexpected error'))).toEqual([]);
+      const said = server.logs.filter((line) => line.includes('database storage full'));
+      expect(said).toHaveLength(1);
+      expect(JSON.parse(said[0]!).why).toBe('a write was refused: database or disk is full (13)');
+      expect(server.logs.filter((line) => line.includes('database takes writes again: ready'))).toHaveLength(1);
     } finally {
       if (server) await Promise.race([server.stop(), sleep(5000)]);
       await db?.stop();
