@@ -224,12 +224,25 @@ function launchFerretDB(bin: string, dir: string, socket: string, removeDir: str
   return child;
 }
 
+/** Below this much free space FerretDB may fail to start for want of it (SQLite's -shm file alone takes 32 kB). */
+const LOW_SPACE_BYTES = 1024 * 1024;
+
+/**
+ * ": the disk holding <dir> is full (12 kB free)" when its file system has less than
+ * LOW_SPACE_BYTES left, else "". FerretDB's log is on that disk too: it may say nothing of it.
+ */
+async function fullDisk(dir: string): Promise<string> {
+  const stats = await fsp.statfs(dir).catch(() => null);
+  if (!stats || stats.bavail * stats.bsize >= LOW_SPACE_BYTES) return '';
+  return `: the disk holding ${dir} is full (${Math.floor((stats.bavail * stats.bsize) / 1024)} kB free)`;
+}
+
 async function waitUntilReady(child: ChildProcess, socket: string, uri: string, logFile: string): Promise<void> {
   const deadline = Date.now() + 20_000;
   const fail = async (why: string) => {
     const log = await fsp.readFile(logFile, 'utf8').catch(() => '');
     const tail = log.trimEnd().split('\n').slice(-15).join('\n');
-    return new Error(`FerretDB ${why}; last lines of ${logFile}:\n${tail}`);
+    return new Error(`FerretDB ${why}${await fullDisk(path.dirname(logFile))}; last lines of ${logFile}:\n${tail || '(none)'}`);
   };
   for (;;) {
     if (hasExited(child)) throw await fail(`exited at start-up (code ${child.exitCode ?? child.signalCode})`);

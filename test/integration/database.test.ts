@@ -19,6 +19,7 @@ import { canConnect } from '../../scripts/database/process.js';
 import { unixSocketOf } from '../../scripts/database/uri.js';
 import { DatabaseSetupError } from '../../scripts/database/setupError.js';
 import { detectCapabilities } from '../../src/store/capabilities.js';
+import { mountTmpfs } from '../helpers/tmpfs.js';
 
 const uri = inject('mongoUri');
 const kind = inject('dbKind') as DatabaseKind;
@@ -101,6 +102,30 @@ describe.skipIf(kind === 'external')(`an embedded ${kind} (skipped with MONGODB_
       await expect(failure).rejects.toBeInstanceOf(DatabaseSetupError);
     } finally {
       await fsp.rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(kind !== 'ferretdb')('says that the disk holding its data is full when it cannot start for that', async (ctx) => {
+    // It said "FerretDB exited at start-up (code 1); last lines of …/ferretdb.log:" and nothing more: the log is on that disk.
+    const disk = await mountTmpfs('8m');
+    if (typeof disk === 'string') return ctx.skip(disk);
+    const opts = { persistent: true, kind, dataRoot: disk.dir, log: () => {} };
+    try {
+      const first = await resolveDatabase(opts);
+      const conn = await mongoose.createConnection(first.uri).asPromise();
+      await conn.db!.collection('things').insertOne({ at: new Date() }); // FerretDB opens a database it has at start
+      await conn.close();
+      await first.stop();
+      await disk.fill();
+      const started = await resolveDatabase(opts).then(
+        (db) => db.stop().then(() => 'started'),
+        (err: Error) => err.message,
+      );
+      expect(started).toContain(`FerretDB exited at start-up (code 1): the disk holding ${path.join(disk.dir, 'ferretdb')} is full (0 kB free); `);
+      await disk.free();
+      await (await resolveDatabase(opts)).stop();
+    } finally {
+      await disk.unmount();
     }
   });
 
