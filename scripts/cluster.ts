@@ -2,7 +2,7 @@
  * `npm run start:cluster`: WORKERS API processes (default 3) behind HAProxy on HOST:PORT (default
  * 127.0.0.1:4000), on one database resolved once as `npm start` does (MONGODB_URI, else the
  * embedded one in .data/). The generated HAProxy config goes to CLUSTER_DIR (default .data/cluster/).
- * A dead API process or HAProxy is restarted; SIGINT/SIGTERM stop the API processes (gracefully), HAProxy and
+ * A dead API process or HAProxy is restarted; SIGINT/SIGTERM/SIGHUP stop the API processes (gracefully), HAProxy and
  * the database.
  */
 import path from 'node:path';

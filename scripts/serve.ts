@@ -24,7 +24,8 @@ export function printUrls(url: string, settings: Settings, databaseDescription: 
 }
 
 /**
- * SIGTERM and SIGINT run `stop` once, then exit: 0 when it stopped, 1 when stopping failed (logged).
+ * SIGTERM, SIGINT and SIGHUP (its terminal closed) run `stop` once, then exit: 0 when it stopped, 1
+ * when stopping failed (logged).
  * Returns the same shutdown, for other reasons to stop (`why` is logged, `code` is the exit code on success).
  */
 export function stopOnSignals(logger: Logger, stop: () => Promise<void>): (why: string, code?: number) => Promise<void> {
@@ -41,8 +42,7 @@ export function stopOnSignals(logger: Logger, stop: () => Promise<void>): (why: 
       process.exit(1);
     }
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => void shutdown(signal));
   return shutdown;
 }
 

@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { testDatabaseUri } from '../helpers/server.js';
 
 interface Outcome {
@@ -86,6 +87,32 @@ describe('npm start that cannot start', { timeout: 60_000 }, () => {
 
   it('names SESSIONS_EMBEDDED_DB when it is not a kind it knows', async () => {
     expectClearFailure(await start({ SESSIONS_EMBEDDED_DB: 'bogus' }), /SESSIONS_EMBEDDED_DB must be one of/);
+  });
+});
+
+describe('npm start told its terminal has closed (SIGHUP)', { timeout: 60_000 }, () => {
+  it('stops gracefully, as on SIGTERM: its websockets close with 1001, not 1006', async () => {
+    const server = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
+      env: { PATH: process.env.PATH, NODE_ENV: 'test', LOG_LEVEL: 'warn', PASSWORD_HASH_COST: '10', HOST: '127.0.0.1', PORT: '0', MONGODB_URI: testDatabaseUri() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    server.stderr.on('data', (chunk) => (output += String(chunk)));
+    const url = await new Promise<string>((resolve, reject) => {
+      server.stdout.on('data', (chunk) => {
+        output += String(chunk);
+        const found = /GraphQL API: +(http:\S+)/.exec(output);
+        if (found) resolve(found[1]!);
+      });
+      server.on('exit', () => reject(new Error(`npm start exited before it was ready:\n${output}`)));
+    });
+    const ws = new WebSocket(url.replace(/^http/, 'ws'), 'graphql-transport-ws');
+    await new Promise((resolve, reject) => (ws.once('open', resolve), ws.once('error', reject)));
+    const closed = new Promise<number>((resolve) => ws.once('close', resolve));
+    const exited = new Promise<number | null>((resolve) => server.on('exit', resolve));
+    server.kill('SIGHUP');
+    expect(await closed).toBe(1001);
+    expect(await exited, output).toBe(0);
   });
 });
 
