@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from '../logger.js';
+import { loggable } from '../store/databaseErrors.js';
 import type { Holder, PresenceStore } from '../store/presenceStore.js';
 import { steppedBetween, wallLead } from './clockSteps.js';
 import type { Scheduler } from './scheduler.js';
@@ -56,6 +57,7 @@ export class Presence {
    * as slow for the others, whose leases ran out the same way while they lived.
    */
   private healthySince: number | null = null;
+  private renewalFailed = false;
   /**
    * The wall clock's lead over the monotonic one when the last renewal that answered began. Leases
    * are instants of the wall clock: after a step of it, until a renewal begun after the step has
@@ -121,7 +123,7 @@ export class Presence {
       await this.deps.store.releaseAll(this.processId, new Date(this.deps.clock.now()));
       await this.deps.store.removeProcess(this.processId);
     } catch (err) {
-      this.deps.logger.warn({ err }, 'could not release the browser-close sessions of this process: they are released when its lease runs out');
+      this.deps.logger.warn({ err: loggable(err) }, 'could not release the browser-close sessions of this process: they are released when its lease runs out');
     }
   }
 
@@ -144,7 +146,7 @@ export class Presence {
         if (!holding.forget && holding.releasedAt && !this.counts.has(sessionId)) this.armGrace(sessionId, holding.releasedAt);
       }
     } catch (err) {
-      this.deps.logger.warn({ err, sessionId }, 'could not store the presence of a browser-close session: retried at the next heartbeat');
+      this.deps.logger.warn({ err: loggable(err), sessionId }, 'could not store the presence of a browser-close session: retried at the next heartbeat');
     } finally {
       this.writing.delete(sessionId);
     }
@@ -152,7 +154,7 @@ export class Presence {
 
   private armGrace(sessionId: string, releasedAt: Date): void {
     this.deps.scheduler.schedule(graceKey(sessionId), releasedAt.getTime() + this.deps.graceMs, () => {
-      this.endIfGone([sessionId]).catch((err: unknown) => this.deps.logger.warn({ err, sessionId }, 'could not check a browser-close session'));
+      this.endIfGone([sessionId]).catch((err: unknown) => this.deps.logger.warn({ err: loggable(err), sessionId }, 'could not check a browser-close session'));
     });
   }
 
@@ -170,10 +172,13 @@ export class Presence {
     try {
       await this.renewLease();
     } catch (err) {
+      // Once per run of failures: an outage fails every heartbeat.
+      if (!this.renewalFailed) this.deps.logger.warn({ err: loggable(err) }, 'could not renew the presence lease of this process');
       this.healthySince = null;
-      this.deps.logger.warn({ err }, 'could not renew the presence lease of this process');
+      this.renewalFailed = true;
       return;
     }
+    this.renewalFailed = false;
     for (const sessionId of this.unsaved.keys()) this.flush(sessionId);
   }
 
@@ -197,7 +202,7 @@ export class Presence {
     try {
       await this.sweep();
     } catch (err) {
-      this.deps.logger.warn({ err }, 'could not sweep browser-close sessions');
+      this.deps.logger.warn({ err: loggable(err) }, 'could not sweep browser-close sessions');
     }
   }
 
@@ -235,7 +240,7 @@ export class Presence {
           // Ended now or before (or no longer a browser-close session): its presence is over.
           await this.deps.store.forgetSession(sessionId);
         } catch (err) {
-          this.deps.logger.warn({ err, sessionId }, 'could not end a browser-close session');
+          this.deps.logger.warn({ err: loggable(err), sessionId }, 'could not end a browser-close session');
         }
       }),
     );

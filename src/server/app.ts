@@ -20,6 +20,7 @@ import type { Logger } from '../logger.js';
 import { SessionService, type Clock } from '../sessions/service.js';
 import { detectCapabilities, type DatabaseCapabilities } from '../store/capabilities.js';
 import { createModels, ensureTtlIndex } from '../store/models.js';
+import { loggable } from '../store/databaseErrors.js';
 import { connectDatabase, DatabaseHealth, reconnectWhenMonitorHangs } from '../store/databaseHealth.js';
 import { SessionCache } from '../store/sessionCache.js';
 import { SessionStore } from '../store/sessionStore.js';
@@ -86,7 +87,7 @@ function startPurging(service: SessionService, attempts: MongoAttemptStore, sett
   return repeatPurge(purge, {
     intervalMs: PURGE_INTERVAL_MS,
     maxShare: PURGE_MAX_SHARE,
-    onError: (err) => logger.error({ err }, 'purging expired sessions and login attempts failed'),
+    onError: (err) => logger.error({ err: loggable(err) }, 'purging expired sessions and login attempts failed'),
   });
 }
 

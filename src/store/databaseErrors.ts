@@ -86,3 +86,11 @@ export function isStorageFull(err: unknown, depth = 0): boolean {
 export function asDatabaseUnavailable(err: unknown): GraphQLError | null {
   return isDatabaseUnreachable(err) ? apiError('DATABASE_UNAVAILABLE', DATABASE_UNAVAILABLE_MESSAGE) : null;
 }
+
+/**
+ * An error as a log line's `err`: one that says the database is out of reach is an outage, not a
+ * bug, logged as its message alone (not its stack and the driver's whole topology, each time).
+ */
+export function loggable(err: unknown): unknown {
+  return isDatabaseUnreachable(err) ? String(err) : err;
+}

@@ -59,7 +59,8 @@ describe.skipIf(inject('dbKind') === 'external')('while the database is unreacha
     const RESTART_DELAY_MS = 4_000;
     const dbLog: string[] = [];
     const db = await resolveDatabase({ persistent: false, kind: embeddedKind(), log: (line) => dbLog.push(line), restartDelayMs: RESTART_DELAY_MS });
-    const server = await startTestServer({ SESSION_CACHE_MAX_STALENESS_MS: String(CACHE_STALENESS_MS) }, db.uri);
+    // Presence heartbeats every 500 ms: each one fails while the database is down.
+    const server = await startTestServer({ SESSION_CACHE_MAX_STALENESS_MS: String(CACHE_STALENESS_MS), PRESENCE_HEARTBEAT_MS: '500' }, db.uri);
     const origin = new URL(server.url).origin;
     const address = new URL(db.uri);
     // Its host and port, or its socket's path (FerretDB), as the URI writes them and as the driver would.
@@ -178,6 +179,9 @@ describe.skipIf(inject('dbKind') === 'external')('while the database is unreacha
       }
       expect(server.logs.some((line) => line.includes('database unreachable'))).toBe(true);
       expect(server.logs.some((line) => line.includes('database reachable again'))).toBe(true);
+      // An outage is not a bug: its log says what failed without stack traces, each background task once.
+      expect(server.logs.filter((line) => line.includes('"stack"'))).toEqual([]);
+      expect(server.logs.filter((line) => line.includes('could not renew the presence lease'))).toHaveLength(1);
     } finally {
       await load.stop();
       await Promise.all(events.map((e) => e.dispose()));
