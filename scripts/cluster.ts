@@ -15,8 +15,9 @@ import { exitOnStartupFailure, printUrls, stopOnSignals } from './serve.js';
 
 async function main() {
   const settings = loadSettings(); // validated once here, so a bad setting does not crash-loop the workers
-  const workers = Number(process.env.WORKERS ?? '3');
-  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new ConfigError(`WORKERS must be an integer from 1 to 64, got "${process.env.WORKERS}"`);
+  const written = process.env.WORKERS ?? '3';
+  const workers = /^\d+$/.test(written) ? Number(written) : NaN; // decimal only, as every setting: not 0x2
+  if (!(workers >= 1 && workers <= 64)) throw new ConfigError(`WORKERS must be an integer from 1 to 64, got "${written}"`);
   if (settings.port === 0) throw new ConfigError('PORT=0 (any free port) does not suit the cluster, whose HAProxy is restarted on the same port: set PORT to a port number');
   const runtimeDir = process.env.CLUSTER_DIR ?? path.join(REPO, '.data', 'cluster');
   if (!runtimeDir) throw new ConfigError('CLUSTER_DIR is empty: unset it for the default (.data/cluster), or name a directory');

@@ -113,10 +113,12 @@ runIf('npm run start:cluster', { timeout: 90_000 }, () => {
     await expect.poll(() => canConnect(port), { timeout: 5_000 }).toBe(false);
   });
 
-  it('refuses PORT=0 and an empty CLUSTER_DIR, naming the variable', async () => {
+  it('refuses PORT=0, an empty CLUSTER_DIR and WORKERS not written in decimal, naming the variable', async () => {
     // HAProxy failed on "invalid port '0'" and mkdir on '', each followed by a stack trace.
     await expectRefusal(cluster({ CLUSTER_DIR: tempDir(), PORT: '0' }), /^PORT=0 .*set PORT to a port number/);
     await expectRefusal(cluster({ CLUSTER_DIR: '', PORT: String(await freePort()) }), /^CLUSTER_DIR is empty/);
+    // Read as 2, where every other setting refuses 0x10.
+    await expectRefusal(cluster({ CLUSTER_DIR: tempDir(), PORT: String(await freePort()), WORKERS: '0x2' }), /^WORKERS must be an integer from 1 to 64, got "0x2"/);
   });
 
   it('says which API process did not start, and why, without a stack trace', async () => {
