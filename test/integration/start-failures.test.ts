@@ -90,21 +90,30 @@ describe('npm start that cannot start', { timeout: 60_000 }, () => {
   });
 });
 
+/** `command` started with `env`, once it has printed its API's URL; `output()`: what it printed so far. */
+async function serving(command: string, args: string[], env: NodeJS.ProcessEnv) {
+  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stderr.on('data', (chunk) => (output += String(chunk)));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (chunk) => {
+      output += String(chunk);
+      const found = /GraphQL API: +(http:\S+)/.exec(output);
+      if (found) resolve(found[1]!);
+    });
+    child.on('exit', () => reject(new Error(`${command} exited before it was ready:\n${output}`)));
+  });
+  return { child, url, output: () => output };
+}
+
+const SERVING_ENV = { NODE_ENV: 'test', LOG_LEVEL: 'warn', PASSWORD_HASH_COST: '10', HOST: '127.0.0.1', PORT: '0' };
+
 describe('npm start told its terminal has closed (SIGHUP)', { timeout: 60_000 }, () => {
   it('stops gracefully, as on SIGTERM: its websockets close with 1001, not 1006', async () => {
-    const server = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
-      env: { PATH: process.env.PATH, NODE_ENV: 'test', LOG_LEVEL: 'warn', PASSWORD_HASH_COST: '10', HOST: '127.0.0.1', PORT: '0', MONGODB_URI: testDatabaseUri() },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    server.stderr.on('data', (chunk) => (output += String(chunk)));
-    const url = await new Promise<string>((resolve, reject) => {
-      server.stdout.on('data', (chunk) => {
-        output += String(chunk);
-        const found = /GraphQL API: +(http:\S+)/.exec(output);
-        if (found) resolve(found[1]!);
-      });
-      server.on('exit', () => reject(new Error(`npm start exited before it was ready:\n${output}`)));
+    const { child: server, url, output } = await serving(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
+      PATH: process.env.PATH,
+      ...SERVING_ENV,
+      MONGODB_URI: testDatabaseUri(),
     });
     const ws = new WebSocket(url.replace(/^http/, 'ws'), 'graphql-transport-ws');
     await new Promise((resolve, reject) => (ws.once('open', resolve), ws.once('error', reject)));
@@ -112,27 +121,14 @@ describe('npm start told its terminal has closed (SIGHUP)', { timeout: 60_000 },
     const exited = new Promise<number | null>((resolve) => server.on('exit', resolve));
     server.kill('SIGHUP');
     expect(await closed).toBe(1001);
-    expect(await exited, output).toBe(0);
+    expect(await exited, output()).toBe(0);
   });
 });
 
 describe('npm start stopped with SIGTERM sent to npm alone', { timeout: 90_000 }, () => {
   it('stops the server too, instead of leaving it serving under init', async () => {
     // npm ran `sh -c "tsx scripts/start.ts"`: the shell died of the signal and passed it to nobody.
-    const npm = spawn('npm', ['start'], {
-      env: { ...process.env, NODE_ENV: 'test', LOG_LEVEL: 'warn', PASSWORD_HASH_COST: '10', HOST: '127.0.0.1', PORT: '0', MONGODB_URI: testDatabaseUri() },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    npm.stderr.on('data', (chunk) => (output += String(chunk)));
-    const url = await new Promise<string>((resolve, reject) => {
-      npm.stdout.on('data', (chunk) => {
-        output += String(chunk);
-        const found = /GraphQL API: +(http:\S+)/.exec(output);
-        if (found) resolve(found[1]!);
-      });
-      npm.on('exit', () => reject(new Error(`npm start exited before it was ready:\n${output}`)));
-    });
+    const { child: npm, url } = await serving('npm', ['start'], { ...process.env, ...SERVING_ENV, MONGODB_URI: testDatabaseUri() });
     const livez = url.replace(/\/graphql$/, '/livez');
     expect((await fetch(livez)).status).toBe(200);
     const exited = new Promise((resolve) => npm.on('exit', resolve));

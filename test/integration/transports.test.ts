@@ -543,20 +543,25 @@ describe('a client that does not read its answers', () => {
   afterAll(async () => {
     await server?.stop();
   });
-
-  it('is not read from while its unsent answers exceed 1 MiB, as an HTTP client is not; once it reads, every answer comes', async () => {
+  /** A new user's socket, acknowledged, and the server's end of its TCP connection (whose writableLength is what it has not sent yet). */
+  const acknowledgedSocket = async () => {
     const { token } = await newUserSession(server);
     const serverSide = new Promise<Socket>((resolve) => server.httpServer.once('connection', resolve));
     const ws = rawSocket(server);
     await opened(ws);
-    const unsent = (await serverSide) as Socket;
+    const unsent = await serverSide;
     expect(await initAnswer(ws, { token })).toBe('connection_ack');
+    return { token, ws, unsent };
+  };
+  const bigPing = JSON.stringify({ type: 'ping', payload: { padding: 'p'.repeat(60_000) } });
+
+  it('is not read from while its unsent answers exceed 1 MiB, as an HTTP client is not; once it reads, every answer comes', async () => {
+    const { ws, unsent } = await acknowledgedSocket();
     let pongs = 0;
     ws.on('message', (data) => void (JSON.parse(String(data)).type === 'pong' && pongs++));
     ws.pause();
     // graphql-ws answers a ping with a pong of the same payload: 300 of 60 KB is 18 MB of answers.
-    const ping = JSON.stringify({ type: 'ping', payload: { padding: 'p'.repeat(60_000) } });
-    for (let i = 0; i < 300; i++) ws.send(ping);
+    for (let i = 0; i < 300; i++) ws.send(bigPing);
     await sleep(1_000);
     expect(unsent.writableLength).toBeLessThan(2 * 1024 * 1024);
     ws.resume();
@@ -565,19 +570,13 @@ describe('a client that does not read its answers', () => {
   });
 
   it('is dropped once the events pushed to it on top of that pass 2 MiB unsent, rather than held in memory until its pings time out', async () => {
-    const { token } = await newUserSession(server);
-    const serverSide = new Promise<Socket>((resolve) => server.httpServer.once('connection', resolve));
-    const ws = rawSocket(server);
-    await opened(ws);
-    const unsent = (await serverSide) as Socket;
-    expect(await initAnswer(ws, { token })).toBe('connection_ack');
+    const { token, ws, unsent } = await acknowledgedSocket();
     for (let id = 0; id < 20; id++) ws.send(JSON.stringify({ id: String(id), type: 'subscribe', payload: { query: 'subscription { sessionEvents(expiringSoonLead: 0) { kind expiresAt } }' } }));
     await sleep(300);
     ws.pause();
     // Answers fill the buffers between the two ends (up to tens of MB on loopback) until this process stops reading the client.
-    const ping = JSON.stringify({ type: 'ping', payload: { padding: 'p'.repeat(60_000) } });
     for (let i = 0; i < 1_000 && unsent.writableLength <= 1024 * 1024; i++) {
-      ws.send(ping);
+      ws.send(bigPing);
       if (i % 50 === 49) await sleep(50);
     }
     expect(unsent.writableLength, 'the client is no longer read from').toBeGreaterThan(1024 * 1024);
