@@ -39,13 +39,14 @@ async function main() {
     throw err;
   }
   logger.info({ url: cluster.url, workers, database: database.description }, 'sessions API cluster ready');
-  printUrls(cluster.url, settings, database.description, [
-    `  Balancer:     HAProxy (${cluster.configPath}), ${workers} API processes on ports ${cluster.workers.map((w) => w.port).join(', ')}`,
-  ]);
+  // Before the URLs are printed: whoever reads them may send a signal at once.
   stopOnSignals(logger, async () => {
     await cluster.stop();
     await database.stop();
   });
+  printUrls(cluster.url, settings, database.description, [
+    `  Balancer:     HAProxy (${cluster.configPath}), ${workers} API processes on ports ${cluster.workers.map((w) => w.port).join(', ')}`,
+  ]);
 }
 
 main().catch((err: unknown) => exitOnStartupFailure(err));

@@ -25,7 +25,8 @@ export function printUrls(url: string, settings: Settings, databaseDescription: 
 
 /**
  * SIGTERM, SIGINT and SIGHUP (its terminal closed) run `stop` once, then exit: 0 when it stopped, 1
- * when stopping failed (logged).
+ * when stopping failed (logged). A second signal while it stops exits at once, with 1 (a graceful
+ * stop waits for a database that does not answer; an embedded one is stopped by its watchdog).
  * Returns the same shutdown, for other reasons to stop (`why` is logged, `code` is the exit code on success).
  */
 export function stopOnSignals(logger: Logger, stop: () => Promise<void>): (why: string, code?: number) => Promise<void> {
@@ -42,7 +43,13 @@ export function stopOnSignals(logger: Logger, stop: () => Promise<void>): (why: 
       process.exit(1);
     }
   };
-  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => void shutdown(signal));
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      if (!stopping) return void shutdown(signal);
+      logger.warn({ why: signal }, 'told again to stop: stopping at once');
+      process.exit(1);
+    });
+  }
   return shutdown;
 }
 

@@ -18,11 +18,12 @@ async function main() {
     throw err;
   });
   logger.info({ url: server.url, database: database.description }, 'sessions API ready');
-  printUrls(server.url, settings, database.description);
+  // Before the URLs are printed: whoever reads them may send a signal at once.
   stopOnSignals(logger, async () => {
     await server.stop();
     await database.stop();
   });
+  printUrls(server.url, settings, database.description);
 }
 
 main().catch((err: unknown) => exitOnStartupFailure(err, connectingTo));

@@ -6,7 +6,8 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { testDatabaseUri } from '../helpers/server.js';
+import { FaultProxy } from '../helpers/faultProxy.js';
+import { sleep, testDatabaseUri } from '../helpers/server.js';
 
 interface Outcome {
   code: number | null;
@@ -122,6 +123,27 @@ describe('npm start told its terminal has closed (SIGHUP)', { timeout: 60_000 },
     server.kill('SIGHUP');
     expect(await closed).toBe(1001);
     expect(await exited, output()).toBe(0);
+  });
+});
+
+describe('npm start told twice to stop', { timeout: 60_000 }, () => {
+  it('stops at once on the second signal while a database that does not answer holds up its graceful stop', async () => {
+    const proxy = await FaultProxy.start(testDatabaseUri());
+    try {
+      const { child: server, output } = await serving(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
+        PATH: process.env.PATH,
+        ...SERVING_ENV,
+        MONGODB_URI: proxy.uri,
+      });
+      const exited = new Promise<number | null>((resolve) => server.on('exit', resolve));
+      proxy.silence();
+      server.kill('SIGTERM');
+      expect(await Promise.race([exited, sleep(1_000).then(() => 'stopping')]), output()).toBe('stopping');
+      server.kill('SIGTERM');
+      expect(await Promise.race([exited, sleep(2_000).then(() => 'still stopping')]), output()).toBe(1);
+    } finally {
+      await proxy.close();
+    }
   });
 });
 
