@@ -1,3 +1,4 @@
+import { distance } from 'fastest-levenshtein';
 import { z } from 'zod';
 import { trustProxy } from './server/clientAddress.js';
 import { parseAllowedOrigins } from './server/origin.js';
@@ -323,6 +324,10 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
         `This server reads: ${KNOWN_SESSION_VARIABLES.join(', ')}.`,
     );
   }
+  const misspelt = misspeltSettings(source);
+  if (misspelt.length > 0) {
+    warnings.push(`Environment variables that look like misspelt settings, ignored: ${misspelt.map(([name, setting]) => `${name} (${setting}?)`).join(', ')}.`);
+  }
   // What the schema alone cannot refuse (an alias that contradicts its name, SameSite=None without
   // Secure): every such issue named in one error.
   const issues: string[] = [];
@@ -390,7 +395,8 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
   };
 }
 
-const KNOWN_SESSION_VARIABLES = Object.keys(schema.shape).filter((name) => name.startsWith('SESSION_'));
+const SETTINGS = Object.keys(schema.shape);
+const KNOWN_SESSION_VARIABLES = SETTINGS.filter((name) => name.startsWith('SESSION_'));
 
 /** SESSION_* variables this server does not read: a misspelt or unsupported Django setting is named, never silently ignored. */
 function unknownSessionVariables(source: NodeJS.ProcessEnv): string[] {
@@ -398,6 +404,21 @@ function unknownSessionVariables(source: NodeJS.ProcessEnv): string[] {
   return Object.keys(source)
     .filter((name) => name.startsWith('SESSION_') && !known.has(name))
     .sort();
+}
+
+/**
+ * Other variables (SESSION_* ones are named above) within a few typing slips of a setting, each with
+ * that setting: `LOGIN_RATE_LIMT=3` would otherwise leave the limit at its default without a word.
+ * Settings of under 8 characters are left out, lest every short variable of the environment match.
+ */
+function misspeltSettings(source: NodeJS.ProcessEnv): Array<[string, string]> {
+  const found: Array<[string, string]> = [];
+  for (const name of Object.keys(source).sort()) {
+    if (SETTINGS.includes(name) || name.startsWith('SESSION_') || !/^[A-Z0-9_]+$/.test(name)) continue;
+    const setting = SETTINGS.find((s) => s.length >= 8 && distance(name, s) <= (s.length >= 16 ? 3 : 2));
+    if (setting) found.push([name, setting]);
+  }
+  return found;
 }
 
 /**

@@ -220,6 +220,26 @@ describe('loadSettings', () => {
     expect(s.warnings[0]).not.toMatch(/ignored: [^.]*(SESSION_COOKIE_AGE|SESSIONS_EMBEDDED_DB|SOMETHING_ELSE)/);
   });
 
+  it('names variables that look like misspelt settings, with the setting each may mean, and not the usual others', () => {
+    const s = loadSettings({
+      LOGIN_RATE_LIMT: '3',
+      MAX_SESSION_PER_USER: '5',
+      HTTP_KEEPALIVE_TIMEOUT: '10',
+      WS_PING_INTERVAL_MS: '20000',
+      MONGODB_URL: 'mongodb://db/x',
+      HTTP_PROXY: 'http://proxy:3128',
+      NODE_OPTIONS: '--max-old-space-size=4096',
+      HOSTNAME: 'box',
+      SESSIONS_EMBEDDED_DB: 'ferretdb',
+      LOGIN_RATE_LIMIT: '4',
+    });
+    expect(s.warnings).toEqual([
+      'Environment variables that look like misspelt settings, ignored: HTTP_KEEPALIVE_TIMEOUT (HTTP_KEEP_ALIVE_TIMEOUT?), ' +
+        'LOGIN_RATE_LIMT (LOGIN_RATE_LIMIT?), MAX_SESSION_PER_USER (MAX_SESSIONS_PER_USER?), MONGODB_URL (MONGODB_URI?), WS_PING_INTERVAL_MS (WS_PING_INTERVAL?).',
+    ]);
+    expect(s.loginRateLimit.perUserAndAddress.limit).toBe(4);
+  });
+
   it('warns when SESSION_COOKIE_PATH does not cover /graphql (the browser would not send the cookie to the API)', () => {
     for (const path of ['/', '/graphql']) expect(loadSettings({ SESSION_COOKIE_PATH: path }).warnings).toEqual([]);
     for (const path of ['/app', '/graph', '/graphql/']) {
