@@ -225,6 +225,9 @@ const ALIASES = [
 
 const DEFAULT_MAX_CONCURRENT_TOKEN_READS = 16;
 
+/** Waits written in seconds where the other waits are in ms: 1 000 or more may well be ms written as seconds. */
+const WAITS_IN_SECONDS = ['WS_PING_INTERVAL', 'HTTP_REQUEST_TIMEOUT', 'HTTP_KEEP_ALIVE_TIMEOUT', 'EXPIRY_RECHECK_MAX_WAIT', 'DATABASE_OPERATION_TIMEOUT'] as const;
+
 /** Where the API is served: the session cookie must reach it (and the websocket upgrade, on the same path). */
 const API_PATH = '/graphql';
 
@@ -323,6 +326,10 @@ export function loadSettings(source: NodeJS.ProcessEnv = process.env): Settings 
       `Unknown SESSION_* environment variables, ignored: ${unknown.join(', ')}. ` +
         `This server reads: ${KNOWN_SESSION_VARIABLES.join(', ')}.`,
     );
+  }
+  for (const name of WAITS_IN_SECONDS) {
+    const value = e[name];
+    if (value >= 1000) warnings.push(`${name}=${value} is in seconds (${(value / 3600).toFixed(1)} h): if milliseconds were meant, write ${Math.max(1, Math.round(value / 1000))}.`);
   }
   const misspelt = misspeltSettings(source);
   if (misspelt.length > 0) {

@@ -220,6 +220,13 @@ describe('loadSettings', () => {
     expect(s.warnings[0]).not.toMatch(/ignored: [^.]*(SESSION_COOKIE_AGE|SESSIONS_EMBEDDED_DB|SOMETHING_ELSE)/);
   });
 
+  it('warns of a wait in seconds long enough to have been meant as milliseconds', () => {
+    expect(loadSettings({ HTTP_REQUEST_TIMEOUT: '15000' }).warnings).toEqual([
+      'HTTP_REQUEST_TIMEOUT=15000 is in seconds (4.2 h): if milliseconds were meant, write 15.',
+    ]);
+    expect(loadSettings({ HTTP_REQUEST_TIMEOUT: '999', DATABASE_OPERATION_TIMEOUT: '600' }).warnings).toEqual([]);
+  });
+
   it('names variables that look like misspelt settings, with the setting each may mean, and not the usual others', () => {
     const s = loadSettings({
       LOGIN_RATE_LIMT: '3',
