@@ -57,9 +57,12 @@ const oid = (id: string) => new mongoose.Types.ObjectId(id);
  * Every process that follows a session has its own deadline at its expiry, so a timeout there needs
  * no record. One that ends a version before its expiry (an end announced while the database did
  * not answer, made to stick over a renewal: SessionService.endAfterAnnouncedTimeout) brings the
- * expiry forward to the end, and the processes that know the renewal must hear of it.
+ * expiry forward to the end, and the processes that know the renewal must hear of it. So must
+ * those of a timeout at SESSION_MAX_LIFETIME: during a rolling restart that sets or lowers it, the
+ * processes still on the old settings have their deadline later.
  */
-const needsRecord = (next: Session) => next.endReason !== 'TIMEOUT' || next.expiry.expiresAt.getTime() >= next.endedAt!.getTime();
+const needsRecord = (next: Session) =>
+  next.endReason !== 'TIMEOUT' || next.expiry.limitedBy === 'MAX_LIFETIME' || next.expiry.expiresAt.getTime() >= next.endedAt!.getTime();
 
 /** A record of the change log: a version as written, or (`intent`) a version about to be committed. */
 export type LoggedChange = { at: Date; session: Session; intent?: undefined } | { at: Date; intent: { sessionId: string; version: number }; session?: undefined };

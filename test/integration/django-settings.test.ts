@@ -280,6 +280,28 @@ describe('a restart with other settings, on the sessions saved before it', () =>
     }
   });
 
+  it('during a rolling restart, a session that a process with the new cap ends at it is ended on a process without it too', async () => {
+    const without = await startTestServer();
+    const capped = await startTestServer({ SESSION_MAX_LIFETIME: '3' }, without.mongoUri);
+    try {
+      const user = await newUserSession(without); // saved with two weeks
+      expect((await without.gql(SESSION, {}, { token: user.token })).data?.session.id).toBe(user.session.id); // in that process's cache
+      const onCapped = new EventRecorder(capped, user.token);
+      const onWithout = new EventRecorder(without, user.token);
+      await onCapped.ready(capped, user.session.id);
+      await onWithout.ready(without, user.session.id);
+      await onCapped.untilEvent('EXPIRED', 6000);
+      // Within the change feed's delay (polls of 50 ms here, the cache's 300 ms).
+      const ended = await onWithout.untilEvent('EXPIRED', 1500);
+      expect(ended.reason).toBe('TIMEOUT');
+      expect(errorCode(await without.gql(SESSION, {}, { token: user.token }))).toBe('SESSION_EXPIRED');
+      await Promise.all([onCapped.dispose(), onWithout.dispose()]);
+    } finally {
+      await capped.stop();
+      await without.stop();
+    }
+  });
+
   it('under SESSION_SAVE_EVERY_REQUEST, a request saves the shorter expiry of a lowered SESSION_COOKIE_AGE or SESSION_MAX_EXPIRY, and subscribers hear of it', async () => {
     let byDefault!: Awaited<ReturnType<typeof newUserSession>>;
     let hour!: Awaited<ReturnType<typeof newUserSession>>;
