@@ -58,25 +58,33 @@ export class DatabaseUnavailableError extends Error {
   }
 }
 
+/** True when `err`, or an error it wraps (`wrappedIn`, at most 4 deep), passes `test`. */
+function anyInChain(err: unknown, test: (e: Error) => boolean, depth = 0): boolean {
+  if (!(err instanceof Error) || depth > 4) return false;
+  return test(err) || wrappedIn(err).some((inner) => anyInChain(inner, test, depth + 1));
+}
+
 /**
  * True when `err`, or an error it wraps (`wrappedIn`), says that the database could not be reached,
  * or could not take the write for now (SQLite's write lock held past its timeout, its storage
  * full): what clients are told as DATABASE_UNAVAILABLE. By name, since mongoose may bring a copy
  * of the driver of its own.
  */
-export function isDatabaseUnreachable(err: unknown, depth = 0): boolean {
-  if (!(err instanceof Error) || depth > 4) return false;
-  if (UNREACHABLE.has(err.name)) return true;
-  if (err.name === 'MongooseError' && MONGOOSE_UNREACHABLE.test(err.message)) return true;
-  if (ferretdbInternal(err, FERRETDB_BACKEND_UNREACHABLE) || ferretdbInternal(err, FERRETDB_STORAGE_FULL)) return true;
-  if (NETWORK_CODES.has(String((err as { code?: unknown }).code))) return true;
-  return wrappedIn(err).some((inner) => isDatabaseUnreachable(inner, depth + 1));
+export function isDatabaseUnreachable(err: unknown): boolean {
+  return anyInChain(
+    err,
+    (e) =>
+      UNREACHABLE.has(e.name) ||
+      (e.name === 'MongooseError' && MONGOOSE_UNREACHABLE.test(e.message)) ||
+      ferretdbInternal(e, FERRETDB_BACKEND_UNREACHABLE) ||
+      ferretdbInternal(e, FERRETDB_STORAGE_FULL) ||
+      NETWORK_CODES.has(String((e as { code?: unknown }).code)),
+  );
 }
 
 /** True when `err`, or an error it wraps, is a write the database refused because its storage is full. */
-export function isStorageFull(err: unknown, depth = 0): boolean {
-  if (!(err instanceof Error) || depth > 4) return false;
-  return ferretdbInternal(err, FERRETDB_STORAGE_FULL) || wrappedIn(err).some((inner) => isStorageFull(inner, depth + 1));
+export function isStorageFull(err: unknown): boolean {
+  return anyInChain(err, (e) => ferretdbInternal(e, FERRETDB_STORAGE_FULL));
 }
 
 /**
